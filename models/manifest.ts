@@ -1,0 +1,91 @@
+// The contract between `vistyle model build` (models/) and the engine (src/engine): a built model
+// folder holds vistyle-model.json (this schema), the three ONNX graphs, and copies of the
+// checkpoint's tokenizer, chat template, preprocessor and generation configs.
+//
+// Graph inputs and outputs (B batch, T new tokens, P cached tokens, D text hidden, S image size,
+// N image tokens per image, V vocab rows, kvH key/value heads, hd head dim):
+//   vision.onnx   pixel_values  float32 [B,3,S,S]   -> image_features float32 [B,N,D]
+//   embed.onnx    input_ids     int64   [B,T]       -> inputs_embeds  float32 [B,T,D]
+//   decoder.onnx  inputs_embeds float32 [B,T,D]
+//                 position_ids  int64   [B,T]
+//                 attention_mask int64  [B,P+T]      (1 = real token, 0 = left padding)
+//                 past.<i>      cache   [P,2,B,kvH,hd]  per layer i; [:,0] keys after RoPE, [:,1] values
+//                 -> logits     float32 [B,V]        (last position only; [B,T,V] when allPositionLogits)
+//                 -> present.<i> cache  [T,2,B,kvH,hd]  the new positions only
+// The cache is sequence-major so that the filled part of a preallocated buffer is a contiguous
+// prefix, fed as a zero-copy view; the engine writes each present.<i> in place after it.
+// LoRA inputs (when built with LoRA): for each target, `<inputA>` [r,in] and `<inputB>` [out,r]
+// with r dynamic (r = 0 feeds "no adapter"); the engine folds the adapter's scale into B.
+import { z } from 'zod';
+
+export const MANIFEST_FILE = 'vistyle-model.json';
+export const MANIFEST_FORMAT = 'vistyle-model';
+export const MANIFEST_VERSION = 1;
+
+export const LoraTargetSchema = z.object({
+  /** Canonical module path, e.g. `language_model.layers.3.self_attn.q_proj` or
+   *  `vision_tower.encoder.layers.0.self_attn.out_proj`. */
+  module: z.string(),
+  graph: z.enum(['vision', 'decoder']),
+  inputA: z.string(),
+  inputB: z.string(),
+  inFeatures: z.number().int().positive(),
+  outFeatures: z.number().int().positive(),
+});
+export type LoraTarget = z.infer<typeof LoraTargetSchema>;
+
+export const ModelManifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  version: z.literal(MANIFEST_VERSION),
+  createdAt: z.string(),
+  builder: z.string(),
+  dtype: z.enum(['fp32', 'fp16']),
+  source: z.object({
+    checkpoint: z.string(),
+    modelType: z.string(),
+  }),
+  text: z.object({
+    hiddenSize: z.number().int().positive(),
+    numLayers: z.number().int().positive(),
+    numHeads: z.number().int().positive(),
+    numKvHeads: z.number().int().positive(),
+    headDim: z.number().int().positive(),
+    vocabSize: z.number().int().positive(),
+    maxPositionEmbeddings: z.number().int().positive(),
+  }),
+  vision: z.object({
+    imageSize: z.number().int().positive(),
+    patchSize: z.number().int().positive(),
+    /** Image feature rows per image (= image tokens in the prompt). */
+    imageTokens: z.number().int().positive(),
+  }),
+  tokens: z.object({
+    imageTokenId: z.number().int().nonnegative(),
+    eosTokenIds: z.array(z.number().int().nonnegative()).min(1),
+    padTokenId: z.number().int().nonnegative().nullable(),
+    bosTokenId: z.number().int().nonnegative().nullable(),
+  }),
+  graphs: z.object({
+    vision: z.string(),
+    embed: z.string(),
+    decoder: z.string(),
+  }),
+  kvCache: z.object({
+    layout: z.literal('seq-major'),
+    dtype: z.enum(['float32', 'float16']),
+  }),
+  allPositionLogits: z.boolean(),
+  lora: z.object({
+    targets: z.array(LoraTargetSchema),
+  }),
+  /** Files copied from the checkpoint, relative to the built folder. */
+  files: z.object({
+    config: z.string(),
+    tokenizer: z.string(),
+    tokenizerConfig: z.string().nullable(),
+    chatTemplate: z.string().nullable(),
+    preprocessorConfig: z.string(),
+    generationConfig: z.string().nullable(),
+  }),
+});
+export type ModelManifest = z.infer<typeof ModelManifestSchema>;

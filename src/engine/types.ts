@@ -1,0 +1,112 @@
+// The engine's public contract: what the bot, the scheduler and the CLI see. The engine itself
+// runs in a worker thread (src/engine/worker*.ts); these types cross that boundary as plain data.
+
+/** How the next token is chosen. `greedy` is plain argmax over every logit with no processors. */
+export interface SamplingOptions {
+  greedy: boolean;
+  temperature: number;
+  /** 0 disables top-k. */
+  topK: number;
+  /** 1 disables nucleus sampling. */
+  topP: number;
+  /** 1 disables the repetition penalty (CTRL-style: divide positive logits, multiply negative). */
+  repetitionPenalty: number;
+  /** 0 disables the no-repeat n-gram ban. */
+  noRepeatNgramSize: number;
+  maxNewTokens: number;
+  /** Generation stops when the decoded text contains one of these; the stop string is not returned. */
+  stopStrings: string[];
+  /** Seed for the sampler's RNG; a fixed seed reproduces the same answer. */
+  seed?: number;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  text: string;
+  /** The conversation's picture is shown in this user message (at most one message sets it). */
+  image?: boolean;
+}
+
+/** A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors). */
+export interface AdapterRef {
+  path: string;
+  /** Overrides the adapter's own lora_alpha / r. */
+  scale?: number;
+}
+
+export interface GenerateRequest {
+  /** Encoded image bytes (JPEG, PNG, WebP, GIF). Required when a message has `image: true`. */
+  image?: Uint8Array;
+  /** The whole conversation, oldest first, ending with the user turn to answer. */
+  messages: ChatMessage[];
+  /** LoRA adapter for this request only; null/undefined runs the base model. */
+  adapter?: AdapterRef | null;
+  sampling?: Partial<SamplingOptions>;
+}
+
+export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
+
+export interface GenerationTimings {
+  imageMs: number; // decode + resize + normalise
+  visionMs: number; // vision graph
+  prefillMs: number; // embeddings + decoder over the prompt
+  decodeMs: number; // every step after the first token
+  totalMs: number;
+}
+
+export interface GenerationResult {
+  text: string;
+  /** Generated token ids (without the prompt; without the EOS token). */
+  tokens: number[];
+  promptTokens: number;
+  /** From the start of the request to the first generated token. */
+  ttftMs: number;
+  /** Generated tokens after the first, per second of decoding. */
+  tokensPerSecond: number;
+  finishReason: FinishReason;
+  timings: GenerationTimings;
+}
+
+/**
+ * Text deltas as they are generated. Never splits a UTF-8 character. Iterating it drives the
+ * request; `result` settles when the generation ends (rejects with a VistyleError on failure).
+ */
+export interface GenerationStream extends AsyncIterable<string> {
+  readonly result: Promise<GenerationResult>;
+}
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface EngineOptions {
+  /** A folder written by `vistyle model build` (holds vistyle-model.json). */
+  modelDir: string;
+  provider?: ExecutionProvider;
+  /** CUDA device id. */
+  deviceId?: number;
+  /** onnxruntime intra-op threads (0 = onnxruntime's default). */
+  threads?: number;
+  /** Longest conversation (prompt + answer) in tokens; the KV cache is preallocated for it. */
+  maxContextTokens?: number;
+  /** Images with more pixels than this are refused before decoding. */
+  maxImagePixels?: number;
+  /** Encoded images larger than this are refused. */
+  maxImageBytes?: number;
+}
+
+export interface ModelInfo {
+  modelDir: string;
+  dtype: 'fp32' | 'fp16';
+  provider: ExecutionProvider;
+  maxContextTokens: number;
+  imageSize: number;
+  imageTokens: number;
+  eosTokenIds: number[];
+  /** LoRA targets the graphs accept (empty when built with --no-lora). */
+  loraTargets: string[];
+}
+
+export interface Engine {
+  readonly info: ModelInfo;
+  generate(request: GenerateRequest, options?: { signal?: AbortSignal }): GenerationStream;
+  close(): Promise<void>;
+}

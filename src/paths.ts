@@ -1,0 +1,28 @@
+// Where vistyle keeps things on disk by default.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export const DEFAULT_MODEL_ID = 'llava-hf/llava-interleave-qwen-0.5b-hf';
+
+/** VISTYLE_HOME, default ~/.vistyle. */
+export function vistyleHome(): string {
+  return process.env.VISTYLE_HOME ?? join(homedir(), '.vistyle');
+}
+
+/** Folder of a pulled model: <home>/models/<owner>--<name>/{checkpoint,built}. */
+export function pulledModelRoot(modelId: string = DEFAULT_MODEL_ID): string {
+  return join(vistyleHome(), 'models', modelId.replace('/', '--'));
+}
+
+export function pulledCheckpointDir(modelId: string = DEFAULT_MODEL_ID): string {
+  return join(pulledModelRoot(modelId), 'checkpoint');
+}
+
+export function pulledBuiltDir(modelId: string = DEFAULT_MODEL_ID): string {
+  return join(pulledModelRoot(modelId), 'built');
+}
+
+/** The model `ask` and `start` use: --model, then VISTYLE_MODEL_DIR, then the pulled model. */
+export function resolveModelDir(explicit?: string): string {
+  return explicit ?? process.env.VISTYLE_MODEL_DIR ?? pulledBuiltDir();
+}
