@@ -1,4 +1,10 @@
-// PLACEHOLDER: replaced by the module that implements `vistyle model`.
+// `vistyle model <pull|build>`
 import type { Command } from 'commander';
+import { registerModelBuildCommand } from './model-build.js';
+import { registerModelPullCommand } from './model-pull.js';
 
-export function registerModelCommands(_program: Command): void {}
+export function registerModelCommands(program: Command): void {
+  const model = program.command('model').description('fetch and build the model');
+  registerModelPullCommand(model);
+  registerModelBuildCommand(model);
+}
