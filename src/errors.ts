@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'IMAGE_CORRUPT' // truncated or damaged image data
   | 'IMAGE_TOO_LARGE' // over the pixel or byte limit (checked before decoding)
   | 'QUESTION_EMPTY'
+  | 'IMAGE_MISSING' // a question with no picture and no conversation to continue
   | 'PROMPT_TOO_LONG' // conversation does not fit in the model's context
   // model files and build
   | 'CHECKPOINT_INVALID' // missing/invalid file, field or tensor in a HF checkpoint
@@ -23,6 +24,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'QUEUE_FULL'
   | 'NOT_ALLOWED'
+  | 'SHUTTING_DOWN' // the bot is stopping and takes no new requests
   | 'NETWORK'
   | 'CONFIG_INVALID'
   | 'STYLE_UNKNOWN'
