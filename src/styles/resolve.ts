@@ -1,0 +1,55 @@
+// The one place `vistyle ask` turns its --style / --adapter / --raw flags into engine input.
+//   (no flags)        the registry's default style
+//   --style ID        that style's prompt, examples, overrides and adapter
+//   --adapter DIR     a PEFT adapter folder used instead of the style's (its own scale)
+//   --raw             a bare conversation: no system prompt, no examples, no overrides; only an
+//                     --adapter given on the command line applies
+import { resolve } from 'node:path';
+import { VistyleError } from '../errors.js';
+import { buildStyledRequest, type StyledRequest } from './conversation.js';
+import { openStyleRegistry } from './registry.js';
+import type { Language, Style, StyleRegistry } from './types.js';
+
+export interface AskStyleFlags {
+  style?: string;
+  adapter?: string;
+  raw?: boolean;
+}
+
+export interface AskStyleInput extends AskStyleFlags {
+  question?: string;
+  language?: Language;
+  /** Defaults to the registry from VISTYLE_STYLES_FILE (not watched). */
+  registry?: StyleRegistry;
+}
+
+export type ResolvedAskRequest = StyledRequest & { style: Style | null };
+
+export function resolveAskRequest(input: AskStyleInput): ResolvedAskRequest {
+  if (input.raw && input.style !== undefined) {
+    throw new VistyleError('CONFIG_INVALID', '--raw and --style cannot be used together (--raw means no style)');
+  }
+  const adapter = input.adapter ? { path: resolve(input.adapter) } : undefined;
+  let style: Style | null = null;
+  if (!input.raw) {
+    const registry = input.registry ?? openStyleRegistry({ watch: false });
+    try {
+      style = input.style === undefined ? registry.defaultStyle() : (registry.get(input.style) ?? null);
+      if (!style) {
+        const known = registry.list().map((s) => s.id).join(', ');
+        throw new VistyleError('STYLE_UNKNOWN', `unknown style "${input.style}" (known: ${known})`, {
+          details: { style: input.style },
+        });
+      }
+    } finally {
+      if (!input.registry && 'close' in registry && typeof registry.close === 'function') registry.close();
+    }
+  }
+  const request = buildStyledRequest(style, {
+    ...(input.question === undefined ? {} : { question: input.question }),
+    ...(input.language === undefined ? {} : { language: input.language }),
+    ...(adapter === undefined ? {} : { adapter }),
+    raw: input.raw === true,
+  });
+  return { ...request, style };
+}
