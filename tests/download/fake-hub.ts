@@ -231,7 +231,8 @@ export class FakeHub {
     const corrupt = this.faults.corrupt.get(file.path);
     if (corrupt) {
       data = Buffer.from(data);
-      data[Math.floor(data.length / 2)] ^= 0xff;
+      const middle = Math.floor(data.length / 2);
+      data[middle] = (data[middle] ?? 0) ^ 0xff;
       if (corrupt === 'once') this.faults.corrupt.delete(file.path);
     }
     const size = data.length;

@@ -237,7 +237,7 @@ describe('downloadCheckpoint from the Hugging Face API', () => {
     const first = await downloadCheckpoint(options());
     const damaged = join(first.dir, 'tokenizer_config.json');
     const bytes = readFileSync(damaged);
-    bytes[0] ^= 0xff;
+    bytes[0] = (bytes[0] ?? 0) ^ 0xff;
     writeFileSync(damaged, bytes);
     hub.requests.length = 0;
     const skipped: string[] = [];
