@@ -56,7 +56,7 @@ export function ortNativeDir(): string {
   return join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
 }
 
-export const CUDA_PROVIDER_LIBRARIES = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
+export const CUDA_PROVIDER_LIBRARIES = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'];
 
 /** Throws PROVIDER_UNAVAILABLE when the CUDA provider's own libraries are not installed. */
 export function assertCudaProviderInstalled(nativeDir: string = ortNativeDir()): void {
