@@ -1,0 +1,249 @@
+// The bot's configuration, read from the environment (and `.env`, loaded by the CLI first through
+// dotenv.ts). Every variable is validated with zod; an invalid value is a CONFIG_INVALID error that
+// names the variable (and never echoes a secret). Tokens are registered with the logger's
+// redaction as soon as they are read.
+import { join } from 'node:path';
+import { z } from 'zod';
+import { VistyleError } from '../errors.js';
+import { registerSecret } from '../log.js';
+import { resolveModelDir, vistyleHome } from '../paths.js';
+import type { ExecutionProvider } from '../engine/types.js';
+import type { Language } from '../styles/types.js';
+
+export interface TelegramConfig {
+  token: string;
+  apiRoot?: string;
+  webhook?: { url: string; secretToken: string; port: number; host: string };
+}
+
+export interface DiscordConfig {
+  token: string;
+  applicationId: string;
+  guildId?: string;
+  apiRoot?: string;
+  gatewayUrl?: string;
+  mentionMode: boolean;
+}
+
+export interface LimitsConfig {
+  /** Requests the engine runs at once (VISTYLE_ENGINE_SLOTS). */
+  engineSlots: number;
+  /** Requests one user may have queued or running (VISTYLE_USER_IN_FLIGHT). */
+  userInFlight: number;
+  /** Requests one user may make per minute; 0 = unlimited (VISTYLE_USER_PER_MINUTE). */
+  userPerMinute: number;
+  /** Waiting requests beyond which new ones are refused as busy (VISTYLE_MAX_QUEUE). */
+  maxQueueLength: number;
+  /** Longest a request may run on the engine (VISTYLE_REQUEST_TIMEOUT_SECONDS). */
+  requestTimeoutMs: number;
+  /** Largest encoded picture accepted (VISTYLE_MAX_IMAGE_BYTES). */
+  maxImageBytes: number;
+  /** Longest question accepted (VISTYLE_MAX_QUESTION_CHARS). */
+  maxQuestionChars: number;
+  /** Earlier question/answer pairs kept per conversation (VISTYLE_HISTORY_TURNS). */
+  historyTurns: number;
+  /** Conversations idle longer than this are forgotten (VISTYLE_CONVERSATION_TTL_HOURS). */
+  conversationTtlMs: number;
+  /** On shutdown, how long running requests may finish (VISTYLE_SHUTDOWN_DRAIN_SECONDS). */
+  shutdownDrainMs: number;
+}
+
+export interface AccessConfig {
+  /** Entries are `id` (any platform) or `platform:id`. Empty list: everyone. */
+  allowedUsers: string[];
+  allowedChats: string[];
+  allowedGuilds: string[];
+  adminIds: string[];
+}
+
+export interface AppConfig {
+  telegram?: TelegramConfig;
+  discord?: DiscordConfig;
+  model: { dir: string; provider: ExecutionProvider; deviceId: number; threads: number; maxContextTokens?: number };
+  home: string;
+  dbPath: string;
+  stylesFile: string | null;
+  limits: LimitsConfig;
+  access: AccessConfig;
+  defaultLanguage: Language;
+  logLevel: string;
+  metrics?: { port: number; host: string };
+}
+
+const MiB = 1024 * 1024;
+
+const optionalText = z.string().trim().min(1).optional();
+const optionalUrl = z.url({ protocol: /^(https?|wss?)$/, error: 'expected an http(s) or ws(s) URL' }).optional();
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(min, { error: `expected at least ${min}` })
+    .max(max, { error: `expected at most ${max}` })
+    .default(fallback);
+const optionalInt = (min: number, max: number) =>
+  z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(min, { error: `expected at least ${min}` }).max(max, { error: `expected at most ${max}` }).optional();
+const bool = (fallback: boolean) =>
+  z
+    .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'], { error: 'expected true or false' })
+    .transform((value) => ['1', 'true', 'yes', 'on'].includes(value))
+    .default(fallback);
+const idList = z
+  .string()
+  .optional()
+  .transform((value) => (value ?? '').split(/[\s,]+/).map((entry) => entry.trim()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^(?:(?:telegram|discord):)?-?[\w.]+$/, { error: 'expected ids like 123 or telegram:123' })));
+
+/** Every variable, by its name, so validation errors name the variable. */
+const EnvSchema = z.object({
+  TELEGRAM_BOT_TOKEN: optionalText,
+  TELEGRAM_API_ROOT: optionalUrl,
+  TELEGRAM_WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'expected an https URL' }).optional(),
+  TELEGRAM_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,256}$/, { error: 'expected 1-256 characters A-Z, a-z, 0-9, _ or - (Telegram secret_token)' })
+    .optional(),
+  TELEGRAM_WEBHOOK_PORT: int(1, 65535, 8443),
+  TELEGRAM_WEBHOOK_HOST: z.string().trim().min(1).default('0.0.0.0'),
+  DISCORD_TOKEN: optionalText,
+  DISCORD_APPLICATION_ID: z.string().regex(/^\d{5,25}$/, { error: 'expected a numeric Discord id' }).optional(),
+  DISCORD_GUILD_ID: z.string().regex(/^\d{5,25}$/, { error: 'expected a numeric Discord id' }).optional(),
+  DISCORD_API_ROOT: optionalUrl,
+  DISCORD_GATEWAY_URL: optionalUrl,
+  DISCORD_MENTION_MODE: bool(false),
+  VISTYLE_MODEL_DIR: optionalText,
+  VISTYLE_PROVIDER: z.enum(['cpu', 'cuda'], { error: 'expected cpu or cuda' }).default('cpu'),
+  VISTYLE_DEVICE_ID: int(0, 64, 0),
+  VISTYLE_THREADS: int(0, 1024, 0),
+  VISTYLE_MAX_CONTEXT_TOKENS: optionalInt(256, 1_000_000),
+  VISTYLE_HOME: optionalText,
+  VISTYLE_DB_PATH: optionalText,
+  VISTYLE_STYLES_FILE: optionalText,
+  VISTYLE_ENGINE_SLOTS: int(1, 64, 1),
+  VISTYLE_USER_IN_FLIGHT: int(1, 100, 1),
+  VISTYLE_USER_PER_MINUTE: int(0, 10_000, 6),
+  VISTYLE_MAX_QUEUE: int(1, 100_000, 100),
+  VISTYLE_REQUEST_TIMEOUT_SECONDS: int(1, 86_400, 180),
+  VISTYLE_MAX_IMAGE_BYTES: int(1024, 1024 * MiB, 20 * MiB),
+  VISTYLE_MAX_QUESTION_CHARS: int(1, 100_000, 2000),
+  VISTYLE_HISTORY_TURNS: int(0, 100, 6),
+  VISTYLE_CONVERSATION_TTL_HOURS: int(1, 24 * 365, 48),
+  VISTYLE_SHUTDOWN_DRAIN_SECONDS: int(0, 3600, 30),
+  VISTYLE_ALLOWED_USERS: idList,
+  VISTYLE_ALLOWED_CHATS: idList,
+  VISTYLE_ALLOWED_GUILDS: idList,
+  VISTYLE_ADMIN_IDS: idList,
+  VISTYLE_DEFAULT_LANGUAGE: z.enum(['en', 'zh'], { error: 'expected en or zh' }).default('en'),
+  VISTYLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }).default('info'),
+  VISTYLE_METRICS_PORT: optionalInt(0, 65535),
+  VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+});
+
+export type EnvVars = z.input<typeof EnvSchema>;
+
+/** Variables whose values are secrets: registered for redaction and never echoed in errors. */
+export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET'] as const;
+
+/** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const known = Object.keys(EnvSchema.shape);
+  const input: Record<string, string> = {};
+  for (const name of known) {
+    const value = env[name];
+    if (value !== undefined && value.trim() !== '') input[name] = value.trim();
+  }
+  for (const name of SECRET_VARIABLES) registerSecret(input[name]);
+
+  const parsed = EnvSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '?');
+      const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
+      const shown = secret || input[name] === undefined ? '' : ` (got "${input[name]}")`;
+      return `${name}: ${issue.message}${shown}`;
+    });
+    throw new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
+      details: { variables: parsed.error.issues.map((issue) => String(issue.path[0])) },
+    });
+  }
+  const e = parsed.data;
+
+  if (e.TELEGRAM_WEBHOOK_URL && !e.TELEGRAM_WEBHOOK_SECRET) {
+    throw invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)');
+  }
+  if (e.DISCORD_TOKEN && !e.DISCORD_APPLICATION_ID) {
+    throw invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)');
+  }
+
+  const home = e.VISTYLE_HOME ?? vistyleHome();
+  const config: AppConfig = {
+    model: {
+      dir: resolveModelDir(e.VISTYLE_MODEL_DIR),
+      provider: e.VISTYLE_PROVIDER,
+      deviceId: e.VISTYLE_DEVICE_ID,
+      threads: e.VISTYLE_THREADS,
+      ...(e.VISTYLE_MAX_CONTEXT_TOKENS === undefined ? {} : { maxContextTokens: e.VISTYLE_MAX_CONTEXT_TOKENS }),
+    },
+    home,
+    dbPath: e.VISTYLE_DB_PATH ?? join(home, 'vistyle.db'),
+    stylesFile: e.VISTYLE_STYLES_FILE ?? null,
+    limits: {
+      engineSlots: e.VISTYLE_ENGINE_SLOTS,
+      userInFlight: e.VISTYLE_USER_IN_FLIGHT,
+      userPerMinute: e.VISTYLE_USER_PER_MINUTE,
+      maxQueueLength: e.VISTYLE_MAX_QUEUE,
+      requestTimeoutMs: e.VISTYLE_REQUEST_TIMEOUT_SECONDS * 1000,
+      maxImageBytes: e.VISTYLE_MAX_IMAGE_BYTES,
+      maxQuestionChars: e.VISTYLE_MAX_QUESTION_CHARS,
+      historyTurns: e.VISTYLE_HISTORY_TURNS,
+      conversationTtlMs: e.VISTYLE_CONVERSATION_TTL_HOURS * 3600_000,
+      shutdownDrainMs: e.VISTYLE_SHUTDOWN_DRAIN_SECONDS * 1000,
+    },
+    access: {
+      allowedUsers: e.VISTYLE_ALLOWED_USERS,
+      allowedChats: e.VISTYLE_ALLOWED_CHATS,
+      allowedGuilds: e.VISTYLE_ALLOWED_GUILDS,
+      adminIds: e.VISTYLE_ADMIN_IDS,
+    },
+    defaultLanguage: e.VISTYLE_DEFAULT_LANGUAGE,
+    logLevel: e.VISTYLE_LOG_LEVEL,
+  };
+  if (e.TELEGRAM_BOT_TOKEN) {
+    config.telegram = {
+      token: e.TELEGRAM_BOT_TOKEN,
+      ...(e.TELEGRAM_API_ROOT ? { apiRoot: e.TELEGRAM_API_ROOT } : {}),
+      ...(e.TELEGRAM_WEBHOOK_URL && e.TELEGRAM_WEBHOOK_SECRET
+        ? {
+            webhook: {
+              url: e.TELEGRAM_WEBHOOK_URL,
+              secretToken: e.TELEGRAM_WEBHOOK_SECRET,
+              port: e.TELEGRAM_WEBHOOK_PORT,
+              host: e.TELEGRAM_WEBHOOK_HOST,
+            },
+          }
+        : {}),
+    };
+  }
+  if (e.DISCORD_TOKEN && e.DISCORD_APPLICATION_ID) {
+    config.discord = {
+      token: e.DISCORD_TOKEN,
+      applicationId: e.DISCORD_APPLICATION_ID,
+      mentionMode: e.DISCORD_MENTION_MODE,
+      ...(e.DISCORD_GUILD_ID ? { guildId: e.DISCORD_GUILD_ID } : {}),
+      ...(e.DISCORD_API_ROOT ? { apiRoot: e.DISCORD_API_ROOT } : {}),
+      ...(e.DISCORD_GATEWAY_URL ? { gatewayUrl: e.DISCORD_GATEWAY_URL } : {}),
+    };
+  }
+  if (e.VISTYLE_METRICS_PORT !== undefined) config.metrics = { port: e.VISTYLE_METRICS_PORT, host: e.VISTYLE_METRICS_HOST };
+  return config;
+}
+
+function invalid(variable: string, message: string): VistyleError {
+  return new VistyleError('CONFIG_INVALID', `invalid configuration: ${variable} ${message}`, { details: { variables: [variable] } });
+}
+
+/** Whether an id list entry (`123` or `telegram:123`) matches this platform id. */
+export function idListMatches(list: readonly string[], platform: string, id: string | undefined): boolean {
+  if (id === undefined) return false;
+  return list.some((entry) => entry === id || entry === `${platform}:${id}`);
+}
