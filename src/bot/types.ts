@@ -78,6 +78,13 @@ export interface BotRequest {
   relatedMessageIds?: string[];
   /** The message this one replies to, if any. */
   replyToMessageId?: string;
+  /**
+   * The picture of the replied-to message, when that message carries one (Telegram: a reply to
+   * anyone's photo, e.g. "@bot what is this?" in a group). Used only when `replyToMessageId`
+   * does not continue a known conversation; then it starts a new one about that picture
+   * (instead of IMAGE_MISSING or a follow-up on an unrelated picture). Ignored when `image` is set.
+   */
+  replyImage?: ImageSource;
   /** Locale of this interaction when the platform gives one apart from the user (Discord). */
   locale?: string;
 }
