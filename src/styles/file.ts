@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { $ZodIssue } from 'zod/v4/core';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../../models/lora/names.js';
 import { VistyleError } from '../errors.js';
 import { builtinStyles, DEFAULT_QUESTION, DEFAULT_STYLE_ID } from './builtin.js';
 import {
@@ -19,8 +20,6 @@ import {
 } from './schema.js';
 import type { LocalizedText, Style } from './types.js';
 
-export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
-export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 
 export interface StylesIssue {
   /** The style the problem is in, when it is in one. */
