@@ -4,9 +4,9 @@ import { join } from 'node:path';
 
 export const DEFAULT_MODEL_ID = 'llava-hf/llava-interleave-qwen-0.5b-hf';
 
-/** VISTYLE_HOME, default ~/.vistyle. */
+/** VISTYLE_HOME, default ~/.vistyle. An empty value (`VISTYLE_HOME=` in an env file) counts as unset. */
 export function vistyleHome(): string {
-  return process.env.VISTYLE_HOME ?? join(homedir(), '.vistyle');
+  return process.env.VISTYLE_HOME?.trim() || join(homedir(), '.vistyle');
 }
 
 /** Folder of a pulled model: <home>/models/<owner>--<name>/{checkpoint,built}. */
@@ -24,5 +24,5 @@ export function pulledBuiltDir(modelId: string = DEFAULT_MODEL_ID): string {
 
 /** The model `ask` and `start` use: --model, then VISTYLE_MODEL_DIR, then the pulled model. */
 export function resolveModelDir(explicit?: string): string {
-  return explicit ?? process.env.VISTYLE_MODEL_DIR ?? pulledBuiltDir();
+  return explicit || process.env.VISTYLE_MODEL_DIR?.trim() || pulledBuiltDir();
 }
