@@ -1,0 +1,433 @@
+// The Telegram adapter: telegraf in, BotCore calls and rendered answers out. It only translates:
+// messages and albums become BotRequests, commands become core calls, callback queries become
+// style choices and cancels. Limits, queueing, styles, conversations and strings live in the core.
+import { createServer, type Server } from 'node:http';
+import { Telegraf } from 'telegraf';
+import type { CallbackQuery, InlineKeyboardMarkup, Message, User } from 'telegraf/types';
+import { EditSchedulers } from '../../src/bot/edit-scheduler.js';
+import { splitMessage } from '../../src/bot/split-message.js';
+import type {
+  BotChat,
+  BotCore,
+  BotRequest,
+  BotUser,
+  CommandContext,
+  CommandResult,
+  Language,
+  PlatformAdapter,
+  StyleStatus,
+  TelegramAdapterOptions,
+} from '../../src/bot/types.js';
+import { VistyleError } from '../../src/errors.js';
+import { registerSecret, type Logger } from '../../src/log.js';
+import { AlbumCollector } from './album.js';
+import { TelegramAnswer, TELEGRAM_TEXT_LIMIT, type DraftSupport } from './answer.js';
+import { apiErrorFields, describeApiError, isApiError, isTransient, retryAfterMs } from './api-errors.js';
+import { commandMenus } from './commands.js';
+import { readIncoming, type BotIdentity, type IncomingText } from './incoming.js';
+import { pictureOf } from './media.js';
+
+/** Knobs beyond the shared contract; the defaults are what Telegram tolerates. */
+export interface TelegramAdapterTuning {
+  /** Gap between edits in a private chat (default 1000 ms). */
+  privateEditIntervalMs?: number;
+  /** Gap between edits in a group (default 3000 ms). */
+  groupEditIntervalMs?: number;
+  /** `typing` is re-sent this often while the model writes (default 4500 ms; it lasts 5 s). */
+  typingIntervalMs?: number;
+  /** Album parts arriving within this much of each other are one request (default 1200 ms). */
+  albumWindowMs?: number;
+  /** Stream with sendMessageDraft in private chats when the Bot API has it (default true). */
+  drafts?: boolean;
+  /** Register the command menu with setMyCommands on start (default true). */
+  registerCommands?: boolean;
+}
+
+export type CreateTelegramAdapterOptions = TelegramAdapterOptions & TelegramAdapterTuning;
+
+const ALLOWED_UPDATES = ['message', 'callback_query'] as const;
+const CANCEL_PREFIX = 'cancel:';
+const STYLE_PREFIX = 'style:';
+
+type Incoming = Message & { from: User };
+
+export class TelegramAdapter implements PlatformAdapter {
+  readonly name = 'telegram' as const;
+  readonly bot: Telegraf;
+
+  private readonly core: BotCore;
+  private readonly logger: Logger;
+  private readonly lanes: EditSchedulers;
+  private readonly albums: AlbumCollector<Incoming>;
+  private readonly drafts: DraftSupport;
+  private readonly typingIntervalMs: number;
+  /** Cancel button number -> core request id, while the request is open. */
+  private readonly cancels = new Map<string, string>();
+  private readonly active = new Set<TelegramAnswer>();
+  private identity: BotIdentity | undefined;
+  private nextCancel = 1;
+  private nextDraftId = 1 + Math.floor(Math.random() * 1_000_000);
+  private polling: Promise<void> | undefined;
+  private webhookServer: Server | undefined;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+
+  constructor(private readonly options: CreateTelegramAdapterOptions) {
+    registerSecret(options.token);
+    this.core = options.core;
+    this.logger = options.logger.child({ adapter: 'telegram' });
+    this.typingIntervalMs = options.typingIntervalMs ?? 4500;
+    this.drafts = { enabled: options.drafts ?? true };
+    const telegram: { webhookReply: boolean; apiRoot?: string } = { webhookReply: false };
+    if (options.apiRoot) telegram.apiRoot = options.apiRoot;
+    this.bot = new Telegraf(options.token, { telegram, handlerTimeout: 30_000 });
+    const privateGap = options.privateEditIntervalMs ?? 1000;
+    const groupGap = options.groupEditIntervalMs ?? 3000;
+    this.lanes = new EditSchedulers((chatKey) => ({
+      // Telegram private chats have positive ids, groups and channels negative ones
+      minIntervalMs: Number(chatKey) < 0 ? groupGap : privateGap,
+      retryAfterMs,
+      logger: this.logger,
+    }));
+    this.albums = new AlbumCollector(options.albumWindowMs ?? 1200, (parts) => this.onAlbum(parts));
+
+    this.bot.on('message', (ctx) => {
+      this.onMessage(ctx.message as Message);
+    });
+    this.bot.on('callback_query', (ctx) => {
+      this.onCallbackQuery(ctx.callbackQuery);
+    });
+    this.bot.catch((error, ctx) => {
+      this.logger.error({ ...apiErrorFields(error, 'handleUpdate'), updateId: ctx.update.update_id }, 'update handler failed');
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') return;
+    const me = await this.getMe();
+    this.bot.botInfo = me;
+    this.identity = { id: me.id, username: me.username };
+    this.state = 'running';
+    if (this.options.registerCommands ?? true) void this.registerCommands();
+    if (this.options.webhook) {
+      await this.startWebhook(this.options.webhook);
+    } else {
+      await this.bot.telegram.deleteWebhook();
+      this.polling = this.pollForever();
+    }
+    this.logger.info({ username: me.username, mode: this.options.webhook ? 'webhook' : 'polling' }, 'Telegram adapter started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.state !== 'running') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopped';
+    // parts already received still become a request (the core answers or says why not)
+    this.albums.flushAll();
+    try {
+      this.bot.stop('vistyle stop');
+    } catch {
+      // polling had already ended
+    }
+    if (this.polling) await withTimeout(this.polling, 10_000);
+    const server = this.webhookServer;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    this.logger.info('Telegram adapter stopped');
+  }
+
+  // ------------------------------------------------------------------ connecting
+
+  private async getMe() {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.bot.telegram.getMe();
+      } catch (error) {
+        if (isApiError(error, 401) || isApiError(error, 404)) {
+          throw new VistyleError('CONFIG_INVALID', 'Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)', { cause: error });
+        }
+        if (attempt >= 5 || !(isTransient(error) || retryAfterMs(error) !== undefined)) {
+          throw new VistyleError('NETWORK', `cannot reach the Telegram Bot API: ${describeApiError(error).description}`, { cause: error });
+        }
+        this.logger.warn(apiErrorFields(error, 'getMe'), 'Telegram Bot API unreachable; retrying');
+        await sleep(Math.min(2000 * attempt, 10_000));
+      }
+    }
+  }
+
+  /** Long polling, restarted with a growing pause if it ever fails (409 conflicts, 401s, bugs). */
+  private async pollForever(): Promise<void> {
+    let pause = 2000;
+    while (this.state === 'running') {
+      try {
+        await this.bot.launch({ allowedUpdates: [...ALLOWED_UPDATES] });
+        return; // stopped on purpose
+      } catch (error) {
+        if (this.state !== 'running') return;
+        this.logger.error(apiErrorFields(error, 'getUpdates'), 'long polling failed; restarting');
+        await sleep(pause);
+        pause = Math.min(pause * 2, 60_000);
+      }
+    }
+  }
+
+  private async startWebhook(webhook: NonNullable<TelegramAdapterOptions['webhook']>): Promise<void> {
+    const path = new URL(webhook.url).pathname;
+    // telegraf's callback checks the path and X-Telegram-Bot-Api-Secret-Token (403 otherwise)
+    const callback = this.bot.webhookCallback(path, { secretToken: webhook.secretToken });
+    const server = createServer((req, res) => {
+      callback(req, res).catch((error: unknown) => {
+        this.logger.error(apiErrorFields(error, 'webhook'), 'webhook request failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(webhook.port, webhook.host ?? '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.webhookServer = server;
+    await this.bot.telegram.setWebhook(webhook.url, {
+      secret_token: webhook.secretToken,
+      allowed_updates: [...ALLOWED_UPDATES],
+    });
+  }
+
+  private async registerCommands(): Promise<void> {
+    for (const menu of commandMenus()) {
+      try {
+        await this.bot.telegram.setMyCommands(menu.commands, menu.languageCode ? { language_code: menu.languageCode } : {});
+      } catch (error) {
+        this.logger.warn({ ...apiErrorFields(error, 'setMyCommands'), languageCode: menu.languageCode ?? 'default' }, 'could not register the command menu');
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  private onMessage(message: Message): void {
+    if (!message.from || message.from.is_bot || !this.identity) return;
+    const incoming = message as Incoming;
+    if ('media_group_id' in incoming && incoming.media_group_id) {
+      this.albums.add(`${incoming.chat.id}:${incoming.media_group_id}`, incoming);
+      return;
+    }
+    const text = readIncoming(incoming, this.identity, incoming.chat.type === 'private');
+    if (!text.addressed) return;
+    if (text.command !== undefined && text.command !== 'ask') {
+      this.runCommand(incoming, text);
+      return;
+    }
+    this.ask(incoming, [incoming], text);
+  }
+
+  private onAlbum(parts: Incoming[]): void {
+    if (!this.identity) return;
+    const identity = this.identity;
+    const isPrivate = parts[0]!.chat.type === 'private';
+    const captioned = parts.find((part) => 'caption' in part && part.caption);
+    const main = captioned ?? parts[0]!;
+    const text = readIncoming(main, identity, isPrivate);
+    const addressed = parts.some((part) => readIncoming(part, identity, isPrivate).addressed);
+    if (!addressed || text.otherBot) return;
+    this.ask(main, parts, text);
+  }
+
+  private ask(message: Incoming, parts: Incoming[], text: IncomingText): void {
+    const user = this.botUser(message.from);
+    const chat = this.botChat(message);
+    const maxBytes = this.core.limits.maxImageBytes;
+    // the picture: the captioned part's, else the first part that has one
+    let picture = pictureOf(message, this.bot.telegram, maxBytes);
+    for (const part of parts) {
+      if (picture.kind === 'picture') break;
+      const candidate = pictureOf(part, this.bot.telegram, maxBytes);
+      if (candidate.kind !== 'none') picture = candidate;
+    }
+    if (picture.kind === 'not-an-image') {
+      this.refuseDocument(message, user, chat);
+      return;
+    }
+    const request: BotRequest = { user, chat, messageId: String(message.message_id) };
+    if (text.question !== '') request.question = text.question;
+    if (picture.kind === 'picture') request.image = picture.source;
+    const related = parts.filter((part) => part !== message).map((part) => String(part.message_id));
+    if (related.length > 0) request.relatedMessageIds = related;
+    const replied = 'reply_to_message' in message ? message.reply_to_message : undefined;
+    if (replied) {
+      request.replyToMessageId = String(replied.message_id);
+      if (replied.from?.id !== this.identity?.id) {
+        const repliedPicture = pictureOf(replied, this.bot.telegram, maxBytes);
+        if (repliedPicture.kind === 'picture') request.replyImage = repliedPicture.source;
+      }
+    }
+
+    const lang = this.core.languageOf(user);
+    const cancelNumber = String(this.nextCancel++);
+    const answer = new TelegramAnswer({
+      telegram: this.bot.telegram,
+      lane: this.lanes.forChat(String(message.chat.id)),
+      chatId: message.chat.id,
+      isPrivate: message.chat.type === 'private',
+      replyToMessageId: message.message_id,
+      lang,
+      t: this.core.t,
+      cancelData: `${CANCEL_PREFIX}${cancelNumber}`,
+      drafts: this.drafts,
+      draftId: this.nextDraftId++,
+      typingIntervalMs: this.typingIntervalMs,
+      logger: this.logger,
+    });
+    const ticket = this.core.ask(request, answer);
+    this.cancels.set(cancelNumber, ticket.requestId);
+    this.active.add(answer);
+    void ticket.done.finally(() => {
+      answer.end();
+      this.active.delete(answer);
+      this.cancels.delete(cancelNumber);
+    });
+  }
+
+  /** A file that is clearly not a picture (text, PDF, video...): say so without queueing it. */
+  private refuseDocument(message: Incoming, user: BotUser, chat: BotChat): void {
+    const access = this.core.checkAccess(user, chat);
+    const text = access.allowed ? this.core.t(this.core.languageOf(user), 'unsupportedDocument') : access.message;
+    if (text) this.send(message.chat.id, text, { replyTo: message.message_id });
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  private runCommand(message: Incoming, text: IncomingText): void {
+    const ctx: CommandContext = { user: this.botUser(message.from), chat: this.botChat(message) };
+    const args = text.question;
+    const replyTo = message.message_id;
+    const reply = (result: CommandResult) => this.send(message.chat.id, result.text, { replyTo });
+    switch (text.command) {
+      case 'start':
+      case 'help':
+        reply(this.core.help(ctx));
+        return;
+      case 'style': {
+        if (args !== '') {
+          reply(this.core.setStyle(ctx, args.split(/\s+/)[0]!));
+          return;
+        }
+        const status = this.core.showStyle(ctx);
+        this.send(message.chat.id, status.text, { replyTo, keyboard: status.ok ? this.styleKeyboard(status) : undefined });
+        return;
+      }
+      case 'styles':
+        reply(this.core.listStyles(ctx));
+        return;
+      case 'reset':
+        reply(this.core.reset(ctx));
+        return;
+      case 'queue':
+        reply(this.core.queueStatus(ctx));
+        return;
+      case 'language':
+      case 'lang': {
+        const choice = args.toLowerCase();
+        const language: Language | null = choice.startsWith('zh') || choice.startsWith('中') ? 'zh' : choice.startsWith('en') ? 'en' : null;
+        reply(this.core.setLanguage(ctx, language));
+        return;
+      }
+      default:
+        // "/foo" in a group may be meant for another bot; only answer when it is clearly ours
+        if (message.chat.type === 'private' || /^\/\w+@/.test(('text' in message ? message.text : '') ?? '')) {
+          reply(this.core.help(ctx));
+        }
+    }
+  }
+
+  private styleKeyboard(status: StyleStatus): InlineKeyboardMarkup {
+    const rows = status.choices
+      .filter((choice) => Buffer.byteLength(`${STYLE_PREFIX}${choice.id}`) <= 64)
+      .map((choice) => [
+        {
+          text: `${choice.id === status.current.id ? '✓ ' : ''}${choice.name}`,
+          callback_data: `${STYLE_PREFIX}${choice.id}`,
+        },
+      ]);
+    return { inline_keyboard: rows };
+  }
+
+  // ------------------------------------------------------------------ buttons
+
+  private onCallbackQuery(query: CallbackQuery): void {
+    const data = 'data' in query ? query.data : undefined;
+    const user = this.botUser(query.from);
+    const message = query.message;
+    let toast = '';
+    if (data?.startsWith(CANCEL_PREFIX)) {
+      const requestId = this.cancels.get(data.slice(CANCEL_PREFIX.length));
+      const lang = this.core.languageOf(user);
+      toast = requestId === undefined ? this.core.t(lang, 'cancelUnknown') : this.core.cancel(requestId, user).text;
+    } else if (data?.startsWith(STYLE_PREFIX) && message) {
+      const chat: BotChat = {
+        platform: 'telegram',
+        id: String(message.chat.id),
+        kind: message.chat.type === 'private' ? 'private' : 'group',
+      };
+      const status = this.core.setStyle({ user, chat }, data.slice(STYLE_PREFIX.length));
+      toast = status.text;
+      if (status.ok) {
+        const keyboard = this.styleKeyboard(status);
+        this.lanes.forChat(String(message.chat.id)).update(`keyboard:${message.message_id}`, status.text, async (latest) => {
+          try {
+            await this.bot.telegram.editMessageText(message.chat.id, message.message_id, undefined, latest, { reply_markup: keyboard });
+          } catch (error) {
+            if (!isApiError(error, 400, /not modified/)) throw error;
+          }
+        });
+      }
+    }
+    // always answer, or the button keeps spinning; the toast holds at most 200 characters
+    this.bot.telegram.answerCbQuery(query.id, toast.slice(0, 200) || undefined).catch((error: unknown) => {
+      this.logger.warn(apiErrorFields(error, 'answerCallbackQuery'), 'could not answer a button press');
+    });
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /** Sends a reply through the chat's lane (paced, retried after 429s), split at 4096 characters. */
+  private send(chatId: number, text: string, options: { replyTo?: number; keyboard?: InlineKeyboardMarkup | undefined } = {}): void {
+    const lane = this.lanes.forChat(String(chatId));
+    const chunks = splitMessage(text, TELEGRAM_TEXT_LIMIT);
+    chunks.forEach((chunk, index) => {
+      const extra: Record<string, unknown> = {};
+      if (options.replyTo !== undefined) extra.reply_parameters = { message_id: options.replyTo, allow_sending_without_reply: true };
+      if (options.keyboard && index === chunks.length - 1) extra.reply_markup = options.keyboard;
+      lane
+        .final(undefined, () => this.bot.telegram.sendMessage(chatId, chunk, extra))
+        .catch((error: unknown) => this.logger.warn(apiErrorFields(error, 'sendMessage', chatId), 'could not send a reply'));
+    });
+  }
+
+  private botUser(from: User): BotUser {
+    const user: BotUser = { platform: 'telegram', id: String(from.id) };
+    const name = [from.first_name, from.last_name].filter(Boolean).join(' ') || from.username;
+    if (name) user.displayName = name;
+    if (from.language_code) user.languageCode = from.language_code;
+    return user;
+  }
+
+  private botChat(message: Message): BotChat {
+    return { platform: 'telegram', id: String(message.chat.id), kind: message.chat.type === 'private' ? 'private' : 'group' };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}

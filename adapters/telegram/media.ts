@@ -1,0 +1,160 @@
+// Pictures in Telegram messages: photos (several sizes; we take the largest one the Bot API will
+// hand out and the core accepts) and documents (an image file sent "as a file", recognised by its
+// MIME type or file name and confirmed by sniffing the downloaded bytes). The bytes are fetched
+// lazily, through getFile and the file download URL, only when the core asks for them.
+import { readFile, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Telegram } from 'telegraf';
+import type { Message, PhotoSize, Document } from 'telegraf/types';
+import { VistyleError } from '../../src/errors.js';
+import type { ImageSource } from '../../src/bot/types.js';
+import { sniffImageFormat } from '../../src/engine/image-decode.js';
+import { isApiError } from './api-errors.js';
+
+/** getFile refuses files above this on the public Bot API. */
+export const BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
+
+const IMAGE_MIME = /^image\//i;
+const GENERIC_MIME = new Set(['application/octet-stream', 'binary/octet-stream', 'application/binary']);
+const IMAGE_EXTENSION = /\.(jpe?g|png|gif|webp|heic|heif|avif|bmp|tiff?)$/i;
+
+export type PictureOf =
+  | { kind: 'picture'; source: ImageSource }
+  | { kind: 'not-an-image'; fileName?: string; mime?: string }
+  | { kind: 'none' };
+
+/**
+ * The largest size the bot can download and the core accepts; when even the smallest is too big,
+ * the smallest (its reported size lets the core refuse it politely without downloading).
+ */
+export function pickPhotoSize(sizes: readonly PhotoSize[], maxBytes: number): PhotoSize | undefined {
+  const limit = Math.min(maxBytes, BOT_API_DOWNLOAD_LIMIT);
+  const byArea = [...sizes].sort((a, b) => a.width * a.height - b.width * b.height);
+  const fitting = byArea.filter((size) => (size.file_size ?? 0) <= limit);
+  return fitting.at(-1) ?? byArea[0];
+}
+
+/** Whether a document should be treated as a picture (confirmed by the bytes on download). */
+export function looksLikeImageDocument(document: Pick<Document, 'mime_type' | 'file_name'>): boolean {
+  const mime = document.mime_type?.toLowerCase();
+  if (mime !== undefined && IMAGE_MIME.test(mime)) return true;
+  if (mime === undefined || GENERIC_MIME.has(mime)) return true;
+  return document.file_name !== undefined && IMAGE_EXTENSION.test(document.file_name);
+}
+
+/** The picture a message carries, if any. */
+export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: number): PictureOf {
+  if ('photo' in message && message.photo.length > 0) {
+    const size = pickPhotoSize(message.photo, maxImageBytes);
+    if (!size) return { kind: 'none' };
+    const source: ImageSource = {
+      width: size.width,
+      height: size.height,
+      mime: 'image/jpeg',
+      fetch: (options) => downloadImage(telegram, size.file_id, options),
+    };
+    if (size.file_size !== undefined) source.sizeBytes = size.file_size;
+    return { kind: 'picture', source };
+  }
+  if ('document' in message) {
+    const document = message.document;
+    if (!looksLikeImageDocument(document)) {
+      const refused: PictureOf = { kind: 'not-an-image' };
+      if (document.file_name !== undefined) refused.fileName = document.file_name;
+      if (document.mime_type !== undefined) refused.mime = document.mime_type;
+      return refused;
+    }
+    const source: ImageSource = { fetch: (options) => downloadImage(telegram, document.file_id, options) };
+    if (document.file_size !== undefined) source.sizeBytes = document.file_size;
+    if (document.mime_type !== undefined) source.mime = document.mime_type;
+    if (document.file_name !== undefined) source.fileName = document.file_name;
+    return { kind: 'picture', source };
+  }
+  return { kind: 'none' };
+}
+
+/**
+ * getFile + download, stopping at `maxBytes`, then a look at the magic bytes: only JPEG, PNG,
+ * WebP and GIF go on to the engine. A local Bot API server (`--local`) answers with an absolute
+ * path instead, which telegraf turns into a file: URL.
+ */
+export async function downloadImage(
+  telegram: Telegram,
+  fileId: string,
+  { signal, maxBytes }: { signal: AbortSignal; maxBytes: number },
+): Promise<Uint8Array> {
+  let link: URL;
+  try {
+    link = await telegram.getFileLink(fileId);
+  } catch (error) {
+    if (isApiError(error, 400, /too big/i)) {
+      throw new VistyleError('IMAGE_TOO_LARGE', 'Telegram does not let bots download files this large', { cause: error });
+    }
+    throw new VistyleError('NETWORK', 'could not get the picture from Telegram (getFile failed)', { cause: error });
+  }
+  signal.throwIfAborted();
+  const bytes = link.protocol === 'file:' ? await readLocalFile(link, maxBytes) : await fetchLimited(link, signal, maxBytes);
+  if (sniffImageFormat(bytes) === null) {
+    throw new VistyleError('IMAGE_UNSUPPORTED', 'the file is not a JPEG, PNG, WebP or GIF picture');
+  }
+  return bytes;
+}
+
+async function readLocalFile(link: URL, maxBytes: number): Promise<Uint8Array> {
+  const path = fileURLToPath(link);
+  const info = await stat(path);
+  if (info.size > maxBytes) throw tooLarge(info.size, maxBytes);
+  return new Uint8Array(await readFile(path));
+}
+
+async function fetchLimited(link: URL, signal: AbortSignal, maxBytes: number): Promise<Uint8Array> {
+  let response: Response;
+  try {
+    response = await fetch(link, { signal });
+  } catch (error) {
+    if (signal.aborted) throw signal.reason ?? error;
+    // the URL holds the token: keep it out of the message
+    throw new VistyleError('NETWORK', 'could not download the picture from Telegram', { cause: error });
+  }
+  if (!response.ok || !response.body) {
+    await response.body?.cancel();
+    throw new VistyleError('NETWORK', `downloading the picture from Telegram failed (HTTP ${response.status})`);
+  }
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (declared > maxBytes) {
+    await response.body.cancel();
+    throw tooLarge(declared, maxBytes);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel();
+        throw tooLarge(total, maxBytes);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof VistyleError) throw error;
+    if (signal.aborted) throw signal.reason ?? error;
+    throw new VistyleError('NETWORK', 'the picture download from Telegram broke off', { cause: error });
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+function tooLarge(size: number, maxBytes: number): VistyleError {
+  return new VistyleError('IMAGE_TOO_LARGE', `the picture is ${size} bytes; the limit is ${maxBytes}`, {
+    details: { sizeBytes: size, maxBytes },
+  });
+}
