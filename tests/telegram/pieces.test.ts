@@ -1,0 +1,130 @@
+// The Telegram adapter's pure pieces: formatting, addressing in groups, album collection, picking
+// a photo size, recognising image documents. The fake server's HTML parser (what Telegram would
+// show) is the judge of the formatting, not the formatter itself.
+import { describe, expect, it } from 'vitest';
+import type { Message } from 'telegraf/types';
+import { AlbumCollector } from '../../adapters/telegram/album.js';
+import { streamingText } from '../../adapters/telegram/answer.js';
+import { markdownToTelegramHtml } from '../../adapters/telegram/format.js';
+import { readIncoming } from '../../adapters/telegram/incoming.js';
+import { looksLikeImageDocument, pickPhotoSize } from '../../adapters/telegram/media.js';
+import { detectEntities, parseTelegramHtml } from '../support/fake-telegram/index.js';
+
+const bot = { id: 777, username: 'vistyle_test_bot' };
+
+function textMessage(text: string, chatType: 'private' | 'supergroup', extra: Record<string, unknown> = {}): Message {
+  return {
+    message_id: 5,
+    date: 0,
+    chat: chatType === 'private' ? { id: 1, type: 'private', first_name: 'A' } : { id: -100, type: 'supergroup', title: 'G' },
+    from: { id: 1, is_bot: false, first_name: 'A' },
+    text,
+    entities: detectEntities(text),
+    ...extra,
+  } as unknown as Message;
+}
+
+describe('markdownToTelegramHtml', () => {
+  it('turns the model’s Markdown into entities Telegram accepts', () => {
+    const html = markdownToTelegramHtml('# Title\nA **bold** and *italic* `a<b` word, [site](https://example.com/a_b_).\n```js\nif (a < b && c) {}\n```');
+    const shown = parseTelegramHtml(html);
+    expect(shown.text).toBe('Title\nA bold and italic a<b word, site.\nif (a < b && c) {}');
+    expect(shown.entities.map((e) => e.type)).toEqual(['bold', 'bold', 'italic', 'code', 'text_link', 'pre']);
+    expect(shown.entities.find((e) => e.type === 'text_link')?.url).toBe('https://example.com/a_b_');
+    expect(shown.entities.find((e) => e.type === 'pre')?.language).toBe('js');
+  });
+
+  it('leaves stray markers and HTML-like text as literal text', () => {
+    for (const text of ['2 * 3 * 4 = 24', 'snake_case_name and a_b', '<script>alert(1)</script> & co', '**unclosed', 'a ``` b']) {
+      const shown = parseTelegramHtml(markdownToTelegramHtml(text));
+      expect(shown.text).toBe(text);
+      expect(shown.entities).toEqual([]);
+    }
+  });
+});
+
+describe('readIncoming', () => {
+  it('acts on everything in a private chat', () => {
+    expect(readIncoming(textMessage('what is this?', 'private'), bot, true)).toEqual({ question: 'what is this?', addressed: true, otherBot: false });
+  });
+
+  it('in groups acts only on mentions, replies to the bot and commands meant for it', () => {
+    expect(readIncoming(textMessage('nice picture', 'supergroup'), bot, false).addressed).toBe(false);
+    expect(readIncoming(textMessage('@someone_else look', 'supergroup'), bot, false).addressed).toBe(false);
+    const mention = readIncoming(textMessage('@Vistyle_Test_Bot what is this?', 'supergroup'), bot, false);
+    expect(mention).toEqual({ question: 'what is this?', addressed: true, otherBot: false });
+    const command = readIncoming(textMessage('/ask@vistyle_test_bot why?', 'supergroup'), bot, false);
+    expect(command).toEqual({ command: 'ask', question: 'why?', addressed: true, otherBot: false });
+    expect(readIncoming(textMessage('/style grumpy', 'supergroup'), bot, false)).toMatchObject({ command: 'style', question: 'grumpy', addressed: true });
+    const other = readIncoming(textMessage('/ask@other_bot why?', 'supergroup'), bot, false);
+    expect(other.addressed).toBe(false);
+    expect(other.otherBot).toBe(true);
+    const reply = readIncoming(
+      textMessage('and the colour?', 'supergroup', { reply_to_message: { message_id: 3, date: 0, chat: { id: -100, type: 'supergroup' }, from: { id: 777, is_bot: true } } }),
+      bot,
+      false,
+    );
+    expect(reply.addressed).toBe(true);
+  });
+
+  it('reads commands and mentions in captions', () => {
+    const message = {
+      ...(textMessage('', 'supergroup') as object),
+      text: undefined,
+      entities: undefined,
+      caption: 'hey @vistyle_test_bot is this a cat?',
+      caption_entities: detectEntities('hey @vistyle_test_bot is this a cat?'),
+    } as unknown as Message;
+    expect(readIncoming(message, bot, false)).toEqual({ question: 'hey is this a cat?', addressed: true, otherBot: false });
+  });
+});
+
+describe('AlbumCollector', () => {
+  it('hands over the parts of one album together, oldest first, after a quiet window', async () => {
+    const albums: number[][] = [];
+    const collector = new AlbumCollector<{ message_id: number }>(60, (parts) => albums.push(parts.map((p) => p.message_id)));
+    collector.add('c:1', { message_id: 12 });
+    collector.add('c:2', { message_id: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    collector.add('c:1', { message_id: 11 });
+    await new Promise((resolve) => setTimeout(resolve, 45));
+    expect(albums).toEqual([[20]]); // c:1 got a new part within the window, so it is still open
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(albums).toEqual([[20], [11, 12]]);
+    collector.add('c:3', { message_id: 30 });
+    collector.flushAll();
+    expect(albums.at(-1)).toEqual([30]);
+    expect(collector.size).toBe(0);
+  });
+});
+
+describe('pictures', () => {
+  const sizes = [
+    { file_id: 'a', file_unique_id: 'a', width: 90, height: 60, file_size: 2_000 },
+    { file_id: 'c', file_unique_id: 'c', width: 2560, height: 1707, file_size: 25 * 1024 * 1024 },
+    { file_id: 'b', file_unique_id: 'b', width: 1280, height: 853, file_size: 300_000 },
+  ];
+
+  it('takes the largest photo size under both limits, else the smallest for the core to refuse', () => {
+    expect(pickPhotoSize(sizes, 30 * 1024 * 1024)?.file_id).toBe('b'); // 25 MB is over getFile's 20 MB
+    expect(pickPhotoSize(sizes, 100_000)?.file_id).toBe('a');
+    expect(pickPhotoSize(sizes, 1_000)?.file_id).toBe('a');
+  });
+
+  it('treats documents as pictures by MIME type or file name, and text files as not', () => {
+    expect(looksLikeImageDocument({ mime_type: 'image/jpeg', file_name: 'x.jpg' })).toBe(true);
+    expect(looksLikeImageDocument({ mime_type: 'application/octet-stream', file_name: 'x.bin' })).toBe(true);
+    expect(looksLikeImageDocument({ file_name: 'photo' })).toBe(true);
+    expect(looksLikeImageDocument({ mime_type: 'text/plain', file_name: 'notes.txt' })).toBe(false);
+    expect(looksLikeImageDocument({ mime_type: 'application/pdf', file_name: 'scan.pdf' })).toBe(false);
+    expect(looksLikeImageDocument({ mime_type: 'text/plain', file_name: 'really.png' })).toBe(true);
+  });
+
+  it('cuts streamed text to one message without splitting a surrogate pair', () => {
+    const long = `${'a'.repeat(4094)}😀😀`;
+    const shown = streamingText(long);
+    expect(shown.length).toBeLessThanOrEqual(4096);
+    expect(shown.endsWith('…')).toBe(true);
+    expect(() => encodeURIComponent(shown)).not.toThrow();
+  });
+});
