@@ -73,6 +73,7 @@ export class TelegramAdapter implements PlatformAdapter {
 
   constructor(private readonly options: CreateTelegramAdapterOptions) {
     registerSecret(options.token);
+    registerSecret(options.webhook?.secretToken);
     this.core = options.core;
     this.logger = options.logger.child({ adapter: 'telegram' });
     this.typingIntervalMs = options.typingIntervalMs ?? 4500;
