@@ -121,6 +121,35 @@ export class HostKvCache implements KvCache {
     this.filled += added ?? 0;
   }
 
+  /**
+   * Pre-allocated `present.<i>` fetches: views of the `newTokens` rows right after the filled
+   * prefix, for onnxruntime to write into (then commit(newTokens) marks them filled without a
+   * copy). onnxruntime-node honours pre-allocated fetches, but still copies each output into a new
+   * ArrayBuffer for the result it returns, so this saves no copy; bench/ measures it against
+   * append(). Not used by the generator.
+   */
+  presentFetches(newTokens: number): Record<string, ort.Tensor> {
+    this.assertUsable();
+    if (this.filled + newTokens > this.shape.capacity) {
+      throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs more than the ${this.shape.capacity} positions the KV cache holds`);
+    }
+    const { batch, numKvHeads, headDim, dtype } = this.shape;
+    const start = this.filled * this.rowSize;
+    const end = start + newTokens * this.rowSize;
+    const fetches: Record<string, ort.Tensor> = {};
+    this.buffers.forEach((buffer, layer) => {
+      fetches[`present.${layer}`] = new ort.Tensor(dtype, buffer.subarray(start, end), [newTokens, 2, batch, numKvHeads, headDim]);
+    });
+    return fetches;
+  }
+
+  /** Marks rows written through presentFetches() as filled. */
+  commit(newTokens: number): void {
+    this.assertUsable();
+    if (this.filled + newTokens > this.shape.capacity) throw new VistyleError('INTERNAL', 'KV cache commit past its capacity');
+    this.filled += newTokens;
+  }
+
   reset(): void {
     this.filled = 0;
   }

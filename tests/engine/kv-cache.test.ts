@@ -126,6 +126,25 @@ describe('HostKvCache', () => {
     await session.release();
   });
 
+  it('lets onnxruntime write present rows straight into the cache through pre-allocated fetches', async () => {
+    const session = await echoDecoder(1, DataType.FLOAT);
+    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 8, dtype: 'float32' });
+    let expected = 0;
+    for (const t of [3, 1, 2]) {
+      const fresh = rows(t, 100 * (cache.length + 1));
+      expected += fresh.reduce((a, b) => a + b, 0);
+      const fetches = { ...cache.presentFetches(t), 'total.0': null };
+      const out = await session.run({ ...cache.pastFeeds(), 'new.0': new ort.Tensor('float32', fresh, [t, 2, 1, KV_HEADS, HEAD_DIM]) }, fetches);
+      expect((out['total.0']!.data as Float32Array)[0]).toBeCloseTo(expected, 0);
+      cache.commit(t);
+      const past = cache.pastFeeds()['past.0']!.data as Float32Array;
+      expect(Array.from(past.subarray(past.length - t * ROW))).toEqual(Array.from(fresh));
+    }
+    expect(cache.length).toBe(6);
+    expect(() => cache.presentFetches(3)).toThrow(/positions/);
+    await session.release();
+  });
+
   it('cannot be used after free()', () => {
     const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 4, dtype: 'float32' });
     cache.free();
