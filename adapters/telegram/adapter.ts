@@ -247,12 +247,7 @@ export class TelegramAdapter implements PlatformAdapter {
     let picture = pictureOf(message, this.bot.telegram, maxBytes);
     for (const part of parts) {
       if (picture.kind === 'picture') break;
-      const candidate = pictureOf(part, this.bot.telegram, maxBytes);
-      if (candidate.kind !== 'none') picture = candidate;
-    }
-    if (picture.kind === 'not-an-image') {
-      this.refuseDocument(message, user, chat);
-      return;
+      picture = pictureOf(part, this.bot.telegram, maxBytes);
     }
     const request: BotRequest = { user, chat, messageId: String(message.message_id) };
     if (text.question !== '') request.question = text.question;
@@ -292,13 +287,6 @@ export class TelegramAdapter implements PlatformAdapter {
       this.active.delete(answer);
       this.cancels.delete(cancelNumber);
     });
-  }
-
-  /** A file that is clearly not a picture (text, PDF, video...): say so without queueing it. */
-  private refuseDocument(message: Incoming, user: BotUser, chat: BotChat): void {
-    const access = this.core.checkAccess(user, chat);
-    const text = access.allowed ? this.core.t(this.core.languageOf(user), 'unsupportedDocument') : access.message;
-    if (text) this.send(message.chat.id, text, { replyTo: message.message_id });
   }
 
   // ------------------------------------------------------------------ commands

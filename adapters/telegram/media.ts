@@ -1,27 +1,20 @@
 // Pictures in Telegram messages: photos (several sizes; we take the largest one the Bot API will
-// hand out and the core accepts) and documents (an image file sent "as a file", recognised by its
-// MIME type or file name and confirmed by sniffing the downloaded bytes). The bytes are fetched
-// lazily, through getFile and the file download URL, only when the core asks for them.
+// hand out and the core accepts) and documents (a file sent "as a file"; its MIME type, name and
+// size go to the core, which refuses what is clearly not a picture before downloading and sniffs
+// the bytes of the rest). The bytes are fetched lazily, through getFile and the file download URL,
+// only when the core asks for them, and never past the core's byte limit.
 import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Telegram } from 'telegraf';
-import type { Message, PhotoSize, Document } from 'telegraf/types';
+import type { Message, PhotoSize } from 'telegraf/types';
 import { VistyleError } from '../../src/errors.js';
 import type { ImageSource } from '../../src/bot/types.js';
-import { sniffImageFormat } from '../../src/engine/image-decode.js';
 import { isApiError } from './api-errors.js';
 
 /** getFile refuses files above this on the public Bot API. */
 export const BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
 
-const IMAGE_MIME = /^image\//i;
-const GENERIC_MIME = new Set(['application/octet-stream', 'binary/octet-stream', 'application/binary']);
-const IMAGE_EXTENSION = /\.(jpe?g|png|gif|webp|heic|heif|avif|bmp|tiff?)$/i;
-
-export type PictureOf =
-  | { kind: 'picture'; source: ImageSource }
-  | { kind: 'not-an-image'; fileName?: string; mime?: string }
-  | { kind: 'none' };
+export type PictureOf = { kind: 'picture'; source: ImageSource } | { kind: 'none' };
 
 /**
  * The largest size the bot can download and the core accepts; when even the smallest is too big,
@@ -32,14 +25,6 @@ export function pickPhotoSize(sizes: readonly PhotoSize[], maxBytes: number): Ph
   const byArea = [...sizes].sort((a, b) => a.width * a.height - b.width * b.height);
   const fitting = byArea.filter((size) => (size.file_size ?? 0) <= limit);
   return fitting.at(-1) ?? byArea[0];
-}
-
-/** Whether a document should be treated as a picture (confirmed by the bytes on download). */
-export function looksLikeImageDocument(document: Pick<Document, 'mime_type' | 'file_name'>): boolean {
-  const mime = document.mime_type?.toLowerCase();
-  if (mime !== undefined && IMAGE_MIME.test(mime)) return true;
-  if (mime === undefined || GENERIC_MIME.has(mime)) return true;
-  return document.file_name !== undefined && IMAGE_EXTENSION.test(document.file_name);
 }
 
 /** The picture a message carries, if any. */
@@ -58,12 +43,6 @@ export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: n
   }
   if ('document' in message) {
     const document = message.document;
-    if (!looksLikeImageDocument(document)) {
-      const refused: PictureOf = { kind: 'not-an-image' };
-      if (document.file_name !== undefined) refused.fileName = document.file_name;
-      if (document.mime_type !== undefined) refused.mime = document.mime_type;
-      return refused;
-    }
     const source: ImageSource = { fetch: (options) => downloadImage(telegram, document.file_id, options) };
     if (document.file_size !== undefined) source.sizeBytes = document.file_size;
     if (document.mime_type !== undefined) source.mime = document.mime_type;
@@ -74,9 +53,8 @@ export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: n
 }
 
 /**
- * getFile + download, stopping at `maxBytes`, then a look at the magic bytes: only JPEG, PNG,
- * WebP and GIF go on to the engine. A local Bot API server (`--local`) answers with an absolute
- * path instead, which telegraf turns into a file: URL.
+ * getFile + download, stopping at `maxBytes`. A local Bot API server (`--local`) answers with an
+ * absolute path instead, which telegraf turns into a file: URL.
  */
 export async function downloadImage(
   telegram: Telegram,
@@ -93,11 +71,7 @@ export async function downloadImage(
     throw new VistyleError('NETWORK', 'could not get the picture from Telegram (getFile failed)', { cause: error });
   }
   signal.throwIfAborted();
-  const bytes = link.protocol === 'file:' ? await readLocalFile(link, maxBytes) : await fetchLimited(link, signal, maxBytes);
-  if (sniffImageFormat(bytes) === null) {
-    throw new VistyleError('IMAGE_UNSUPPORTED', 'the file is not a JPEG, PNG, WebP or GIF picture');
-  }
-  return bytes;
+  return link.protocol === 'file:' ? await readLocalFile(link, maxBytes) : await fetchLimited(link, signal, maxBytes);
 }
 
 async function readLocalFile(link: URL, maxBytes: number): Promise<Uint8Array> {

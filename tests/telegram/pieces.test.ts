@@ -7,7 +7,7 @@ import { AlbumCollector } from '../../adapters/telegram/album.js';
 import { streamingText } from '../../adapters/telegram/answer.js';
 import { markdownToTelegramHtml } from '../../adapters/telegram/format.js';
 import { readIncoming } from '../../adapters/telegram/incoming.js';
-import { looksLikeImageDocument, pickPhotoSize } from '../../adapters/telegram/media.js';
+import { pickPhotoSize } from '../../adapters/telegram/media.js';
 import { detectEntities, parseTelegramHtml } from '../support/fake-telegram/index.js';
 
 const bot = { id: 777, username: 'vistyle_test_bot' };
@@ -109,15 +109,6 @@ describe('pictures', () => {
     expect(pickPhotoSize(sizes, 30 * 1024 * 1024)?.file_id).toBe('b'); // 25 MB is over getFile's 20 MB
     expect(pickPhotoSize(sizes, 100_000)?.file_id).toBe('a');
     expect(pickPhotoSize(sizes, 1_000)?.file_id).toBe('a');
-  });
-
-  it('treats documents as pictures by MIME type or file name, and text files as not', () => {
-    expect(looksLikeImageDocument({ mime_type: 'image/jpeg', file_name: 'x.jpg' })).toBe(true);
-    expect(looksLikeImageDocument({ mime_type: 'application/octet-stream', file_name: 'x.bin' })).toBe(true);
-    expect(looksLikeImageDocument({ file_name: 'photo' })).toBe(true);
-    expect(looksLikeImageDocument({ mime_type: 'text/plain', file_name: 'notes.txt' })).toBe(false);
-    expect(looksLikeImageDocument({ mime_type: 'application/pdf', file_name: 'scan.pdf' })).toBe(false);
-    expect(looksLikeImageDocument({ mime_type: 'text/plain', file_name: 'really.png' })).toBe(true);
   });
 
   it('cuts streamed text to one message without splitting a surrogate pair', () => {
