@@ -94,6 +94,8 @@ export function describeNetworkError(error: unknown): string {
     if (FRIENDLY[code]) return FRIENDLY[code];
     return typeof syscall === 'string' ? `${syscall} ${code}` : code;
   }
+  // fetch refuses the spec's "bad ports" (1, 6000, ...) before connecting
+  if (message === 'bad port') return 'port blocked by fetch, use another port';
   return typeof message === 'string' && message ? message : String(cause);
 }
 

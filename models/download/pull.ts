@@ -17,6 +17,8 @@ import { verifyFile } from './verify.js';
 
 export const DOWNLOAD_RECORD_FILE = '.vistyle-download.json';
 const LOCK_FILE = '.vistyle-pull.lock';
+/** Retries of the first request when the hub cannot be reached at all. */
+const OFFLINE_RETRIES = 2;
 
 export interface DownloadCheckpointOptions {
   source?: HubSource;
@@ -221,10 +223,14 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions = {}
       async () => hub.parseListing(await client.getJson(hub.listingUrl(modelId, revision), signal), modelId, revision),
       policy,
       (notice) => {
+        // stay quiet while the hub is simply unreachable: offline ends in exactly one line
+        if (notice.error instanceof TransferError && notice.error.beforeResponse) return;
         const reason = notice.error instanceof TransferError ? notice.error.reason : notice.error instanceof HttpStatusError ? `HTTP ${notice.error.status}` : String(notice.error);
         reporter.retry('file listing', reason, notice.attempt, notice.retries, notice.delayMs);
       },
       signal,
+      // no route to the hub at all (offline, DNS): say so after a short while rather than minutes
+      (error, failures) => !(error instanceof TransferError && error.beforeResponse) || failures < OFFLINE_RETRIES,
     ).catch((error: unknown) => {
       throw listingError(error, hub, modelId, revision);
     });

@@ -38,12 +38,14 @@ export async function withRetries<T>(
   policy: RetryPolicy,
   onRetry?: (notice: RetryNotice) => void,
   signal?: AbortSignal,
+  /** Extra say on whether a failure is retried, given the failures so far. */
+  allowRetry: (error: unknown, failures: number) => boolean = () => true,
 ): Promise<T> {
   for (let failures = 0; ; ) {
     try {
       return await operation();
     } catch (error) {
-      if (signal?.aborted || !isRetryable(error) || failures >= policy.retries) throw error;
+      if (signal?.aborted || !isRetryable(error) || failures >= policy.retries || !allowRetry(error, failures)) throw error;
       failures++;
       const delayMs = backoffDelayMs(failures, policy);
       onRetry?.({ error, attempt: failures, retries: policy.retries, delayMs });
