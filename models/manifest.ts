@@ -77,6 +77,8 @@ export const ModelManifestSchema = z.object({
   allPositionLogits: z.boolean(),
   lora: z.object({
     targets: z.array(LoraTargetSchema),
+    /** Element type of the LoRA A/B inputs (float16 in fp16 builds). Absent means float32. */
+    dtype: z.enum(['float32', 'float16']).optional(),
   }),
   /** Files copied from the checkpoint, relative to the built folder. */
   files: z.object({

@@ -146,3 +146,5 @@ export const AttributeType = {
   FLOATS: 6,
   INTS: 7,
 } as const;
+
+export const GraphProto = root.lookupType('onnx.GraphProto');

@@ -1,0 +1,170 @@
+// Building blocks shared by the vision and decoder graphs: weights taken lazily from the
+// checkpoint (linear weights stored transposed, [in, out], so MatMul needs no runtime transpose),
+// linear layers with optional LoRA inputs, norms, activations, dtype casts.
+// Precision policy: in fp32 builds everything is float32. In fp16 builds weights and matrix work
+// are float16, while the residual stream, norms and softmax stay float32.
+import type { Activation } from '../checkpoint/config.js';
+import { float32ToHalf } from '../checkpoint/dtype.js';
+import type { Checkpoint } from '../checkpoint/reader.js';
+import { attr, type GraphBuilder } from '../onnx/builder.js';
+import { DataType, type DataTypeId } from '../onnx/schema.js';
+import type { LoraTarget } from '../manifest.js';
+
+export type BuildDtype = 'fp32' | 'fp16';
+
+export interface GraphContext {
+  g: GraphBuilder;
+  checkpoint: Checkpoint;
+  dtype: BuildDtype;
+  /** FLOAT or FLOAT16: the type of weights and matrix work. */
+  compute: DataTypeId;
+  /** Canonical module names that get LoRA inputs in this graph. */
+  loraModules: ReadonlySet<string>;
+  graphKind: 'vision' | 'decoder';
+  /** LoRA inputs added to this graph, in order. */
+  loraTargets: LoraTarget[];
+}
+
+export function makeContext(
+  g: GraphBuilder,
+  checkpoint: Checkpoint,
+  dtype: BuildDtype,
+  graphKind: 'vision' | 'decoder',
+  loraModules: ReadonlySet<string>,
+): GraphContext {
+  return {
+    g,
+    checkpoint,
+    dtype,
+    compute: dtype === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT,
+    loraModules,
+    graphKind,
+    loraTargets: [],
+  };
+}
+
+/** Row-major [rows, cols] -> [cols, rows], blocked for cache locality on large matrices. */
+export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const dst = new Float32Array(src.length);
+  const B = 64;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    const i1 = Math.min(rows, i0 + B);
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const j1 = Math.min(cols, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const row = i * cols;
+        for (let j = j0; j < j1; j++) dst[j * rows + i] = src[row + j]!;
+      }
+    }
+  }
+  return dst;
+}
+
+function inDtype(values: Float32Array, type: DataTypeId): Float32Array | Uint16Array {
+  return type === DataType.FLOAT16 ? float32ToHalf(values) : values;
+}
+
+/** A checkpoint tensor as an initializer of the given type (read when the graph is written). */
+export function tensorInit(ctx: GraphContext, canonical: string, type: DataTypeId, dims?: number[]): string {
+  const shape = dims ?? ctx.checkpoint.tensors.shape(canonical);
+  const name = `${canonical}${type === DataType.FLOAT16 ? '.f16' : ''}`;
+  return ctx.g.initializer(name, type, shape, () => inDtype(ctx.checkpoint.tensors.read(canonical), type));
+}
+
+/** A [out, in] checkpoint weight stored transposed as [in, out] in the compute type. */
+export function transposedWeight(ctx: GraphContext, canonical: string): string {
+  const [out, inF] = ctx.checkpoint.tensors.shape(canonical) as [number, number];
+  return ctx.g.initializer(`${canonical}.T`, ctx.compute, [inF, out], () =>
+    inDtype(transpose2d(ctx.checkpoint.tensors.read(canonical), out, inF), ctx.compute),
+  );
+}
+
+export function cast(ctx: GraphContext, x: string, to: DataTypeId): string {
+  return ctx.g.node('Cast', [x], { to: attr.int(to) });
+}
+
+/** float32 -> compute type (no-op in fp32 builds). */
+export function toCompute(ctx: GraphContext, x: string): string {
+  return ctx.compute === DataType.FLOAT ? x : cast(ctx, x, ctx.compute);
+}
+
+/** compute type -> float32 (no-op in fp32 builds). */
+export function toFloat(ctx: GraphContext, x: string): string {
+  return ctx.compute === DataType.FLOAT ? x : cast(ctx, x, DataType.FLOAT);
+}
+
+/** A scalar constant in the compute type. */
+export function computeScalar(ctx: GraphContext, value: number): string {
+  const c = ctx.g.f32(value);
+  return ctx.compute === DataType.FLOAT ? c : cast(ctx, c, ctx.compute);
+}
+
+function loraInputNames(module: string): { a: string; b: string } {
+  return { a: `lora.${module}.A`, b: `lora.${module}.B` };
+}
+
+/**
+ * y = x Wᵀ (+ b) for a checkpoint module (canonical name without `.weight`), x in the compute
+ * type. When the module is a LoRA target the graph gets inputs A [r, in] and B [out, r] and adds
+ * (x Aᵀ) Bᵀ; r = 0 feeds no adapter.
+ */
+export function linear(ctx: GraphContext, x: string, module: string, options: { bias: boolean }): string {
+  const g = ctx.g;
+  const weight = `${module}.weight`;
+  const [outF, inF] = ctx.checkpoint.tensors.shape(weight) as [number, number];
+  let y = g.node('MatMul', [x, transposedWeight(ctx, weight)]);
+  if (options.bias) y = g.node('Add', [y, tensorInit(ctx, `${module}.bias`, ctx.compute)]);
+  if (ctx.loraModules.has(module)) {
+    const names = loraInputNames(module);
+    const rank = `lora_rank_${ctx.loraTargets.length}`;
+    const A = g.input(names.a, ctx.compute, [rank, inF]);
+    const B = g.input(names.b, ctx.compute, [outF, rank]);
+    const xa = g.node('MatMul', [x, g.node('Transpose', [A], { perm: attr.ints([1, 0]) })]);
+    const delta = g.node('MatMul', [xa, g.node('Transpose', [B], { perm: attr.ints([1, 0]) })]);
+    y = g.node('Add', [y, delta]);
+    ctx.loraTargets.push({ module, graph: ctx.graphKind, inputA: names.a, inputB: names.b, inFeatures: inF, outFeatures: outF });
+  }
+  return y;
+}
+
+/** RMSNorm in float32: x / sqrt(mean(x²) + eps) * w. */
+export function rmsNorm(ctx: GraphContext, x: string, weight: string, eps: number): string {
+  const g = ctx.g;
+  const meanSq = g.node('ReduceMean', [g.node('Mul', [x, x])], { axes: attr.ints([-1]), keepdims: attr.int(1) });
+  const inv = g.node('Reciprocal', [g.node('Sqrt', [g.node('Add', [meanSq, g.f32(eps)])])]);
+  return g.node('Mul', [g.node('Mul', [x, inv]), tensorInit(ctx, weight, DataType.FLOAT)]);
+}
+
+/** LayerNorm over the last axis in float32 (opset 17 LayerNormalization). */
+export function layerNorm(ctx: GraphContext, x: string, module: string, eps: number): string {
+  return ctx.g.node(
+    'LayerNormalization',
+    [x, tensorInit(ctx, `${module}.weight`, DataType.FLOAT), tensorInit(ctx, `${module}.bias`, DataType.FLOAT)],
+    { axis: attr.int(-1), epsilon: attr.float(eps) },
+  );
+}
+
+/** An activation in whatever type x has (compute type). */
+export function activation(ctx: GraphContext, x: string, act: Activation): string {
+  const g = ctx.g;
+  const c = (v: number): string => computeScalar(ctx, v);
+  switch (act) {
+    case 'silu':
+      return g.node('Mul', [x, g.node('Sigmoid', [x])]);
+    case 'quick_gelu':
+      return g.node('Mul', [x, g.node('Sigmoid', [g.node('Mul', [x, c(1.702)])])]);
+    case 'relu':
+      return g.node('Relu', [x]);
+    case 'gelu_erf': {
+      // 0.5 x (1 + erf(x / sqrt 2))
+      const e = g.node('Erf', [g.node('Mul', [x, c(Math.SQRT1_2)])]);
+      return g.node('Mul', [g.node('Mul', [x, c(0.5)]), g.node('Add', [e, c(1)])]);
+    }
+    case 'gelu_tanh': {
+      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³)))
+      const x3 = g.node('Mul', [g.node('Mul', [x, x]), x]);
+      const inner = g.node('Mul', [g.node('Add', [x, g.node('Mul', [x3, c(0.044715)])]), c(Math.sqrt(2 / Math.PI))]);
+      return g.node('Mul', [g.node('Mul', [x, c(0.5)]), g.node('Add', [g.node('Tanh', [inner]), c(1)])]);
+    }
+  }
+}
