@@ -290,6 +290,8 @@ export interface BotCore {
   reset(ctx: CommandContext): CommandResult;
   /** `/queue` (admins only): queue length, in-flight, oldest wait. */
   queueStatus(ctx: CommandContext): QueueStatusResult;
+  /** `/reload` (admins only): re-read the styles file now; says how many styles or what is wrong. */
+  reloadStyles(ctx: CommandContext): CommandResult;
   /** Persist the user's UI language (null: follow the platform's language code again). */
   setLanguage(ctx: CommandContext, language: Language | null): CommandResult;
   /** Allow-lists check; every other method applies it too. */

@@ -1,0 +1,634 @@
+// The bot core: everything between the platform adapters and the engine that is the same on every
+// platform. A request goes: access check -> question and picture checks (from metadata) ->
+// conversation lookup (follow-ups) -> style resolution -> the scheduler (per-user limits, queue
+// cap, position updates) -> picture download and check -> engine.generate streamed to the sink ->
+// the turn stored so replies can continue it. Every accepted request ends in exactly one terminal
+// sink call, with a polite localised message when there is no answer.
+import { randomUUID } from 'node:crypto';
+import type { AccessConfig, LimitsConfig } from '../config/config.js';
+import { idListMatches } from '../config/config.js';
+import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
+import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
+import { moduleLogger, redactSecrets, type Logger } from '../log.js';
+import { BotMetrics } from '../scheduler/metrics.js';
+import { LimitError, Scheduler } from '../scheduler/scheduler.js';
+import type { ConversationWithTurns, Store } from '../store/store.js';
+import { buildStyledRequest } from '../styles/conversation.js';
+import type { Style, StyleRegistry } from '../styles/types.js';
+import { errorMessage, languageFromCode, t } from './i18n.js';
+import { fetchImage, precheckImage } from './image-input.js';
+import { SinkDriver } from './sink-driver.js';
+import type {
+  AccessDecision,
+  AnswerSink,
+  AskOutcome,
+  AskTicket,
+  BotChat,
+  BotCore,
+  BotRequest,
+  BotUser,
+  CommandContext,
+  CommandResult,
+  CoreLimits,
+  Language,
+  MessageParams,
+  QueueStatusResult,
+  SetStyleOptions,
+  StylesList,
+  StyleSource,
+  StyleStatus,
+  StyleSummary,
+} from './types.js';
+
+export interface CoreConfig {
+  limits: LimitsConfig;
+  access: AccessConfig;
+  defaultLanguage: Language;
+}
+
+/** A registry that can be reloaded on an admin's request (H8's LiveStyleRegistry). */
+type ReloadableRegistry = StyleRegistry & {
+  reload?: () => { ok: true; styles: number; defaultId: string } | { ok: false; error: VistyleError };
+};
+
+export interface BotCoreDeps {
+  engine: Engine;
+  styles: ReloadableRegistry;
+  store: Store;
+  config: CoreConfig;
+  logger?: Logger;
+  metrics?: BotMetrics;
+  /** How often to forget idle conversations (default hourly). */
+  expirySweepMs?: number;
+}
+
+interface LiveRequest {
+  id: string;
+  user: BotUser;
+  chat: BotChat;
+  messageIds: Set<string>;
+  /** Set once the request is in the scheduler. */
+  scheduled: boolean;
+  /** Aborts the picture download (cancel before the engine starts). */
+  download: AbortController;
+  cancelledBy?: 'user' | 'shutdown';
+}
+
+interface Answer {
+  text: string;
+  result: GenerationResult;
+  historyTurnsUsed: number;
+}
+
+/** Bot API ids can be numbers; the core's keys are strings. */
+const key = (platform: string, id: string) => `${platform}:${id}`;
+
+export class BotCoreImpl implements BotCore {
+  readonly limits: CoreLimits;
+  readonly metrics: BotMetrics;
+  readonly t = t;
+  private readonly engine: Engine;
+  private readonly styles: ReloadableRegistry;
+  private readonly store: Store;
+  private readonly config: CoreConfig;
+  private readonly logger: Logger;
+  private readonly scheduler: Scheduler;
+  private readonly live = new Map<string, LiveRequest>();
+  private readonly outstanding = new Set<Promise<AskOutcome>>();
+  private readonly expiryTimer: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(deps: BotCoreDeps) {
+    this.engine = deps.engine;
+    this.styles = deps.styles;
+    this.store = deps.store;
+    this.config = deps.config;
+    this.logger = deps.logger ?? moduleLogger('bot');
+    this.metrics = deps.metrics ?? new BotMetrics();
+    const limits = deps.config.limits;
+    this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
+    this.scheduler = new Scheduler({
+      slots: limits.engineSlots,
+      userInFlight: limits.userInFlight,
+      userPerMinute: limits.userPerMinute,
+      maxQueueLength: limits.maxQueueLength,
+      requestTimeoutMs: limits.requestTimeoutMs,
+      metrics: this.metrics,
+    });
+    this.sweepExpired();
+    this.expiryTimer = setInterval(() => this.sweepExpired(), deps.expirySweepMs ?? 3600_000);
+    this.expiryTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- asking
+
+  ask(request: BotRequest, sink: AnswerSink): AskTicket {
+    const requestId = randomUUID();
+    const log = this.logger.child({
+      requestId,
+      platform: request.user.platform,
+      chatId: request.chat.id,
+      chatKind: request.chat.kind,
+      userId: request.user.id,
+    });
+    const driver = new SinkDriver(sink, log);
+    const liveRequest: LiveRequest = {
+      id: requestId,
+      user: request.user,
+      chat: request.chat,
+      messageIds: new Set([request.messageId, ...(request.relatedMessageIds ?? [])].filter((id): id is string => !!id)),
+      scheduled: false,
+      download: new AbortController(),
+    };
+    this.live.set(requestId, liveRequest);
+    const done = this.handle(request, liveRequest, driver, log)
+      .catch(async (error: unknown): Promise<AskOutcome> => {
+        // Last line of defence: nothing accepted is dropped.
+        log.error({ err: error }, 'request pipeline failed unexpectedly');
+        const lang = this.safeLanguage(request);
+        const text = errorMessage(lang, 'INTERNAL');
+        await driver.failed(text, 'INTERNAL');
+        return { status: 'failed', code: 'INTERNAL', text, messageIds: [] };
+      })
+      .finally(() => {
+        this.live.delete(requestId);
+        this.outstanding.delete(done);
+      });
+    this.outstanding.add(done);
+    return { requestId, done };
+  }
+
+  private async handle(request: BotRequest, liveRequest: LiveRequest, driver: SinkDriver, log: Logger): Promise<AskOutcome> {
+    await Promise.resolve(); // no sink call before ask() has returned its ticket
+    const startedAt = Date.now();
+    const lang = this.languageOf(request.user, request.locale);
+    const record: Record<string, unknown> = { lang, hasImage: request.image !== undefined, replyImage: request.replyImage !== undefined };
+    let style: Style | undefined;
+
+    const fail = async (error: unknown): Promise<AskOutcome> => {
+      const { code, text } = this.describeFailure(error, lang, liveRequest);
+      await driver.failed(text, code);
+      this.metrics.requests.inc({ platform: request.user.platform, outcome: 'failed' });
+      this.metrics.errors.inc({ code });
+      const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
+      log[level](
+        {
+          ...record,
+          style: style?.id,
+          outcome: 'failed',
+          code,
+          err: isVistyleError(error) ? redactSecrets(error.message) : redactSecrets(String((error as Error)?.message ?? error)),
+          totalMs: Date.now() - startedAt,
+        },
+        'request failed',
+      );
+      return { status: 'failed', code, text, messageIds: [] };
+    };
+
+    try {
+      // 1. who and where
+      const access = this.checkAccess(request.user, request.chat);
+      if (!access.allowed) throw new VistyleError('NOT_ALLOWED', 'not on the allow-lists');
+      if (this.closing) throw new VistyleError('SHUTTING_DOWN', 'shutting down');
+
+      // 2. what: question and picture metadata
+      const question = (request.question ?? '').trim();
+      if (question.length > this.config.limits.maxQuestionChars) {
+        throw new VistyleError('PROMPT_TOO_LONG', `the question has ${question.length} characters (limit ${this.config.limits.maxQuestionChars})`);
+      }
+      if (request.image) precheckImage(request.image, this.config.limits.maxImageBytes);
+
+      // 3. which picture and conversation: a new picture starts a conversation; else a reply to a
+      //    known message continues its conversation; else the replied-to message's own picture
+      //    starts one; else the chat's current conversation continues.
+      let conversation: ConversationWithTurns | undefined;
+      let newImage = request.image;
+      if (!newImage) {
+        const platform = request.chat.platform;
+        conversation = request.replyToMessageId ? this.store.findByMessage(platform, request.chat.id, request.replyToMessageId) : undefined;
+        if (!conversation && request.replyImage) {
+          precheckImage(request.replyImage, this.config.limits.maxImageBytes);
+          newImage = request.replyImage;
+        }
+        if (!conversation && !newImage) conversation = this.store.latest(platform, request.chat.id);
+        if (!conversation && !newImage) throw new VistyleError('IMAGE_MISSING', 'no picture and no conversation to continue');
+        if (conversation && !question) throw new VistyleError('QUESTION_EMPTY', 'a follow-up needs a question');
+      }
+      record.followUp = conversation !== undefined;
+      record.conversationId = conversation?.id;
+
+      // 4. which voice
+      const resolved = this.resolveStyle(request.user, request.chat, request.style);
+      style = resolved.style;
+      record.styleSource = resolved.source;
+
+      // 5. the queue
+      let imageBytes!: Promise<{ bytes: Uint8Array; mime: string | null }>;
+      const job = this.scheduler.submit<Answer>({
+        id: liveRequest.id,
+        userKey: key(request.user.platform, request.user.id),
+        exempt: false,
+        onPosition: (position) => driver.queued(position),
+        onStart: () => driver.started(),
+        run: async ({ signal, waitedMs }) => {
+          record.waitMs = waitedMs;
+          const image = await imageBytes;
+          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver });
+        },
+      });
+      liveRequest.scheduled = true;
+
+      // The picture downloads while the request waits; a failed download takes it out of the line.
+      imageBytes = newImage
+        ? fetchImage(newImage, this.config.limits.maxImageBytes, liveRequest.download.signal)
+        : this.conversationImage(conversation!);
+      let downloadError: unknown;
+      imageBytes.catch((error: unknown) => {
+        downloadError = error;
+        this.scheduler.cancel(liveRequest.id);
+      });
+
+      let answer: Answer;
+      try {
+        answer = await job.result;
+      } catch (error) {
+        throw downloadError ?? error;
+      } finally {
+        liveRequest.download.abort();
+      }
+      Object.assign(record, {
+        historyTurns: answer.historyTurnsUsed,
+        promptTokens: answer.result.promptTokens,
+        tokens: answer.result.tokens.length,
+        finishReason: answer.result.finishReason,
+        ttftMs: Math.round(answer.result.ttftMs),
+        generationMs: Math.round(answer.result.timings.totalMs),
+        tokensPerSecond: Math.round(answer.result.tokensPerSecond * 10) / 10,
+      });
+
+      // 6. deliver, then remember
+      const text = answer.text.trim() ? answer.text.trim() : t(lang, 'emptyAnswer');
+      let messageIds: string[];
+      try {
+        ({ messageIds } = await driver.finished(text));
+      } catch (error) {
+        this.metrics.requests.inc({ platform: request.user.platform, outcome: 'undelivered' });
+        this.metrics.errors.inc({ code: 'NETWORK' });
+        log.warn({ ...record, style: style.id, outcome: 'undelivered', err: String((error as Error)?.message ?? error), totalMs: Date.now() - startedAt }, 'the adapter could not deliver the answer');
+        return { status: 'failed', code: 'NETWORK', text, messageIds: [] };
+      }
+      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), answer.text.trim(), style, messageIds, log);
+      this.metrics.requests.inc({ platform: request.user.platform, outcome: 'answered' });
+      log.info({ ...record, style: style.id, outcome: 'answered', answerChars: text.length, totalMs: Date.now() - startedAt }, 'request answered');
+      return { status: 'answered', text, messageIds };
+    } catch (error) {
+      liveRequest.download.abort();
+      return fail(error);
+    }
+  }
+
+  /** Runs the engine, streaming to the sink; drops the oldest history when the prompt is too long. */
+  private async generate(input: {
+    style: Style;
+    question: string;
+    lang: Language;
+    conversation: ConversationWithTurns | undefined;
+    image: Uint8Array;
+    signal: AbortSignal;
+    driver: SinkDriver;
+  }): Promise<Answer> {
+    const turns = input.conversation?.turns ?? [];
+    let keep = Math.min(turns.length, this.config.limits.historyTurns);
+    for (;;) {
+      const history = historyMessages(turns.slice(turns.length - keep));
+      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, image: true });
+      try {
+        const stream = this.engine.generate(
+          { image: input.image, messages: styled.messages, adapter: styled.adapter, sampling: styled.sampling },
+          { signal: input.signal },
+        );
+        stream.result.catch(() => undefined); // observed below; never an unhandled rejection
+        let text = '';
+        for await (const delta of stream) {
+          text += delta;
+          if (text.trim()) input.driver.progress(text);
+        }
+        const result = await stream.result;
+        if (result.finishReason === 'cancelled' || input.signal.aborted) {
+          throw input.signal.reason ?? new VistyleError('CANCELLED', 'cancelled');
+        }
+        this.metrics.generation.observe(result.timings.totalMs / 1000);
+        this.metrics.timeToFirstToken.observe(result.ttftMs / 1000);
+        if (result.tokens.length > 1) this.metrics.tokensPerSecond.observe(result.tokensPerSecond);
+        this.metrics.generatedTokens.inc(result.tokens.length);
+        return { text: result.text || text, result, historyTurnsUsed: keep };
+      } catch (error) {
+        // Bounded context: the conversation no longer fits, so forget its oldest turns and retry.
+        if (isVistyleError(error, 'PROMPT_TOO_LONG') && keep > 0 && !input.signal.aborted) {
+          keep = Math.floor(keep / 2);
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  private async conversationImage(conversation: ConversationWithTurns): Promise<{ bytes: Uint8Array; mime: string | null }> {
+    const image = this.store.getImage(conversation.imageSha256);
+    if (!image) throw new VistyleError('IMAGE_MISSING', 'the conversation’s picture was forgotten');
+    return image;
+  }
+
+  private remember(
+    request: BotRequest,
+    liveRequest: LiveRequest,
+    conversation: ConversationWithTurns | undefined,
+    image: { bytes: Uint8Array; mime: string | null },
+    question: string,
+    answer: string,
+    style: Style,
+    answerIds: string[],
+    log: Logger,
+  ): void {
+    try {
+      this.store.saveTurn({
+        platform: request.chat.platform,
+        chatId: request.chat.id,
+        userId: request.user.id,
+        ...(conversation ? { conversationId: conversation.id } : {}),
+        image: { bytes: image.bytes, mime: image.mime },
+        question,
+        answer,
+        style: style.id,
+        messageIds: [...liveRequest.messageIds, ...answerIds],
+      });
+    } catch (error) {
+      // The user has the answer; only follow-ups on it are lost.
+      log.error({ err: error }, 'could not store the conversation turn');
+    }
+  }
+
+  private describeFailure(error: unknown, lang: Language, liveRequest: LiveRequest): { code: ErrorCode; text: string } {
+    if (error instanceof LimitError) {
+      if (error.reason === 'in-flight') return { code: error.code, text: t(lang, 'rateLimitedInFlight') };
+      if (error.reason === 'per-minute') {
+        const seconds = Math.max(1, Math.ceil(Number(error.details?.retryAfterMs ?? 60_000) / 1000));
+        return { code: error.code, text: t(lang, 'rateLimitedPerMinute', { seconds }) };
+      }
+    }
+    if (isVistyleError(error)) {
+      const code = error.code === 'CANCELLED' && liveRequest.cancelledBy === 'shutdown' ? 'SHUTTING_DOWN' : error.code;
+      return { code, text: errorMessage(lang, code, this.messageParams(error)) };
+    }
+    return { code: 'INTERNAL', text: errorMessage(lang, 'INTERNAL') };
+  }
+
+  private messageParams(error: VistyleError): MessageParams {
+    const params: MessageParams = {
+      limit: formatLimit(this.config.limits.maxImageBytes),
+      waiting: this.scheduler.status().waiting,
+      available: this.styles.list().map((s) => s.id).join(', '),
+    };
+    for (const [name, value] of Object.entries(error.details ?? {})) {
+      if (typeof value === 'string' || typeof value === 'number') params[name] = value;
+    }
+    if (error.code === 'STYLE_UNKNOWN' && typeof error.details?.style === 'string') params.name = error.details.style;
+    return params;
+  }
+
+  // ---------------------------------------------------------------- cancelling
+
+  cancel(requestId: string, by?: BotUser): CommandResult {
+    const liveRequest = this.live.get(requestId);
+    const lang = by ? this.languageOf(by) : this.config.defaultLanguage;
+    if (!liveRequest || !this.scheduler.has(requestId)) return { ok: false, text: t(lang, 'cancelUnknown') };
+    if (by && !(by.platform === liveRequest.user.platform && by.id === liveRequest.user.id) && !this.isAdmin(by)) {
+      return { ok: false, code: 'NOT_ALLOWED', text: t(lang, 'cancelNotYours') };
+    }
+    liveRequest.cancelledBy = 'user';
+    liveRequest.download.abort();
+    this.scheduler.cancel(requestId, 'CANCELLED');
+    return { ok: true, text: t(lang, 'cancelDone') };
+  }
+
+  cancelByMessage(chat: BotChat, messageId: string, by?: BotUser): CommandResult {
+    for (const liveRequest of this.live.values()) {
+      if (liveRequest.chat.platform === chat.platform && liveRequest.chat.id === chat.id && liveRequest.messageIds.has(messageId)) {
+        return this.cancel(liveRequest.id, by);
+      }
+    }
+    return { ok: false, text: t(by ? this.languageOf(by) : this.config.defaultLanguage, 'cancelUnknown') };
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  showStyle(ctx: CommandContext): StyleStatus {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    const { style, source } = this.resolveStyle(ctx.user, ctx.chat);
+    const denied = this.denied(ctx, lang);
+    const current = summarize(style, lang);
+    const choices = this.styles.list().map((s) => summarize(s, lang));
+    if (denied) return { ...denied, current, source, choices };
+    const text = t(lang, 'styleCurrent', { name: current.name, description: current.description, source: t(lang, sourceKey(source)) });
+    return { ok: true, text, current, source, choices };
+  }
+
+  setStyle(ctx: CommandContext, name: string, options: SetStyleOptions = {}): StyleStatus {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    const denied = this.denied(ctx, lang);
+    if (denied) return { ...this.showStyle(ctx), ...denied };
+    const style = this.findStyle(name);
+    if (!style) {
+      const status = this.showStyle(ctx);
+      const text = errorMessage(lang, 'STYLE_UNKNOWN', { name: name.trim(), available: this.styles.list().map((s) => s.id).join(', ') });
+      return { ...status, ok: false, code: 'STYLE_UNKNOWN', text };
+    }
+    const scope = options.scope ?? (ctx.chat.kind === 'private' ? 'user' : 'chat');
+    if (scope === 'user') this.store.setStyle('user', ctx.user.platform, ctx.user.id, style.id);
+    else this.store.setStyle('chat', ctx.chat.platform, ctx.chat.id, style.id);
+    this.logger.info({ platform: ctx.user.platform, chatId: ctx.chat.id, userId: ctx.user.id, scope, style: style.id }, 'style set');
+    const status = this.showStyle(ctx);
+    const summary = summarize(style, lang);
+    return { ...status, ok: true, text: t(lang, scope === 'user' ? 'styleSetUser' : 'styleSetChat', { name: summary.name }) };
+  }
+
+  listStyles(ctx: CommandContext): StylesList {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    const styles = this.styles.list().map((s) => summarize(s, lang));
+    const denied = this.denied(ctx, lang);
+    if (denied) return { ...denied, styles };
+    const lines = [t(lang, 'stylesHeader')];
+    for (const style of styles) {
+      lines.push('', `• ${style.name} (${style.id}) — ${style.description}`, `  ${t(lang, 'styleSampleLabel')}: ${style.sampleAnswer}`);
+    }
+    return { ok: true, text: lines.join('\n'), styles };
+  }
+
+  help(ctx: CommandContext): CommandResult {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    return this.denied(ctx, lang) ?? { ok: true, text: t(lang, 'help') };
+  }
+
+  reset(ctx: CommandContext): CommandResult {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    const denied = this.denied(ctx, lang);
+    if (denied) return denied;
+    const forgotten = this.store.resetChat(ctx.chat.platform, ctx.chat.id);
+    this.logger.info({ platform: ctx.chat.platform, chatId: ctx.chat.id, userId: ctx.user.id, forgotten }, 'conversation reset');
+    return { ok: true, text: t(lang, forgotten > 0 ? 'resetDone' : 'resetNothing') };
+  }
+
+  queueStatus(ctx: CommandContext): QueueStatusResult {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    if (!this.isAdmin(ctx.user)) return { ok: false, code: 'NOT_ALLOWED', text: t(lang, 'adminOnly') };
+    const status = this.scheduler.status();
+    const text = t(lang, 'queueStatus', { ...status, oldestWait: Math.round(status.oldestWaitMs / 1000) });
+    return { ok: true, text, status };
+  }
+
+  /** `/reload` (admins): re-read the styles file now. */
+  reloadStyles(ctx: CommandContext): CommandResult {
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    if (!this.isAdmin(ctx.user)) return { ok: false, code: 'NOT_ALLOWED', text: t(lang, 'adminOnly') };
+    if (!this.styles.reload) return { ok: true, text: `${this.styles.list().length} styles` };
+    const result = this.styles.reload();
+    return result.ok
+      ? { ok: true, text: `${result.styles} styles (default: ${result.defaultId})` }
+      : { ok: false, code: result.error.code, text: result.error.message };
+  }
+
+  setLanguage(ctx: CommandContext, language: Language | null): CommandResult {
+    const current = this.languageOf(ctx.user, ctx.locale);
+    const denied = this.denied(ctx, current);
+    if (denied) return denied;
+    this.store.setLanguage('user', ctx.user.platform, ctx.user.id, language);
+    const lang = this.languageOf(ctx.user, ctx.locale);
+    return { ok: true, text: t(lang, 'languageSet') };
+  }
+
+  // ---------------------------------------------------------------- access, language, styles
+
+  checkAccess(user: BotUser, chat: BotChat): AccessDecision {
+    if (this.isAdmin(user)) return { allowed: true };
+    const { allowedUsers, allowedChats, allowedGuilds } = this.config.access;
+    if (allowedUsers.length + allowedChats.length + allowedGuilds.length === 0) return { allowed: true };
+    // The lists add up: these people anywhere, anyone in these chats, anyone in these guilds.
+    const allowed =
+      idListMatches(allowedUsers, user.platform, user.id) ||
+      idListMatches(allowedChats, chat.platform, chat.id) ||
+      idListMatches(allowedGuilds, chat.platform, chat.guildId);
+    return allowed ? { allowed } : { allowed, message: errorMessage(this.languageOf(user), 'NOT_ALLOWED') };
+  }
+
+  isAdmin(user: BotUser): boolean {
+    return idListMatches(this.config.access.adminIds, user.platform, user.id);
+  }
+
+  languageOf(user: BotUser, locale?: string): Language {
+    const saved = languageFromCode(this.store.getSettings('user', user.platform, user.id).language);
+    return saved ?? languageFromCode(locale) ?? languageFromCode(user.languageCode) ?? this.config.defaultLanguage;
+  }
+
+  /** Request style > the user's own > the chat's > the registry's default. */
+  resolveStyle(user: BotUser, chat: BotChat, requested?: string): { style: Style; source: StyleSource } {
+    if (requested !== undefined && requested.trim() !== '') {
+      const style = this.findStyle(requested);
+      if (!style) throw new VistyleError('STYLE_UNKNOWN', `unknown style "${requested}"`, { details: { style: requested } });
+      return { style, source: 'request' };
+    }
+    const own = this.store.getSettings('user', user.platform, user.id).style;
+    const ownStyle = own ? this.styles.get(own) : undefined;
+    if (ownStyle) return { style: ownStyle, source: 'user' };
+    if (chat.kind === 'group') {
+      const chatSetting = this.store.getSettings('chat', chat.platform, chat.id).style;
+      const chatStyle = chatSetting ? this.styles.get(chatSetting) : undefined;
+      if (chatStyle) return { style: chatStyle, source: 'chat' };
+    }
+    // A saved style the styles file no longer has falls through to the next level.
+    return { style: this.styles.defaultStyle(), source: 'default' };
+  }
+
+  /** By id, else by a display name (case-insensitive). */
+  private findStyle(name: string): Style | undefined {
+    const wanted = name.trim();
+    const byId = this.styles.get(wanted) ?? this.styles.get(wanted.toLowerCase());
+    if (byId) return byId;
+    const folded = wanted.toLowerCase();
+    return this.styles.list().find((s) => s.names.en.toLowerCase() === folded || s.names.zh === wanted);
+  }
+
+  private denied(ctx: CommandContext, lang: Language): CommandResult | undefined {
+    const access = this.checkAccess(ctx.user, ctx.chat);
+    return access.allowed ? undefined : { ok: false, code: 'NOT_ALLOWED', text: errorMessage(lang, 'NOT_ALLOWED') };
+  }
+
+  private safeLanguage(request: BotRequest): Language {
+    try {
+      return this.languageOf(request.user, request.locale);
+    } catch {
+      return this.config.defaultLanguage;
+    }
+  }
+
+  private sweepExpired(): void {
+    try {
+      const forgotten = this.store.expire(this.config.limits.conversationTtlMs);
+      if (forgotten > 0) this.logger.info({ forgotten }, 'forgot idle conversations');
+    } catch (error) {
+      this.logger.warn({ err: error }, 'conversation expiry failed');
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Admin view of the queue (also for tests). */
+  queueSnapshot() {
+    return this.scheduler.status();
+  }
+
+  async shutdown(options: { drainMs?: number } = {}): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.expiryTimer);
+    for (const liveRequest of this.live.values()) liveRequest.cancelledBy ??= 'shutdown';
+    await this.scheduler.shutdown(options.drainMs ?? this.config.limits.shutdownDrainMs);
+    // Let every request's terminal message go out (bounded: adapters may be stopping too).
+    await Promise.race([Promise.allSettled([...this.outstanding]), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+  }
+}
+
+export function createBotCore(deps: BotCoreDeps): BotCoreImpl {
+  return new BotCoreImpl(deps);
+}
+
+function answerQuestion(style: Style, lang: Language): string {
+  return style.defaultQuestion[lang];
+}
+
+/** Stored turns as chat messages; the first user turn carries the picture. */
+function historyMessages(turns: ConversationWithTurns['turns']): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  turns.forEach((turn, index) => {
+    messages.push(index === 0 ? { role: 'user', text: turn.question, image: true } : { role: 'user', text: turn.question });
+    messages.push({ role: 'assistant', text: turn.answer });
+  });
+  return messages;
+}
+
+function summarize(style: Style, lang: Language): StyleSummary {
+  return {
+    id: style.id,
+    name: style.names[lang],
+    description: style.description[lang],
+    sampleAnswer: style.sampleAnswer[lang],
+    hasAdapter: style.adapter !== null,
+  };
+}
+
+function sourceKey(source: StyleSource) {
+  return ({ user: 'styleSourceUser', chat: 'styleSourceChat', default: 'styleSourceDefault', request: 'styleSourceRequest' } as const)[source];
+}
+
+function formatLimit(bytes: number): string {
+  return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
+}

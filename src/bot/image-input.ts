@@ -1,0 +1,63 @@
+// Checks a user's picture before it costs anything: the size and MIME type the platform reports
+// (before downloading), then the downloaded bytes' own signature. Decoding (and IMAGE_CORRUPT for a
+// damaged file) is the engine's job.
+import { isVistyleError, VistyleError } from '../errors.js';
+import { formatBytes } from './i18n.js';
+import type { ImageSource } from './types.js';
+
+export type ImageKind = 'image/jpeg' | 'image/png' | 'image/gif' | 'image/webp';
+
+/** The image format of these bytes from their signature, or undefined. */
+export function sniffImage(bytes: Uint8Array): ImageKind | undefined {
+  const at = (i: number) => bytes[i];
+  if (bytes.length >= 3 && at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'image/jpeg';
+  if (bytes.length >= 8 && [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => at(i) === b)) return 'image/png';
+  const ascii = (start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end));
+  if (bytes.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'image/gif';
+  if (bytes.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'image/webp';
+  return undefined;
+}
+
+/** MIME types that cannot be a picture we read (an unknown or generic type is checked by sniffing). */
+function clearlyNotAnImage(mime: string): boolean {
+  const type = mime.toLowerCase().split(';')[0]!.trim();
+  if (type === '' || type === 'application/octet-stream' || type === 'binary/octet-stream') return false;
+  if (!type.startsWith('image/')) return true;
+  return type === 'image/svg+xml';
+}
+
+/** Refuses from the platform's metadata alone (no download). */
+export function precheckImage(source: ImageSource, maxBytes: number): void {
+  if (source.sizeBytes !== undefined && source.sizeBytes > maxBytes) {
+    throw new VistyleError('IMAGE_TOO_LARGE', `the picture is ${source.sizeBytes} bytes (limit ${maxBytes})`, {
+      details: { sizeBytes: source.sizeBytes, limit: formatBytes(maxBytes) },
+    });
+  }
+  if (source.mime && clearlyNotAnImage(source.mime)) {
+    throw new VistyleError('IMAGE_UNSUPPORTED', `not a picture: ${source.mime}`, { details: { mime: source.mime } });
+  }
+}
+
+/** Downloads and checks the bytes. Errors are VistyleErrors (NETWORK for a failed download). */
+export async function fetchImage(source: ImageSource, maxBytes: number, signal: AbortSignal): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await source.fetch({ signal, maxBytes });
+  } catch (error) {
+    if (isVistyleError(error)) throw error;
+    if (signal.aborted) throw new VistyleError('CANCELLED', 'cancelled while downloading the picture');
+    throw new VistyleError('NETWORK', `downloading the picture failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  if (bytes.byteLength > maxBytes) {
+    throw new VistyleError('IMAGE_TOO_LARGE', `the picture is ${bytes.byteLength} bytes (limit ${maxBytes})`, {
+      details: { sizeBytes: bytes.byteLength, limit: formatBytes(maxBytes) },
+    });
+  }
+  const mime = sniffImage(bytes);
+  if (!mime) {
+    throw new VistyleError('IMAGE_UNSUPPORTED', 'the file is not a JPEG, PNG, GIF or WebP picture', {
+      details: { declared: source.mime ?? null, bytes: bytes.byteLength },
+    });
+  }
+  return { bytes, mime };
+}
