@@ -51,6 +51,8 @@ export interface PeftAdapter {
   modules: LoadedLoraModule[];
   /** Targets the adapter leaves alone (fed with rank 0). */
   uncovered: LoraTarget[];
+  /** Adapter modules in vision layers the graph never computes (past vision_feature_layer): no effect. */
+  ignored: string[];
 }
 
 export interface LoadAdapterOptions {
@@ -141,6 +143,13 @@ function readModules(
   const typeOf = (name: string): LoraElementType =>
     typeof options.elementType === 'function' ? options.elementType(name) : (options.elementType ?? 'float32');
 
+  // The vision graph stops at vision_feature_layer; LoRA on later layers cannot change the output.
+  const visionLayers = options.targets
+    .filter((target) => target.graph === 'vision')
+    .map((target) => Number(/\.layers\.(\d+)\./.exec(target.module)?.[1] ?? -1));
+  const computedVisionLayers = visionLayers.length > 0 ? Math.max(...visionLayers) + 1 : 0;
+  const ignored: string[] = [];
+
   const loaded = new Map<string, LoadedLoraModule>();
   for (const [fileModule, halves] of byModule) {
     const canonical = canonicalModuleName(fileModule);
@@ -148,6 +157,11 @@ function readModules(
     const reason = nonTargetReason(canonical);
     if (reason) throw adapterError(path, `module ${fileModule}: ${reason} in vistyle`, { module: fileModule });
     const target = targetsByModule.get(canonical);
+    const visionLayer = /^vision_tower\.encoder\.layers\.(\d+)\./.exec(canonical);
+    if (!target && visionLayer && computedVisionLayers > 0 && Number(visionLayer[1]) >= computedVisionLayers) {
+      ignored.push(fileModule);
+      continue;
+    }
     if (!target) {
       throw adapterError(
         path,
@@ -203,7 +217,7 @@ function readModules(
 
   const modules = options.targets.flatMap((target) => loaded.get(target.module) ?? []);
   const uncovered = options.targets.filter((target) => !loaded.has(target.module));
-  return { path, config, layout, modules, uncovered };
+  return { path, config, layout, modules, uncovered, ignored };
 }
 
 function toTensor(name: string, type: LoraElementType, dims: [number, number], values: Float32Array): LoraTensor {

@@ -19,7 +19,7 @@ export function toOrtTensor(tensor: LoraTensor): ort.Tensor {
 }
 
 export async function loadPeftAdapterFeeds(ref: AdapterRef, context: AdapterFeedContext): Promise<Map<string, ort.Tensor>> {
-  const fallback: LoraElementType = context.manifest.dtype === 'fp16' ? 'float16' : 'float32';
+  const fallback: LoraElementType = context.manifest.lora.dtype ?? (context.manifest.dtype === 'fp16' ? 'float16' : 'float32');
   const elementType = (name: string): LoraElementType => {
     const type = context.inputTypes?.get(name);
     return type === 'float16' ? 'float16' : type === 'float32' ? 'float32' : fallback;

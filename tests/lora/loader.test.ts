@@ -130,6 +130,16 @@ describe('PEFT adapter loader', () => {
     expect(visionA.data.length).toBe(0);
   });
 
+  it('ignores vision layers past vision_feature_layer, which the graph never computes', () => {
+    // a model whose vision graph stops after layer 0 (vision_feature_layer -2 with 2 layers)
+    const built = targets.filter((t) => !t.module.startsWith('vision_tower.encoder.layers.1.'));
+    const adapter = loadPeftAdapter({ path: adapterDir({ modules: weights, rank: 4, alpha: 8 }) }, { targets: built });
+    expect(adapter.ignored).toEqual(
+      ['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((p) => `vision_tower.vision_model.encoder.layers.1.self_attn.${p}`).sort(),
+    );
+    expect(adapter.modules).toHaveLength(built.length);
+  });
+
   it('refuses a missing module, naming it', () => {
     // target_modules q_proj covers the vision tower too; drop one vision q_proj from the file
     const missing = 'vision_tower.encoder.layers.1.self_attn.q_proj';
