@@ -1,4 +1,123 @@
-// PLACEHOLDER: replaced by the module that implements `vistyle model pull`.
-import type { Command } from 'commander';
+// `vistyle model pull`: download llava-hf/llava-interleave-qwen-0.5b-hf from the Hugging Face hub
+// (or its ModelScope mirror) with resume and checksums, then build it into the folder `vistyle ask`
+// and `vistyle start` use by default.
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { downloadCheckpoint, parseHubSource, reporterFor, formatBytes, type DownloadCheckpointResult } from '../../../models/download/index.js';
+import { buildModel } from '../../../models/build/build.js';
+import { MANIFEST_FILE } from '../../../models/manifest.js';
+import { VERSION } from '../../version.js';
+import { DEFAULT_MODEL_ID, pulledBuiltDir, pulledCheckpointDir, resolveModelDir } from '../../paths.js';
 
-export function registerModelPullCommand(_model: Command): void {}
+export type PullDtype = 'fp32' | 'fp16';
+
+interface PullFlags {
+  source: string;
+  revision?: string;
+  dir?: string;
+  out?: string;
+  dtype?: PullDtype;
+  build: boolean;
+  rebuild?: boolean;
+  retries: number;
+}
+
+/** fp16 halves the weights and runs faster on a GPU; on CPU onnxruntime is faster in fp32. */
+export function defaultPullDtype(env: Record<string, string | undefined> = process.env): PullDtype {
+  return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'cuda' ? 'fp16' : 'fp32';
+}
+
+function nonNegativeInteger(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 100) throw new InvalidArgumentError('expected a whole number from 0 to 100');
+  return parsed;
+}
+
+/** Whether `out` already holds a build of this checkpoint, in this dtype, by this version of vistyle. */
+function builtAlready(out: string, checkpoint: string, dtype: PullDtype): boolean {
+  const file = resolve(out, MANIFEST_FILE);
+  if (!existsSync(file)) return false;
+  try {
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { dtype?: string; builder?: string; source?: { checkpoint?: string } };
+    return (
+      manifest.dtype === dtype &&
+      manifest.builder === `vistyle ${VERSION}` &&
+      typeof manifest.source?.checkpoint === 'string' &&
+      resolve(manifest.source.checkpoint) === resolve(checkpoint)
+    );
+  } catch {
+    return false;
+  }
+}
+
+function quoteArg(path: string): string {
+  return /^[\w./~:@%+=-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
+}
+
+function describeDownload(result: DownloadCheckpointResult): string {
+  const fetched = result.files.filter((file) => file.status === 'fetched').length;
+  const commit = result.commit ? ` (commit ${result.commit.slice(0, 10)})` : '';
+  const what = fetched === 0 ? 'already up to date' : `${fetched} file${fetched === 1 ? '' : 's'}, ${formatBytes(result.bytesReceived)} downloaded`;
+  return `checkpoint: ${result.dir} — ${result.modelId} ${result.revision}${commit} from ${result.source}, ${what}`;
+}
+
+export function registerModelPullCommand(model: Command): void {
+  model
+    .command('pull')
+    .description(`download ${DEFAULT_MODEL_ID} (resumable, checksummed) and build it`)
+    .addOption(new Option('--source <hub>', 'where to download from').choices(['huggingface', 'modelscope']).default('huggingface'))
+    .option('--revision <rev>', 'branch, tag or commit (default: main on Hugging Face, master on ModelScope)')
+    .option('--dir <dir>', `checkpoint folder (default: ${pulledCheckpointDir()})`)
+    .option('--out <dir>', `built model folder (default: ${pulledBuiltDir()})`)
+    .addOption(new Option('--dtype <dtype>', 'weight dtype of the built graphs (default: fp16 when VISTYLE_PROVIDER=cuda, else fp32)').choices(['fp32', 'fp16']))
+    .option('--no-build', 'download only, do not build')
+    .option('--rebuild', 'build again even when the built model is up to date')
+    .option('--retries <n>', 'retries per request on network errors and 5xx answers', nonNegativeInteger, 5)
+    .addHelpText(
+      'after',
+      '\nEnvironment: HF_ENDPOINT or VISTYLE_HF_ENDPOINT (Hugging Face mirror, e.g. https://hf-mirror.com),\n' +
+        'HF_TOKEN (gated or private repositories), MODELSCOPE_ENDPOINT or VISTYLE_MODELSCOPE_ENDPOINT.\n' +
+        'An interrupted pull resumes where it stopped: run the same command again.',
+    )
+    .action(async (flags: PullFlags) => {
+      const source = parseHubSource(flags.source);
+      const dtype = flags.dtype ?? defaultPullDtype();
+      const out = resolve(flags.out ?? pulledBuiltDir());
+      const download = await downloadCheckpoint({
+        source,
+        ...(flags.revision ? { revision: flags.revision } : {}),
+        ...(flags.dir ? { dir: flags.dir } : {}),
+        reporter: reporterFor(process.stderr),
+        retry: { retries: flags.retries },
+      });
+      process.stdout.write(`${describeDownload(download)}\n`);
+
+      if (!flags.build) {
+        process.stdout.write(`not built (--no-build); build it with:\n  vistyle model build --checkpoint ${quoteArg(download.dir)} --out ${quoteArg(out)} --dtype ${dtype}\n`);
+        return;
+      }
+
+      const fetchedNow = download.files.some((file) => file.status === 'fetched');
+      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, dtype)) {
+        process.stdout.write(`model: ${out} (${dtype}) is already built from this checkpoint (--rebuild to build it again)\n`);
+      } else {
+        await buildModel({
+          checkpointDir: download.dir,
+          outDir: out,
+          dtype,
+          onProgress: (message) => process.stderr.write(`${message}\n`),
+        });
+        process.stdout.write(`model: ${out} (${dtype})\n`);
+      }
+
+      // `ask` finds the model through --model, then VISTYLE_MODEL_DIR, then the pulled default
+      const found = resolve(resolveModelDir());
+      const modelFlag = found === out ? '' : `--model ${quoteArg(out)} `;
+      process.stdout.write(`try it:\n  vistyle ask ${modelFlag}--image photo.jpg "What is in this picture?"\n`);
+      if (modelFlag && process.env.VISTYLE_MODEL_DIR?.trim()) {
+        process.stdout.write(`(VISTYLE_MODEL_DIR points at ${process.env.VISTYLE_MODEL_DIR}; set it to ${out} to use this model by default)\n`);
+      }
+    });
+}
+
