@@ -1,4 +1,147 @@
-// PLACEHOLDER: replaced by the module that implements `vistyle ask`.
+// `vistyle ask [--model DIR] --image FILE [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
+// Streams the answer to stdout. The engine runs on this thread (a one-shot CLI has no heartbeats
+// to keep alive). Style, adapter and raw mode are resolved by src/styles (resolveAskRequest), the
+// same way the bot resolves them.
+//   --raw     no system prompt, no examples, no style adapter: exactly one user turn (image, then
+//             question) rendered by the checkpoint's chat template
+//   --greedy  plain argmax over all logits: no penalties, no other processors, no stop strings
+//   --json    after the streamed text, one JSON object on the last line:
+//             {"text","tokens","promptTokens","ttftMs","tokensPerSecond"}
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { VistyleError } from '../../errors.js';
+import { createLogger, setRootLogger } from '../../log.js';
+import { resolveModelDir } from '../../paths.js';
+import { resolveAskRequest } from '../../styles/resolve.js';
+import { createLocalEngine } from '../../engine/local-engine.js';
+import type { ExecutionProvider, GenerateRequest, GenerationResult, SamplingOptions } from '../../engine/types.js';
 
-export function registerAskCommand(_program: Command): void {}
+export interface AskOptions {
+  model?: string;
+  image: string;
+  maxTokens?: string;
+  temperature?: string;
+  topP?: string;
+  seed?: string;
+  greedy?: boolean;
+  raw?: boolean;
+  json?: boolean;
+  provider?: string;
+  threads?: string;
+  style?: string;
+  adapter?: string;
+}
+
+function parseNumber(flag: string, raw: string | undefined, check: (n: number) => boolean, rule: string): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value) || !check(value)) {
+    throw new VistyleError('CONFIG_INVALID', `${flag} must be ${rule}, got "${raw}"`);
+  }
+  return value;
+}
+
+/** Sampling asked for on the command line, on top of the style's overrides. */
+export function samplingFromFlags(options: AskOptions, base: Partial<SamplingOptions>): Partial<SamplingOptions> {
+  const sampling: Partial<SamplingOptions> = { ...base };
+  const maxNewTokens = parseNumber('--max-tokens', options.maxTokens, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
+  const temperature = parseNumber('--temperature', options.temperature, (n) => n >= 0, 'a number >= 0');
+  const topP = parseNumber('--top-p', options.topP, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const seed = parseNumber('--seed', options.seed, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer');
+  if (maxNewTokens !== undefined) sampling.maxNewTokens = maxNewTokens;
+  if (temperature !== undefined) sampling.temperature = temperature;
+  if (topP !== undefined) sampling.topP = topP;
+  if (seed !== undefined) sampling.seed = seed;
+  if (options.greedy) {
+    // Reproducible and comparable with transformers' greedy generate(): argmax, nothing else.
+    Object.assign(sampling, { greedy: true, repetitionPenalty: 1, noRepeatNgramSize: 0, topK: 0, topP: 1, stopStrings: [] });
+  }
+  return sampling;
+}
+
+export function jsonSummary(result: GenerationResult): string {
+  return JSON.stringify({
+    text: result.text,
+    tokens: result.tokens,
+    promptTokens: result.promptTokens,
+    ttftMs: Number(result.ttftMs.toFixed(2)),
+    tokensPerSecond: Number(result.tokensPerSecond.toFixed(2)),
+  });
+}
+
+async function readImage(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
+    throw new VistyleError('IMAGE_MISSING', `cannot read the image ${path}: ${why}`, { cause: error, details: { path } });
+  }
+}
+
+export async function runAsk(question: string, options: AskOptions, verbose: boolean): Promise<void> {
+  if (!process.env.VISTYLE_LOG_LEVEL) setRootLogger(createLogger({ level: verbose ? 'debug' : 'warn' }));
+  const provider = options.provider;
+  if (provider !== undefined && provider !== 'cpu' && provider !== 'cuda') {
+    throw new VistyleError('CONFIG_INVALID', `--provider must be cpu or cuda, got "${provider}"`);
+  }
+  const threads = parseNumber('--threads', options.threads, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer');
+  // Check everything cheap before loading the model.
+  const resolved = resolveAskRequest({
+    question,
+    raw: options.raw === true,
+    ...(options.style === undefined ? {} : { style: options.style }),
+    ...(options.adapter === undefined ? {} : { adapter: options.adapter }),
+  });
+  const sampling = samplingFromFlags(options, resolved.sampling);
+  const image = await readImage(options.image);
+
+  const engine = await createLocalEngine({
+    modelDir: resolveModelDir(options.model),
+    ...(provider === undefined ? {} : { provider: provider as ExecutionProvider }),
+    ...(threads === undefined ? {} : { threads }),
+  });
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const request: GenerateRequest = { image, messages: resolved.messages, adapter: resolved.adapter, sampling };
+    const stream = engine.generate(request, { signal: controller.signal });
+    let last = '';
+    for await (const delta of stream) {
+      process.stdout.write(delta);
+      last = delta;
+    }
+    const result = await stream.result;
+    if (result.text.length > 0 && !last.endsWith('\n')) process.stdout.write('\n');
+    if (options.json) process.stdout.write(`${jsonSummary(result)}\n`);
+    if (result.finishReason === 'cancelled') process.exitCode = 130;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    await engine.close();
+  }
+}
+
+export function registerAskCommand(program: Command): void {
+  program
+    .command('ask')
+    .description('answer a question about a picture, streaming the answer to stdout')
+    .argument('<question>', 'the question about the picture')
+    .requiredOption('--image <file>', 'the picture (JPEG, PNG, WebP or GIF)')
+    .option('--model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
+    .option('--max-tokens <n>', 'most tokens to generate')
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)')
+    .option('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability')
+    .option('--seed <n>', 'seed of the sampler (same seed, same answer)')
+    .option('--greedy', 'plain argmax over all logits, no penalties or other processors')
+    .option('--raw', 'no system prompt and no adapter: one user turn rendered by the chat template')
+    .option('--style <id>', 'answer in this style (see `vistyle styles`)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder to apply')
+    .option('--json', 'print a JSON summary on the last line')
+    .option('--provider <cpu|cuda>', 'execution provider (default: VISTYLE_PROVIDER, then cpu)')
+    .option('--threads <n>', 'onnxruntime intra-op threads (0 = onnxruntime default)')
+    .action(async (question: string, options: AskOptions, command: Command) => {
+      const verbose = command.optsWithGlobals().verbose === true;
+      await runAsk(question, options, verbose);
+    });
+}

@@ -1,0 +1,75 @@
+// LoRA adapters per request: loaded once into graph-input tensors (by input name) and kept in a
+// small LRU keyed by folder + scale + modification time, so switching styles costs a map lookup.
+import { statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { VistyleError } from '../errors.js';
+import type { ModelManifest } from '../../models/manifest.js';
+import { loadPeftAdapterFeeds } from '../../models/lora/ort-feeds.js';
+import type { LoadedAdapter } from './generator.js';
+import { LruCache } from './lru.js';
+import type { ModelFolder } from './model-folder.js';
+import type { InputTypes, ModelSessions } from './session.js';
+import type { AdapterRef } from './types.js';
+
+export interface AdapterLoadContext {
+  manifest: ModelManifest;
+  /** Element type of each LoRA input of the graph it belongs to (float32, or float16 builds). */
+  inputTypes: InputTypes;
+}
+
+/** Reads a PEFT adapter folder into tensors by graph input name ([r,in] A, [out,r] B with the scale folded into B). */
+export type AdapterLoader = (ref: AdapterRef, context: AdapterLoadContext) => Promise<ReadonlyMap<string, ort.Tensor>>;
+
+/** models/lora's PEFT loader (adapter_config.json + adapter_model.safetensors). */
+export const defaultAdapterLoader: AdapterLoader = (ref, context) => loadPeftAdapterFeeds(ref, context);
+
+function adapterMtime(path: string): number {
+  for (const file of [join(path, 'adapter_model.safetensors'), path]) {
+    try {
+      return statSync(file).mtimeMs;
+    } catch {
+      // try the next candidate
+    }
+  }
+  throw new VistyleError('ADAPTER_INVALID', `LoRA adapter folder ${path} does not exist`, { details: { path } });
+}
+
+export class AdapterCache {
+  private readonly cache: LruCache<string, LoadedAdapter>;
+  private readonly inputTypes: InputTypes;
+
+  constructor(
+    private readonly loader: AdapterLoader,
+    private readonly folder: ModelFolder,
+    sessions: ModelSessions,
+    capacity: number,
+  ) {
+    this.cache = new LruCache(capacity);
+    this.inputTypes = new Map([...sessions.vision.inputTypes, ...sessions.decoder.inputTypes]);
+  }
+
+  async get(ref: AdapterRef): Promise<LoadedAdapter> {
+    if (this.folder.manifest.lora.targets.length === 0) {
+      throw new VistyleError('ADAPTER_INVALID', `the model at ${this.folder.dir} was built without LoRA inputs; rebuild it without --no-lora to use adapters`);
+    }
+    const path = resolve(ref.path);
+    const key = `${path}|${ref.scale ?? ''}|${adapterMtime(path)}`;
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const feeds = await this.loader({ ...ref, path }, { manifest: this.folder.manifest, inputTypes: this.inputTypes });
+    const known = new Set(this.folder.manifest.lora.targets.flatMap((t) => [t.inputA, t.inputB]));
+    for (const name of feeds.keys()) {
+      if (!known.has(name)) {
+        throw new VistyleError('ADAPTER_INVALID', `LoRA adapter ${path} feeds ${name}, which the model's graphs do not take`, { details: { path } });
+      }
+    }
+    const loaded: LoadedAdapter = { key, feeds };
+    this.cache.set(key, loaded);
+    return loaded;
+  }
+
+  clear(): void {
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,376 @@
+// One answer, start to finish: picture -> vision graph -> image features; conversation -> prompt
+// ids -> embed graph -> image features spliced into the image-token rows -> decoder prefill ->
+// decode loop (sampler, detokenizer, stop criteria) with the KV cache kept in TypeScript.
+//
+// The text side (image preprocessing, tokenizer + chat template, sampler, detokenizer) comes in
+// through `TextParts`, so this file only deals with graphs, the cache and the stop criteria.
+import { createHash } from 'node:crypto';
+import * as ort from 'onnxruntime-node';
+import { VistyleError } from '../errors.js';
+import type { ModelManifest } from '../../models/manifest.js';
+import type { KvCache } from './kv-cache.js';
+import type { LruCache } from './lru.js';
+import type { GraphSession, ModelSessions } from './session.js';
+import { StopStringFilter, isStuckInLoop } from './stopping.js';
+import type { ChatMessage, FinishReason, GenerationResult, SamplingOptions } from './types.js';
+
+/** Chooses the next token from the last position's logits (may modify `logits`). */
+export interface TokenSampler {
+  next(logits: Float32Array, generated: readonly number[]): number;
+}
+
+/** Turns generated ids into text deltas that never split a UTF-8 character. */
+export interface DeltaDetokenizer {
+  push(tokenId: number): string;
+  /** Whatever is still held back at the end (an incomplete character). */
+  flush(): string;
+}
+
+/** The text-side parts of the engine (src/engine/text-parts.ts binds them to the checkpoint). */
+export interface TextParts {
+  /** Pixel values [1,3,S,S] (float32, NCHW) for encoded image bytes; typed IMAGE_* errors. */
+  preprocessImage(bytes: Uint8Array): Promise<Float32Array>;
+  /**
+   * Prompt ids of the conversation: checked (QUESTION_EMPTY, IMAGE_MISSING), rendered with the
+   * checkpoint's chat template with the generation prompt, image placeholder expanded; oldest
+   * turns dropped to fit `maxPromptTokens` (PROMPT_TOO_LONG when even the question alone does not).
+   */
+  encodePrompt(messages: ChatMessage[], options: { hasImage: boolean; maxPromptTokens: number }): EncodedPrompt;
+  createSampler(options: SamplingOptions, promptIds: readonly number[]): TokenSampler;
+  createDetokenizer(): DeltaDetokenizer;
+}
+
+export interface EncodedPrompt {
+  ids: number[];
+  /** Positions of the image-token rows in `ids`, ascending (empty without a picture). */
+  imageTokenPositions: number[];
+}
+
+/** LoRA weights for one request, by graph input name (A: [r,in], B: [out,r], scale folded into B). */
+export interface LoadedAdapter {
+  /** Identifies the adapter in the image-feature cache. */
+  key: string;
+  feeds: ReadonlyMap<string, ort.Tensor>;
+}
+
+export interface GenerationInput {
+  image?: Uint8Array | undefined;
+  messages: ChatMessage[];
+  sampling: SamplingOptions;
+  adapter?: LoadedAdapter | null | undefined;
+}
+
+export interface GenerationHooks {
+  signal?: AbortSignal | undefined;
+  onDelta?: (text: string) => void;
+  /** Called after each generated token (the worker's test-only crash hook counts them). */
+  onToken?: (tokenId: number, count: number) => void;
+  /** Raw logits of each step before sampling (step 0 = prefill), a copy; for parity tests. */
+  onLogits?: (step: number, logits: Float32Array) => void;
+}
+
+export interface GeneratorOptions {
+  sessions: ModelSessions;
+  manifest: ModelManifest;
+  text: TextParts;
+  cache: KvCache;
+  /** Image features by image hash (+ adapter): follow-up questions skip the vision graph. */
+  featureCache?: LruCache<string, Float32Array> | undefined;
+  /** Loop guard for sampled answers (greedy runs are left exactly as the model decides). */
+  loopGuard?: boolean;
+}
+
+const now = (): number => performance.now();
+
+function cancelledError(): VistyleError {
+  return new VistyleError('CANCELLED', 'the request was cancelled');
+}
+
+/** Zero-rank LoRA inputs ("no adapter") for one graph, created once per engine. */
+export function zeroLoraFeeds(manifest: ModelManifest, graph: GraphSession, which: 'vision' | 'decoder'): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const target of manifest.lora.targets) {
+    if (target.graph !== which) continue;
+    const typeA = graph.inputTypes.get(target.inputA) ?? 'float32';
+    const typeB = graph.inputTypes.get(target.inputB) ?? 'float32';
+    feeds[target.inputA] = emptyTensor(typeA, [0, target.inFeatures]);
+    feeds[target.inputB] = emptyTensor(typeB, [target.outFeatures, 0]);
+  }
+  return feeds;
+}
+
+function emptyTensor(type: ort.Tensor.Type, dims: number[]): ort.Tensor {
+  if (type === 'float16') return new ort.Tensor('float16', new Uint16Array(0), dims);
+  return new ort.Tensor('float32', new Float32Array(0), dims);
+}
+
+export class Generator {
+  private readonly sessions: ModelSessions;
+  private readonly manifest: ModelManifest;
+  private readonly text: TextParts;
+  private readonly cache: KvCache;
+  private readonly featureCache: LruCache<string, Float32Array> | undefined;
+  private readonly loopGuard: boolean;
+  private readonly visionZeroLora: Record<string, ort.Tensor>;
+  private readonly decoderZeroLora: Record<string, ort.Tensor>;
+  /** 1s for the attention mask, fed as a view of the first P+T entries. */
+  private readonly maskOnes: BigInt64Array;
+  private readonly hasLogitsForAllPositions: boolean;
+
+  constructor(options: GeneratorOptions) {
+    this.sessions = options.sessions;
+    this.manifest = options.manifest;
+    this.text = options.text;
+    this.cache = options.cache;
+    this.featureCache = options.featureCache;
+    this.loopGuard = options.loopGuard ?? true;
+    this.visionZeroLora = zeroLoraFeeds(this.manifest, this.sessions.vision, 'vision');
+    this.decoderZeroLora = zeroLoraFeeds(this.manifest, this.sessions.decoder, 'decoder');
+    this.maskOnes = new BigInt64Array(this.cache.shape.capacity).fill(1n);
+    this.hasLogitsForAllPositions = this.manifest.allPositionLogits;
+  }
+
+  /** Positions one answer can use (prompt + generated tokens). */
+  get capacity(): number {
+    return this.cache.shape.capacity;
+  }
+
+  async generate(input: GenerationInput, hooks: GenerationHooks = {}): Promise<GenerationResult> {
+    const { signal } = hooks;
+    const started = now();
+    this.cache.reset();
+    try {
+      return await this.run(input, hooks, started);
+    } catch (error) {
+      if (signal?.aborted && !(error instanceof VistyleError && error.code !== 'CANCELLED')) {
+        return this.cancelledResult(started, 0, [], '');
+      }
+      throw error;
+    } finally {
+      // The cache holds this request's keys and values only while it runs.
+      this.cache.reset();
+    }
+  }
+
+  private cancelledResult(started: number, promptTokens: number, tokens: number[], text: string): GenerationResult {
+    const totalMs = now() - started;
+    return {
+      text,
+      tokens,
+      promptTokens,
+      ttftMs: 0,
+      tokensPerSecond: 0,
+      finishReason: 'cancelled',
+      timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs },
+    };
+  }
+
+  private async run(input: GenerationInput, hooks: GenerationHooks, started: number): Promise<GenerationResult> {
+    const { signal } = hooks;
+    const checkCancelled = (): void => {
+      if (signal?.aborted) throw cancelledError();
+    };
+    const sampling = input.sampling;
+    const hasImage = input.image !== undefined && input.image.length > 0;
+    checkCancelled();
+
+    // Prompt first: an empty question or a too-long conversation fails before any graph runs.
+    // Leave room for the answer: up to maxNewTokens, but never more than a quarter of the cache.
+    const answerRoom = Math.max(1, Math.min(sampling.maxNewTokens, Math.floor(this.capacity / 4)));
+    const prompt = this.text.encodePrompt(input.messages, { hasImage, maxPromptTokens: this.capacity - answerRoom });
+    const promptIds = prompt.ids;
+    const imageTokens = this.manifest.vision.imageTokens;
+    const wantsImage = prompt.imageTokenPositions.length > 0;
+    if (wantsImage && prompt.imageTokenPositions.length !== imageTokens) {
+      throw new VistyleError('INTERNAL', `the prompt has ${prompt.imageTokenPositions.length} image-token rows; the vision graph gives ${imageTokens}`);
+    }
+    if (promptIds.length >= this.capacity) {
+      throw new VistyleError(
+        'PROMPT_TOO_LONG',
+        `the conversation is ${promptIds.length} tokens; this engine holds at most ${this.capacity} (prompt and answer together)`,
+        { details: { promptTokens: promptIds.length, capacity: this.capacity } },
+      );
+    }
+
+    // Picture -> image features (or straight from the cache for a picture seen before).
+    let imageMs = 0;
+    let visionMs = 0;
+    let features: Float32Array | undefined;
+    if (wantsImage) {
+      const image = input.image!;
+      const adapterKey = this.adapterTouchesVision(input.adapter) ? input.adapter!.key : '';
+      const featureKey = `${createHash('sha256').update(image).digest('hex')}|${adapterKey}`;
+      features = this.featureCache?.get(featureKey);
+      if (!features) {
+        const t0 = now();
+        const pixels = await this.text.preprocessImage(image);
+        imageMs = now() - t0;
+        checkCancelled();
+        const t1 = now();
+        features = await this.encodeImage(pixels, input.adapter);
+        visionMs = now() - t1;
+        this.featureCache?.set(featureKey, features);
+        checkCancelled();
+      }
+    }
+
+    // Prefill.
+    const tPrefill = now();
+    const embeds = await this.embed(promptIds);
+    if (features) spliceImageFeatures(embeds, prompt.imageTokenPositions, features, this.manifest.text.hiddenSize);
+    checkCancelled();
+    const decoderLora = this.decoderLoraFeeds(input.adapter);
+    let logits = await this.decode(embeds, promptIds.length, decoderLora);
+    const prefillMs = now() - tPrefill;
+
+    const sampler = this.text.createSampler(sampling, promptIds);
+    const detokenizer = this.text.createDetokenizer();
+    const stops = new StopStringFilter(sampling.stopStrings);
+    const eos = new Set(this.manifest.tokens.eosTokenIds);
+    const tokens: number[] = [];
+    let text = '';
+    let ttftMs = 0;
+    let firstTokenAt = 0;
+    let finishReason: FinishReason = 'length';
+    const emit = (delta: string): void => {
+      if (delta.length === 0) return;
+      text += delta;
+      hooks.onDelta?.(delta);
+    };
+
+    for (let step = 0; ; step++) {
+      // The sampler modifies the logits in place: observers get their own copy.
+      if (hooks.onLogits) hooks.onLogits(step, logits.slice());
+      const token = sampler.next(logits, tokens);
+      if (step === 0) {
+        firstTokenAt = now();
+        ttftMs = firstTokenAt - started;
+      }
+      if (eos.has(token)) {
+        finishReason = 'eos';
+        break;
+      }
+      tokens.push(token);
+      hooks.onToken?.(token, tokens.length);
+      emit(stops.push(detokenizer.push(token)));
+      if (stops.stopped) {
+        finishReason = 'stop';
+        break;
+      }
+      if (tokens.length >= sampling.maxNewTokens) {
+        finishReason = 'length';
+        break;
+      }
+      if (this.loopGuard && !sampling.greedy && isStuckInLoop(tokens)) {
+        finishReason = 'stop';
+        break;
+      }
+      if (this.cache.remaining < 1) {
+        finishReason = 'length';
+        break;
+      }
+      if (signal?.aborted) {
+        finishReason = 'cancelled';
+        break;
+      }
+      const stepEmbeds = await this.embed([token]);
+      if (signal?.aborted) {
+        finishReason = 'cancelled';
+        break;
+      }
+      logits = await this.decode(stepEmbeds, 1, decoderLora);
+    }
+    if (finishReason !== 'cancelled' && !stops.stopped) {
+      // An incomplete character at the very end, then whatever the stop filter held back.
+      emit(stops.push(detokenizer.flush()));
+      if (stops.stopped) finishReason = 'stop';
+      else emit(stops.flush());
+    }
+
+    const end = now();
+    const decodeMs = tokens.length > 0 ? end - firstTokenAt : 0;
+    return {
+      text,
+      tokens,
+      promptTokens: promptIds.length,
+      ttftMs,
+      tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? ((tokens.length - 1) * 1000) / decodeMs : 0,
+      finishReason,
+      timings: { imageMs, visionMs, prefillMs, decodeMs, totalMs: end - started },
+    };
+  }
+
+  private adapterTouchesVision(adapter: LoadedAdapter | null | undefined): boolean {
+    if (!adapter) return false;
+    return this.manifest.lora.targets.some((t) => t.graph === 'vision' && adapter.feeds.has(t.inputA));
+  }
+
+  private loraFeeds(zero: Record<string, ort.Tensor>, adapter: LoadedAdapter | null | undefined): Record<string, ort.Tensor> {
+    if (!adapter) return zero;
+    const feeds: Record<string, ort.Tensor> = { ...zero };
+    for (const name of Object.keys(zero)) {
+      const tensor = adapter.feeds.get(name);
+      if (tensor) feeds[name] = tensor;
+    }
+    return feeds;
+  }
+
+  private decoderLoraFeeds(adapter: LoadedAdapter | null | undefined): Record<string, ort.Tensor> {
+    return this.loraFeeds(this.decoderZeroLora, adapter);
+  }
+
+  /** Runs the vision graph; returns image features [N*D] (one image). */
+  async encodeImage(pixels: Float32Array, adapter?: LoadedAdapter | null): Promise<Float32Array> {
+    const size = this.manifest.vision.imageSize;
+    const pixelValues = new ort.Tensor('float32', pixels, [1, 3, size, size]);
+    const out = await this.sessions.vision.session.run({ pixel_values: pixelValues, ...this.loraFeeds(this.visionZeroLora, adapter) });
+    const features = out.image_features;
+    const expected = this.manifest.vision.imageTokens * this.manifest.text.hiddenSize;
+    if (!features || features.type !== 'float32' || (features.data as Float32Array).length !== expected) {
+      throw new VistyleError('MODEL_INVALID', `vision graph returned image_features of shape [${features?.dims.join(',')}], expected [1,${this.manifest.vision.imageTokens},${this.manifest.text.hiddenSize}]`);
+    }
+    return features.data as Float32Array;
+  }
+
+  /** Runs the embed graph for these ids; returns [T*D]. */
+  private async embed(ids: readonly number[]): Promise<Float32Array> {
+    const inputIds = new ort.Tensor('int64', BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]);
+    const out = await this.sessions.embed.session.run({ input_ids: inputIds });
+    const embeds = out.inputs_embeds;
+    if (!embeds || embeds.type !== 'float32') throw new VistyleError('MODEL_INVALID', 'embed graph did not return float32 inputs_embeds');
+    return embeds.data as Float32Array;
+  }
+
+  /** Runs the decoder over T new positions after the cached ones; returns the last position's logits. */
+  private async decode(embeds: Float32Array, newTokens: number, lora: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const past = this.cache.length;
+    const total = past + newTokens;
+    if (total > this.capacity) {
+      throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs ${total} positions; this engine holds ${this.capacity}`);
+    }
+    const positions = new BigInt64Array(newTokens);
+    for (let i = 0; i < newTokens; i++) positions[i] = BigInt(past + i);
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: new ort.Tensor('float32', embeds, [1, newTokens, this.manifest.text.hiddenSize]),
+      position_ids: new ort.Tensor('int64', positions, [1, newTokens]),
+      attention_mask: new ort.Tensor('int64', this.maskOnes.subarray(0, total), [1, total]),
+      ...this.cache.pastFeeds(),
+      ...lora,
+    };
+    const out = await this.sessions.decoder.session.run(feeds);
+    this.cache.append(out);
+    const logits = out.logits;
+    if (!logits || logits.type !== 'float32') throw new VistyleError('MODEL_INVALID', 'decoder did not return float32 logits');
+    const data = logits.data as Float32Array;
+    const vocab = logits.dims[logits.dims.length - 1] ?? data.length;
+    // [B,V] normally; [B,T,V] when the model was built with allPositionLogits.
+    return this.hasLogitsForAllPositions || data.length !== vocab ? data.subarray(data.length - vocab) : data;
+  }
+}
+
+/** Writes image feature rows, in order, over the rows of the image tokens (bitwise copies). */
+export function spliceImageFeatures(embeds: Float32Array, positions: readonly number[], features: Float32Array, hidden: number): void {
+  positions.forEach((position, row) => {
+    embeds.set(features.subarray(row * hidden, (row + 1) * hidden), position * hidden);
+  });
+}

@@ -1,0 +1,211 @@
+// The engine in this thread: sessions, one preallocated KV cache, the generator, and a queue that
+// runs one request at a time. This is what the worker runs (src/engine/worker.ts) and what the
+// CLI's `vistyle ask` uses directly. The bot uses the worker-backed engine (engine.ts), because
+// onnxruntime's run() blocks the thread that calls it.
+import { VistyleError } from '../errors.js';
+import { moduleLogger } from '../log.js';
+import { type AdapterLoader, AdapterCache, defaultAdapterLoader } from './adapters.js';
+import { Generator, type LoadedAdapter } from './generator.js';
+import { HostKvCache, kvCacheBytes, type KvCache } from './kv-cache.js';
+import { LruCache } from './lru.js';
+import { openModelFolder, type ModelFolder } from './model-folder.js';
+import { resolveProviderConfig, type ProviderConfig } from './providers.js';
+import { loadModelSessions, type ModelSessions } from './session.js';
+import { DeltaStream } from './stream.js';
+import { createTextParts, resolveSampling } from './text-parts.js';
+import type { Engine, EngineOptions, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from './types.js';
+
+/** Default positions of the KV cache (prompt with 729 image tokens + system prompt + answer). */
+export const DEFAULT_MAX_CONTEXT_TOKENS = 2048;
+
+export interface LocalEngineOptions extends EngineOptions {
+  /** Pictures whose features are kept for follow-up questions (default 8). */
+  featureCacheSize?: number;
+  /** Loaded LoRA adapters kept (default 4). */
+  adapterCacheSize?: number;
+  /** How `request.adapter` is loaded (default: models/lora's PEFT loader). */
+  adapterLoader?: AdapterLoader;
+}
+
+export interface LocalGenerateOptions {
+  signal?: AbortSignal;
+  /** Called after each generated token. */
+  onToken?: (tokenId: number, count: number) => void;
+  /** Raw logits of each step before sampling (step 0 = prefill). */
+  onLogits?: (step: number, logits: Float32Array) => void;
+}
+
+function maxContextFromEnv(): number | undefined {
+  const raw = process.env.VISTYLE_MAX_CONTEXT_TOKENS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new VistyleError('CONFIG_INVALID', `VISTYLE_MAX_CONTEXT_TOKENS must be a positive integer, got "${raw}"`);
+  }
+  return value;
+}
+
+export class LocalEngine implements Engine {
+  readonly info: ModelInfo;
+  private readonly log = moduleLogger('engine');
+  private readonly generator: Generator;
+  private readonly adapters: AdapterCache;
+  private tail: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private closed = false;
+
+  constructor(
+    private readonly folder: ModelFolder,
+    private readonly sessions: ModelSessions,
+    private readonly cache: KvCache,
+    generator: Generator,
+    adapters: AdapterCache,
+    provider: ProviderConfig,
+  ) {
+    this.generator = generator;
+    this.adapters = adapters;
+    const m = folder.manifest;
+    this.info = {
+      modelDir: folder.dir,
+      dtype: m.dtype,
+      provider: provider.provider,
+      maxContextTokens: cache.shape.capacity,
+      imageSize: m.vision.imageSize,
+      imageTokens: m.vision.imageTokens,
+      eosTokenIds: [...m.tokens.eosTokenIds],
+      loraTargets: m.lora.targets.map((t) => t.module),
+    };
+  }
+
+  /** Positions the KV cache holds right now (0 between requests). */
+  get cacheLength(): number {
+    return this.cache.length;
+  }
+
+  /** Requests queued or running. */
+  get queueLength(): number {
+    return this.pending;
+  }
+
+  generate(request: GenerateRequest, options: LocalGenerateOptions = {}): GenerationStream {
+    const stream = new DeltaStream();
+    if (this.closed) {
+      stream.fail(new VistyleError('SHUTTING_DOWN', 'the engine is closed'));
+      return stream;
+    }
+    const { signal } = options;
+    this.pending++;
+    const job = async (): Promise<void> => {
+      try {
+        if (signal?.aborted) {
+          stream.end(cancelledBeforeStart());
+          return;
+        }
+        const result = await this.runOne(request, options, (delta) => stream.push(delta));
+        stream.end(result);
+      } catch (error) {
+        stream.fail(error);
+      } finally {
+        this.pending--;
+      }
+    };
+    // A request cancelled while it waits ends at once; its turn in the queue then does nothing.
+    const onAbortWhileQueued = (): void => {
+      if (!stream.settled) stream.end(cancelledBeforeStart());
+    };
+    signal?.addEventListener('abort', onAbortWhileQueued, { once: true });
+    this.tail = this.tail.then(async () => {
+      signal?.removeEventListener('abort', onAbortWhileQueued);
+      if (stream.settled) {
+        this.pending--;
+        return;
+      }
+      await job();
+    });
+    return stream;
+  }
+
+  private async runOne(
+    request: GenerateRequest,
+    options: LocalGenerateOptions,
+    onDelta: (text: string) => void,
+  ): Promise<GenerationResult> {
+    const sampling = resolveSampling(request.sampling);
+    let adapter: LoadedAdapter | null = null;
+    if (request.adapter) adapter = await this.adapters.get(request.adapter);
+    const result = await this.generator.generate(
+      { image: request.image, messages: request.messages, sampling, adapter },
+      { signal: options.signal, onDelta, onToken: options.onToken, onLogits: options.onLogits },
+    );
+    this.log.debug(
+      {
+        promptTokens: result.promptTokens,
+        tokens: result.tokens.length,
+        finishReason: result.finishReason,
+        ttftMs: Math.round(result.ttftMs),
+        tokensPerSecond: Number(result.tokensPerSecond.toFixed(1)),
+      },
+      'generation finished',
+    );
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.tail.catch(() => undefined);
+    this.cache.free();
+    this.adapters.clear();
+    await this.sessions.release();
+  }
+}
+
+function cancelledBeforeStart(): GenerationResult {
+  return {
+    text: '',
+    tokens: [],
+    promptTokens: 0,
+    ttftMs: 0,
+    tokensPerSecond: 0,
+    finishReason: 'cancelled',
+    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
+  };
+}
+
+/** Loads a built model into this thread. Rejects with MODEL_NOT_FOUND / MODEL_INVALID / PROVIDER_UNAVAILABLE. */
+export async function createLocalEngine(options: LocalEngineOptions): Promise<LocalEngine> {
+  const provider = resolveProviderConfig(options);
+  const folder = openModelFolder(options.modelDir);
+  const m = folder.manifest;
+  const requested = options.maxContextTokens ?? maxContextFromEnv() ?? DEFAULT_MAX_CONTEXT_TOKENS;
+  if (!Number.isInteger(requested) || requested <= 0) {
+    throw new VistyleError('CONFIG_INVALID', `maxContextTokens must be a positive integer, got ${requested}`);
+  }
+  const capacity = Math.min(requested, m.text.maxPositionEmbeddings);
+  const text = await createTextParts(folder, {
+    maxImagePixels: options.maxImagePixels,
+    maxImageBytes: options.maxImageBytes,
+  });
+  const sessions = await loadModelSessions(folder, provider);
+  try {
+    const cache = new HostKvCache({
+      numLayers: m.text.numLayers,
+      batch: 1,
+      numKvHeads: m.text.numKvHeads,
+      headDim: m.text.headDim,
+      capacity,
+      dtype: m.kvCache.dtype,
+    });
+    const featureCache = new LruCache<string, Float32Array>(options.featureCacheSize ?? 8);
+    const generator = new Generator({ sessions, manifest: m, text, cache, featureCache });
+    const adapters = new AdapterCache(options.adapterLoader ?? defaultAdapterLoader, folder, sessions, options.adapterCacheSize ?? 4);
+    moduleLogger('engine').info(
+      { modelDir: folder.dir, provider: provider.provider, dtype: m.dtype, maxContextTokens: capacity, kvCacheMiB: Math.round(kvCacheBytes(cache.shape) / 2 ** 20) },
+      'engine loaded',
+    );
+    return new LocalEngine(folder, sessions, cache, generator, adapters, provider);
+  } catch (error) {
+    await sessions.release();
+    throw error;
+  }
+}

@@ -1,0 +1,70 @@
+// Binds the text-side modules (image preprocessing, tokenizer, chat template, prompt builder,
+// sampler, detokenizer) to one built model folder, in the shape the generator takes (TextParts).
+import { VistyleError } from '../errors.js';
+import { ChatTemplate, loadChatTemplate } from './chat-template.js';
+import { StreamingDetokenizer } from './detokenizer.js';
+import type { DeltaDetokenizer, EncodedPrompt, TextParts, TokenSampler } from './generator.js';
+import { DEFAULT_IMAGE_LIMITS, loadPreprocessorConfig, preprocessImage, type ImageLimits } from './image.js';
+import type { ModelFolder } from './model-folder.js';
+import { PromptBuilder } from './prompt.js';
+import { Sampler, resolveSampling as resolveSamplerOptions, type SamplerOptions } from './sampler.js';
+import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+import type { ChatMessage, SamplingOptions } from './types.js';
+
+/** The request's sampling on top of the engine's defaults (DEFAULT_SAMPLING); CONFIG_INVALID when out of range. */
+export function resolveSampling(partial: Partial<SamplingOptions> | undefined): SamplerOptions {
+  try {
+    return resolveSamplerOptions(partial ?? {});
+  } catch (error) {
+    if (error instanceof RangeError) throw new VistyleError('CONFIG_INVALID', error.message, { cause: error });
+    throw error;
+  }
+}
+
+export interface TextPartsOptions {
+  maxImagePixels?: number | undefined;
+  maxImageBytes?: number | undefined;
+}
+
+export interface LoadedTextParts extends TextParts {
+  tokenizer: TextTokenizer;
+  template: ChatTemplate;
+}
+
+export async function createTextParts(folder: ModelFolder, options: TextPartsOptions = {}): Promise<LoadedTextParts> {
+  const m = folder.manifest;
+  const tokenizer = await loadTokenizer(folder.paths.tokenizer);
+  const template = await loadChatTemplate(folder.paths.chatTemplate, tokenizer.settings.chatTemplate, {
+    bosToken: tokenizer.settings.bosToken,
+    eosToken: tokenizer.settings.eosToken,
+  });
+  const preprocessor = await loadPreprocessorConfig(folder.paths.preprocessorConfig);
+  const limits: ImageLimits = {
+    maxBytes: options.maxImageBytes ?? DEFAULT_IMAGE_LIMITS.maxBytes,
+    maxPixels: options.maxImagePixels ?? DEFAULT_IMAGE_LIMITS.maxPixels,
+  };
+  const prompts = new PromptBuilder({ tokenizer, template, imageTokenId: m.tokens.imageTokenId, imageTokens: m.vision.imageTokens });
+  const size = m.vision.imageSize;
+
+  return {
+    tokenizer,
+    template,
+    async preprocessImage(bytes: Uint8Array): Promise<Float32Array> {
+      const image = await preprocessImage(bytes, preprocessor, limits);
+      if (image.width !== size || image.height !== size) {
+        throw new VistyleError('MODEL_INVALID', `the preprocessor makes ${image.width}x${image.height} images; the vision graph takes ${size}x${size}`);
+      }
+      return image.pixelValues;
+    },
+    encodePrompt(messages: ChatMessage[], opts: { hasImage: boolean; maxPromptTokens: number }): EncodedPrompt {
+      const built = prompts.build(messages, { hasImage: opts.hasImage, maxPromptTokens: opts.maxPromptTokens, trimHistory: true });
+      return { ids: built.ids, imageTokenPositions: built.imageTokenPositions };
+    },
+    createSampler(sampling: SamplingOptions, promptIds: readonly number[]): TokenSampler {
+      return new Sampler(sampling, promptIds);
+    },
+    createDetokenizer(): DeltaDetokenizer {
+      return new StreamingDetokenizer(tokenizer);
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// The engine worker thread: loads the model once (workerData: WorkerInit), then serves requests
+// from the client (worker-client.ts). Each request brings its own MessagePort: deltas, the result
+// or the error go back on it, and a 'cancel' on it aborts the request at the next decode step.
+// Requests are queued by the local engine, so overlapping calls are safe.
+import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { toSerializedError } from '../errors.js';
+import { createLogger, setRootLogger } from '../log.js';
+import { createLocalEngine, type LocalEngine } from './local-engine.js';
+import {
+  DEBUG_CRASH_EXIT_CODE,
+  type FromWorker,
+  type RequestCommand,
+  type RequestEvent,
+  type ToWorker,
+  type WorkerInit,
+} from './worker-protocol.js';
+
+function post(message: FromWorker): void {
+  parentPort!.postMessage(message);
+}
+
+async function main(): Promise<void> {
+  if (isMainThread || !parentPort) throw new Error('src/engine/worker is meant to run as a worker thread');
+  const init = workerData as WorkerInit;
+  setRootLogger(createLogger(init.logLevel ? { level: init.logLevel } : {}));
+  let crashAfterTokens = init.crashAfterTokens;
+
+  let engine: LocalEngine;
+  try {
+    engine = await createLocalEngine(init.options);
+  } catch (error) {
+    post({ type: 'init-failed', error: toSerializedError(error) });
+    parentPort.close();
+    return;
+  }
+  post({ type: 'ready', info: engine.info });
+
+  const serve = (id: number, message: Extract<ToWorker, { type: 'generate' }>): void => {
+    const port: MessagePort = message.port;
+    const controller = new AbortController();
+    port.on('message', (command: RequestCommand) => {
+      if (command.type === 'cancel') controller.abort();
+    });
+    const send = (event: RequestEvent): void => port.postMessage(event);
+    const stream = engine.generate(message.request, {
+      signal: controller.signal,
+      onToken: (_token, count) => {
+        if (crashAfterTokens !== undefined && count >= crashAfterTokens) {
+          // Test-only: die mid-answer like an OOM kill would, without any goodbye.
+          process.exit(DEBUG_CRASH_EXIT_CODE);
+        }
+      },
+    });
+    void (async () => {
+      try {
+        for await (const text of stream) send({ type: 'delta', text });
+        send({ type: 'done', result: await stream.result });
+      } catch (error) {
+        send({ type: 'error', error: toSerializedError(error) });
+      } finally {
+        port.close();
+      }
+    })();
+    void id;
+  };
+
+  parentPort.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'generate':
+        serve(message.id, message);
+        break;
+      case 'debug-crash-after-tokens':
+        crashAfterTokens = message.tokens;
+        break;
+      case 'close':
+        void engine.close().finally(() => {
+          post({ type: 'closed' });
+          parentPort!.close();
+        });
+        break;
+    }
+  });
+}
+
+await main();
