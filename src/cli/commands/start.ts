@@ -1,4 +1,207 @@
-// PLACEHOLDER: replaced by the module that implements `vistyle start`.
+// `vistyle start`: runs the bot. Every platform adapter whose token is configured
+// (TELEGRAM_BOT_TOKEN; DISCORD_TOKEN + DISCORD_APPLICATION_ID) is started against one engine (the
+// model in --model, VISTYLE_MODEL_DIR, or the pulled model), one scheduler and one store. With no
+// token it says exactly what to set and exits non-zero, before loading anything.
+// SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
+// running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
+// the store close. A second signal exits at once.
 import type { Command } from 'commander';
+import { createDiscordAdapter } from '../../../adapters/discord/index.js';
+import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
+import { createBotCore, type BotCoreImpl } from '../../bot/core.js';
+import type { PlatformAdapter } from '../../bot/types.js';
+import { loadConfig, type AppConfig } from '../../config/config.js';
+import { createEngine } from '../../engine/engine.js';
+import type { Engine } from '../../engine/types.js';
+import { VistyleError } from '../../errors.js';
+import { createLogger, setRootLogger, type Logger } from '../../log.js';
+import { BotMetrics } from '../../scheduler/metrics.js';
+import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
+import { Store } from '../../store/store.js';
+import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
 
-export function registerStartCommand(_program: Command): void {}
+export const NO_PLATFORM_MESSAGE =
+  'no chat platform is configured. Set TELEGRAM_BOT_TOKEN (from @BotFather) to run on Telegram, ' +
+  'and/or DISCORD_TOKEN and DISCORD_APPLICATION_ID (from the Discord developer portal) to run on Discord ' +
+  '(in the environment or in a .env file)';
+
+export interface StartOptions {
+  /** Built model folder (default: VISTYLE_MODEL_DIR, then the pulled model). */
+  model?: string;
+  /** Environment to read (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Stop when this aborts (tests); SIGINT/SIGTERM always stop. */
+  signal?: AbortSignal;
+  /** Log destination (default stderr). */
+  logDestination?: NodeJS.WritableStream;
+  /** Called once every adapter is running. */
+  onStarted?: (app: RunningBot) => void;
+  /** Engine factory (tests). */
+  engineFactory?: (config: AppConfig) => Promise<Engine>;
+}
+
+export interface RunningBot {
+  config: AppConfig;
+  core: BotCoreImpl;
+  adapters: PlatformAdapter[];
+  metricsPort?: number;
+}
+
+export function registerStartCommand(program: Command): void {
+  program
+    .command('start')
+    .description(
+      'run the bot on every platform whose token is configured (TELEGRAM_BOT_TOKEN; DISCORD_TOKEN + DISCORD_APPLICATION_ID)',
+    )
+    .option('-m, --model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
+    .action(async (options: { model?: string }) => {
+      await runStart(options.model ? { model: options.model } : {});
+      // Everything is closed; if a library still holds a handle open, don't hang on it.
+      setTimeout(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0), 3_000).unref();
+    });
+}
+
+/** Runs the bot until a signal (or `options.signal`) stops it. Throws VistyleError on bad setup. */
+export async function runStart(options: StartOptions = {}): Promise<void> {
+  const env = options.env ?? process.env;
+  const config = loadConfig(options.model ? { ...env, VISTYLE_MODEL_DIR: options.model } : env);
+  if (!config.telegram && !config.discord) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
+
+  const logger = createLogger({ level: config.logLevel, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  setRootLogger(logger);
+  const log = logger.child({ module: 'start' });
+  const closers: Array<{ name: string; close: () => unknown }> = [];
+  const closeAll = async () => {
+    for (const { name, close } of closers.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        log.warn({ err: error, part: name }, 'error while closing');
+      }
+    }
+    closers.length = 0;
+  };
+
+  let core: BotCoreImpl | undefined;
+  const adapters: PlatformAdapter[] = [];
+  try {
+    const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
+    closers.push({ name: 'styles', close: () => styles.close() });
+    const store = Store.open(config.dbPath);
+    closers.push({ name: 'store', close: () => store.close() });
+    log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
+    const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
+    closers.push({ name: 'engine', close: () => engine.close() });
+    const metrics = new BotMetrics({ defaultMetrics: true });
+    let metricsServer: MetricsServer | undefined;
+    if (config.metrics) {
+      metricsServer = await startMetricsServer(metrics, config.metrics);
+      closers.push({ name: 'metrics', close: () => metricsServer!.close() });
+      log.info({ port: metricsServer.port, host: config.metrics.host }, 'metrics on /metrics');
+    }
+    core = createBotCore({ engine, styles, store, config, logger: logger.child({ module: 'bot' }), metrics });
+
+    if (config.telegram) {
+      adapters.push(
+        createTelegramAdapter({
+          core,
+          logger,
+          token: config.telegram.token,
+          ...(config.telegram.apiRoot ? { apiRoot: config.telegram.apiRoot } : {}),
+          ...(config.telegram.webhook ? { webhook: config.telegram.webhook } : {}),
+        }),
+      );
+    }
+    if (config.discord) {
+      const discord = config.discord;
+      adapters.push(
+        createDiscordAdapter({
+          core,
+          logger,
+          styles,
+          token: discord.token,
+          applicationId: discord.applicationId,
+          mentionMode: discord.mentionMode,
+          ...(discord.guildId ? { guildId: discord.guildId } : {}),
+          ...(discord.apiRoot ? { apiRoot: discord.apiRoot } : {}),
+          ...(discord.gatewayUrl ? { gatewayUrl: discord.gatewayUrl } : {}),
+        }),
+      );
+    }
+    for (const adapter of adapters) {
+      await adapter.start();
+      log.info({ platform: adapter.name }, 'adapter started');
+    }
+    log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
+    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
+
+    const reason = await waitForStop(options.signal, log);
+    log.info({ reason }, 'shutting down');
+  } catch (error) {
+    log.error({ err: error instanceof Error ? error.message : String(error) }, 'start failed');
+    await stopEverything(core, adapters, 0, closeAll, log);
+    throw error;
+  }
+  await stopEverything(core, adapters, config.limits.shutdownDrainMs, closeAll, log);
+  log.info('stopped');
+}
+
+async function defaultEngine(config: AppConfig, logger: Logger): Promise<Engine> {
+  return createEngine({
+    logger: logger.child({ module: 'engine-client' }),
+    modelDir: config.model.dir,
+    provider: config.model.provider,
+    deviceId: config.model.deviceId,
+    threads: config.model.threads,
+    maxImageBytes: config.limits.maxImageBytes,
+    ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+  });
+}
+
+/** Core first (users are told while the adapters can still talk), then adapters, engine, store. */
+async function stopEverything(
+  core: BotCoreImpl | undefined,
+  adapters: PlatformAdapter[],
+  drainMs: number,
+  closeAll: () => Promise<void>,
+  log: Logger,
+): Promise<void> {
+  if (core) await core.shutdown({ drainMs });
+  for (const adapter of adapters) {
+    try {
+      await adapter.stop();
+    } catch (error) {
+      log.warn({ err: error, platform: adapter.name }, 'adapter did not stop cleanly');
+    }
+  }
+  await closeAll();
+}
+
+function waitForStop(signal: AbortSignal | undefined, log: Logger): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (name: NodeJS.Signals) => {
+      cleanup();
+      // A second signal while shutting down: stop waiting.
+      const force = () => {
+        log.warn('second signal: exiting now');
+        process.exit(130);
+      };
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      resolve(name);
+    };
+    const onAbort = () => {
+      cleanup();
+      resolve('stop requested');
+    };
+    const cleanup = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
