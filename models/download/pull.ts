@@ -331,9 +331,18 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions = {}
       await writeFile(join(dir, DOWNLOAD_RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
       return { dir, source, endpoint: displayEndpoint(hub), modelId, revision, commit, files, bytesReceived };
     }
+  } catch (error) {
+    if (signal?.aborted) throw cancelled(signal.reason);
+    throw error;
   } finally {
     reporter.close();
   }
+}
+
+/** What a cancelled download throws: the abort reason when it is ours to show, else CANCELLED. */
+function cancelled(reason: unknown): VistyleError {
+  if (reason instanceof VistyleError) return reason;
+  return new VistyleError('CANCELLED', 'download cancelled; run the same command again to resume');
 }
 
 function recordOf(file: RemoteFile, size: number): Omit<DownloadedFile, 'status' | 'verifiedBy'> {

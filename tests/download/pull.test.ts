@@ -277,6 +277,37 @@ describe('downloadCheckpoint from the Hugging Face API', () => {
     expect(readFileSync(join(second.dir, 'model-00002-of-00002.safetensors')).equals(shard2)).toBe(true);
   });
 
+  it('stops on an abort signal, keeping the partial file for the next run and releasing the lock', async () => {
+    hub.faults.stallOnce.set('model.safetensors', 100_000);
+    const controller = new AbortController();
+    let current = '';
+    let received = 0;
+    const error = await downloadCheckpoint(
+      options({
+        stallTimeoutMs: 30_000,
+        signal: controller.signal,
+        reporter: {
+          ...quietReporter(),
+          fileStart: (path) => ((current = path), (received = 0)),
+          // abort once the server has sent everything it will send before going silent
+          bytes: (count) => {
+            received += count;
+            if (current === 'model.safetensors' && received === 100_000) setTimeout(() => controller.abort(), 20);
+          },
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect(isVistyleError(error, 'CANCELLED')).toBe(true);
+    expect((error as Error).message).toBe('download cancelled; run the same command again to resume');
+    const dir = join(work, 'checkpoint');
+    expect(existsSync(join(dir, '.vistyle-pull.lock'))).toBe(false);
+    expect(readFileSync(join(dir, 'model.safetensors.incomplete')).length).toBe(100_000);
+    // and the next run picks it up
+    const result = await downloadCheckpoint(options());
+    expectSameAsHub(result.dir);
+    expect(hub.downloadsOf('model.safetensors').filter((r) => r.server === 'cdn').at(-1)?.range).toBe('bytes=100000-');
+  });
+
   it('refuses a repository that is not a checkpoint', async () => {
     hub.files = hub.files.filter((f) => f.path !== 'config.json');
     const error = await downloadCheckpoint(options()).catch((e: unknown) => e);

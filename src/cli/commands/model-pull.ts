@@ -8,6 +8,7 @@ import { downloadCheckpoint, parseHubSource, reporterFor, formatBytes, type Down
 import { buildModel } from '../../../models/build/build.js';
 import { MANIFEST_FILE } from '../../../models/manifest.js';
 import { VERSION } from '../../version.js';
+import { VistyleError } from '../../errors.js';
 import { DEFAULT_MODEL_ID, pulledBuiltDir, pulledCheckpointDir, resolveModelDir } from '../../paths.js';
 
 export type PullDtype = 'fp32' | 'fp16';
@@ -84,13 +85,24 @@ export function registerModelPullCommand(model: Command): void {
       const source = parseHubSource(flags.source);
       const dtype = flags.dtype ?? defaultPullDtype();
       const out = resolve(flags.out ?? pulledBuiltDir());
-      const download = await downloadCheckpoint({
-        source,
-        ...(flags.revision ? { revision: flags.revision } : {}),
-        ...(flags.dir ? { dir: flags.dir } : {}),
-        reporter: reporterFor(process.stderr),
-        retry: { retries: flags.retries },
-      });
+      // Ctrl-C: stop cleanly (progress bar closed, partial files kept for resuming, lock released)
+      const interrupt = new AbortController();
+      const onSigint = (): void =>
+        interrupt.abort(new VistyleError('CANCELLED', 'interrupted; run the same command again to resume the download'));
+      process.once('SIGINT', onSigint);
+      let download: DownloadCheckpointResult;
+      try {
+        download = await downloadCheckpoint({
+          source,
+          ...(flags.revision ? { revision: flags.revision } : {}),
+          ...(flags.dir ? { dir: flags.dir } : {}),
+          reporter: reporterFor(process.stderr),
+          retry: { retries: flags.retries },
+          signal: interrupt.signal,
+        });
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
       process.stdout.write(`${describeDownload(download)}\n`);
 
       if (!flags.build) {
