@@ -17,6 +17,8 @@ import { verifyFile } from './verify.js';
 
 export const DOWNLOAD_RECORD_FILE = '.vistyle-download.json';
 const LOCK_FILE = '.vistyle-pull.lock';
+/** Which version of each file the `.incomplete` partials belong to, while a pull is unfinished. */
+const PARTIALS_FILE = '.vistyle-partials.json';
 /** Retries of the first request when the hub cannot be reached at all. */
 const OFFLINE_RETRIES = 2;
 
@@ -264,6 +266,15 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions = {}
 
       let totalBytes = 0;
       let resumableBytes = 0;
+      // a partial file left by a pull of another revision is not a prefix of this one: drop it
+      const partials = await readPartials(dir);
+      for (const file of toFetch) {
+        const known = partials[file.path];
+        if (known !== undefined && known !== identityOf(file)) await rm(join(dir, file.path) + INCOMPLETE_SUFFIX, { force: true });
+        partials[file.path] = identityOf(file);
+      }
+      await writeFile(join(dir, PARTIALS_FILE), `${JSON.stringify(partials)}\n`);
+
       for (const file of toFetch) {
         totalBytes += file.size ?? 0;
         const partial = await fileSize(join(dir, file.path) + INCOMPLETE_SUFFIX);
@@ -329,6 +340,7 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions = {}
         files: files.map(({ path, size, sha256, gitBlobSha1 }) => ({ path, size, ...(sha256 ? { sha256 } : {}), ...(gitBlobSha1 ? { gitBlobSha1 } : {}) })),
       };
       await writeFile(join(dir, DOWNLOAD_RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
+      await rm(join(dir, PARTIALS_FILE), { force: true });
       return { dir, source, endpoint: displayEndpoint(hub), modelId, revision, commit, files, bytesReceived };
     }
   } catch (error) {
@@ -343,6 +355,20 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions = {}
 function cancelled(reason: unknown): VistyleError {
   if (reason instanceof VistyleError) return reason;
   return new VistyleError('CANCELLED', 'download cancelled; run the same command again to resume');
+}
+
+/** A string that changes when the content of a listed file changes. */
+function identityOf(file: RemoteFile): string {
+  return file.sha256 ?? file.gitBlobSha1 ?? (file.size !== undefined ? `size:${file.size}` : 'unknown');
+}
+
+async function readPartials(dir: string): Promise<Record<string, string>> {
+  try {
+    const parsed = JSON.parse(await readFile(join(dir, PARTIALS_FILE), 'utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, string>) : {};
+  } catch {
+    return {};
+  }
 }
 
 function recordOf(file: RemoteFile, size: number): Omit<DownloadedFile, 'status' | 'verifiedBy'> {

@@ -170,6 +170,41 @@ describe('downloadCheckpoint from the Hugging Face API', () => {
     expect(result.bytesReceived).toBeLessThan(NEEDED.reduce((n, p) => n + hub.files.find((f) => f.path === p)!.data.length, 0) - 299_000);
   });
 
+  it('drops a partial file that an interrupted pull of another revision left behind', async () => {
+    // an earlier pull of other weights stopped halfway
+    const oldWeights = randomBytes(400_000);
+    const current = hub.files.find((f) => f.path === 'model.safetensors')!;
+    const newWeights = current.data;
+    current.data = oldWeights;
+    hub.faults.stallOnce.set('model.safetensors', 250_000);
+    const controller = new AbortController();
+    let received = 0;
+    await downloadCheckpoint(
+      options({
+        stallTimeoutMs: 30_000,
+        signal: controller.signal,
+        reporter: {
+          ...quietReporter(),
+          fileStart: (path) => (received = path === 'model.safetensors' ? 0 : -1e9),
+          bytes: (count) => {
+            received += count;
+            if (received === 250_000) setTimeout(() => controller.abort(), 20);
+          },
+        },
+      }),
+    ).catch(() => undefined);
+    const dir = join(work, 'checkpoint');
+    expect(readFileSync(join(dir, 'model.safetensors.incomplete')).length).toBe(250_000);
+    // the hub now has new weights: the old partial must not be resumed
+    current.data = newWeights;
+    const notes: string[] = [];
+    const result = await downloadCheckpoint(options({ reporter: { ...quietReporter(), note: (t) => notes.push(t) } }));
+    expectSameAsHub(result.dir);
+    expect(notes).toEqual([]); // no checksum failure on the way
+    expect(hub.downloadsOf('model.safetensors').filter((r) => r.server === 'cdn').at(-1)?.range).toBeUndefined();
+    expect(existsSync(join(dir, '.vistyle-partials.json'))).toBe(false);
+  });
+
   it('starts the file over when the server ignores the Range header', async () => {
     const dir = join(work, 'checkpoint');
     const full = hub.files.find((f) => f.path === 'model.safetensors')!.data;
