@@ -1,5 +1,6 @@
 // Inputs shared by the engine tests: bad pictures, the fixture picture, forced token sequences.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -140,4 +141,44 @@ export async function generatedModel(
 
 export function removeDirs(...dirs: Array<string | undefined>): void {
   for (const dir of dirs) if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+export const REPO_ROOT = join(import.meta.dirname, '..', '..');
+export const CLI_JS = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/**
+ * `npm test` builds dist before vitest runs; a lone `vitest run` builds here when dist is missing.
+ * Asynchronous, so vitest's worker keeps answering while tsc runs.
+ */
+export async function ensureBuiltCli(): Promise<void> {
+  if (existsSync(CLI_JS) && existsSync(join(REPO_ROOT, 'dist', 'src', 'engine', 'worker.js'))) return;
+  await run(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT });
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion without blocking the event loop. */
+export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd ?? REPO_ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+/** `node dist/src/cli/main.js ...args` */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
+  return run(process.execPath, [CLI_JS, ...args], { env });
 }

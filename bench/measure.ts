@@ -1,0 +1,142 @@
+// One benchmark subject, measured in its own process so that peak RSS belongs to it alone:
+//   node dist/bench/measure.js --model DIR [--tokens N] [--runs N] [--threads N] [--kv-fetch]
+// Prints one JSON line (MeasureResult) on stdout.
+import { availableParallelism } from 'node:os';
+import sharp from 'sharp';
+import * as ort from 'onnxruntime-node';
+import { createLocalEngine } from '../src/engine/local-engine.js';
+import { zeroLoraFeeds } from '../src/engine/generator.js';
+import { HostKvCache } from '../src/engine/kv-cache.js';
+import { openModelFolder } from '../src/engine/model-folder.js';
+import { resolveProviderConfig } from '../src/engine/providers.js';
+import { loadModelSessions } from '../src/engine/session.js';
+import { resolveSampling } from '../src/engine/text-parts.js';
+import { createLogger, setRootLogger } from '../src/log.js';
+import type { GenerationResult } from '../src/engine/types.js';
+
+export interface RunFigures {
+  imageMs: number;
+  visionMs: number;
+  prefillMs: number;
+  ttftMs: number;
+  tokensPerSecond: number;
+  promptTokens: number;
+  newTokens: number;
+}
+
+export interface KvFetchFigures {
+  /** Mean decoder step with append() (copy of the new rows into the cache). */
+  appendStepMs: number;
+  /** Mean decoder step with pre-allocated present fetches (written in place by onnxruntime). */
+  preallocatedStepMs: number;
+  steps: number;
+}
+
+export interface MeasureResult {
+  model: string;
+  threads: number;
+  loadMs: number;
+  runs: RunFigures[];
+  peakRssMiB: number;
+  kvFetch?: KvFetchFigures;
+}
+
+export const QUESTION = 'What is in this picture? Describe it in one sentence.';
+
+/** A deterministic 384x384 RGB test picture (smooth gradients plus a pattern), as PNG bytes. */
+export async function benchImage(size = 384): Promise<Uint8Array> {
+  const pixels = Buffer.alloc(size * size * 3);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const i = (y * size + x) * 3;
+      pixels[i] = (x * 255) / size;
+      pixels[i + 1] = (y * 255) / size;
+      pixels[i + 2] = ((x ^ y) & 0x3f) * 4;
+    }
+  }
+  return new Uint8Array(await sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer());
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function figures(result: GenerationResult): RunFigures {
+  return {
+    imageMs: result.timings.imageMs,
+    visionMs: result.timings.visionMs,
+    prefillMs: result.timings.prefillMs,
+    ttftMs: result.ttftMs,
+    tokensPerSecond: result.tokensPerSecond,
+    promptTokens: result.promptTokens,
+    newTokens: result.tokens.length,
+  };
+}
+
+/** Decoder steps with the two ways of getting present.<i> into the cache, alternating per step. */
+async function measureKvFetch(modelDir: string, threads: number, steps: number): Promise<KvFetchFigures> {
+  const folder = openModelFolder(modelDir);
+  const m = folder.manifest;
+  const sessions = await loadModelSessions(folder, resolveProviderConfig({ provider: 'cpu', threads }));
+  const shape = { numLayers: m.text.numLayers, batch: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 1024, dtype: m.kvCache.dtype };
+  const cache = new HostKvCache(shape);
+  const lora = zeroLoraFeeds(m, sessions.decoder, 'decoder');
+  const hidden = m.text.hiddenSize;
+  const ones = new BigInt64Array(shape.capacity).fill(1n);
+  const stepFeeds = (newTokens: number): Record<string, ort.Tensor> => {
+    const past = cache.length;
+    const embeds = Float32Array.from({ length: newTokens * hidden }, (_, i) => Math.sin(i + past) * 0.02);
+    return {
+      inputs_embeds: new ort.Tensor('float32', embeds, [1, newTokens, hidden]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: newTokens }, (_, i) => BigInt(past + i)), [1, newTokens]),
+      attention_mask: new ort.Tensor('int64', ones.subarray(0, past + newTokens), [1, past + newTokens]),
+      ...cache.pastFeeds(),
+      ...lora,
+    };
+  };
+  // A prompt-sized prefix first, so the steps attend over a realistic length.
+  cache.append(await sessions.decoder.session.run(stepFeeds(760)));
+  let appendMs = 0;
+  let preMs = 0;
+  for (let i = 0; i < steps; i++) {
+    let t = performance.now();
+    cache.append(await sessions.decoder.session.run(stepFeeds(1)));
+    appendMs += performance.now() - t;
+    const feeds = stepFeeds(1);
+    const fetches: Record<string, ort.Tensor | null> = { logits: null, ...cache.presentFetches(1) };
+    t = performance.now();
+    await sessions.decoder.session.run(feeds, fetches);
+    cache.commit(1);
+    preMs += performance.now() - t;
+  }
+  await sessions.release();
+  return { appendStepMs: appendMs / steps, preallocatedStepMs: preMs / steps, steps };
+}
+
+async function main(): Promise<void> {
+  setRootLogger(createLogger({ level: 'warn' }));
+  const model = arg('model');
+  if (!model) throw new Error('--model DIR is required');
+  const tokens = Number(arg('tokens') ?? 32);
+  const runs = Number(arg('runs') ?? 3);
+  const threads = Number(arg('threads') ?? availableParallelism());
+  const image = await benchImage();
+
+  const t0 = performance.now();
+  // featureCacheSize 0: every run pays for the vision graph, as a new picture would.
+  const engine = await createLocalEngine({ modelDir: model, provider: 'cpu', threads, featureCacheSize: 0 });
+  const loadMs = performance.now() - t0;
+  const sampling = { ...resolveSampling({}), greedy: true, maxNewTokens: tokens, stopStrings: [] };
+  const results: RunFigures[] = [];
+  for (let i = 0; i < runs; i++) {
+    const stream = engine.generate({ image, messages: [{ role: 'user', text: QUESTION, image: true }], sampling });
+    results.push(figures(await stream.result));
+  }
+  await engine.close();
+  const out: MeasureResult = { model, threads, loadMs, runs: results, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+  if (process.argv.includes('--kv-fetch')) out.kvFetch = await measureKvFetch(model, threads, 32);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+await main();

@@ -1,0 +1,177 @@
+// `npm run bench`: a random-weight checkpoint of llava-interleave-qwen-0.5b's real dimensions,
+// built to fp32 graphs (with LoRA inputs, and with --no-lora for the idle-LoRA cost), then vision
+// encode, prefill, time to first token, decode speed and peak RSS for a 384x384 picture and a short
+// question on CPU. Everything generated lives in bench/.work/ (gitignored) and is reused by later
+// runs. Each model is measured in its own process (bench/measure.ts) so peak RSS is its own.
+//
+//   npm run bench -- [--tokens N] [--runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--write-results]
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateCheckpoint, REAL_CHECKPOINT_OPTIONS } from '../models/checkpoint/generate.js';
+import { buildModel, isBuiltModel } from '../models/build/build.js';
+import type { MeasureResult, RunFigures } from './measure.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The repository root: the nearest folder above this file with vistyle's package.json. */
+function repoRoot(): string {
+  let dir = here;
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'vistyle') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the vistyle repository root');
+    dir = up;
+  }
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+const log = (message: string): void => {
+  process.stderr.write(`[bench] ${message}\n`);
+};
+
+function ensureCheckpoint(dir: string): void {
+  const marker = join(dir, '.complete');
+  const signature = JSON.stringify(REAL_CHECKPOINT_OPTIONS);
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === signature) return;
+  rmSync(dir, { recursive: true, force: true });
+  log(`generating a random checkpoint of the real dimensions in ${dir} (bf16, about 1.7 GB)...`);
+  const t = Date.now();
+  generateCheckpoint(dir, { ...REAL_CHECKPOINT_OPTIONS, seed: 7 });
+  writeFileSync(marker, signature);
+  log(`checkpoint ready in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+}
+
+async function ensureBuilt(checkpointDir: string, outDir: string, noLora: boolean): Promise<void> {
+  const marker = join(outDir, '.bench-complete');
+  if (isBuiltModel(outDir) && existsSync(marker)) return;
+  log(`building ${outDir} (fp32${noLora ? ', --no-lora' : ''})...`);
+  const result = await buildModel({ checkpointDir, outDir, dtype: 'fp32', noLora, onProgress: (m) => log(`  ${m}`) });
+  writeFileSync(marker, `${result.seconds}\n`);
+}
+
+function measure(measureJs: string, modelDir: string, tokens: number, runs: number, threads: number, kvFetch: boolean): MeasureResult {
+  const args = [measureJs, '--model', modelDir, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
+  if (kvFetch) args.push('--kv-fetch');
+  const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+  const line = out.trim().split('\n').at(-1)!;
+  return JSON.parse(line) as MeasureResult;
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+function summary(result: MeasureResult): Record<keyof RunFigures, number> {
+  // The first run includes onnxruntime's first-run allocations; report the median of the rest
+  // when there are any (the table shows the first run separately).
+  const warm = result.runs.length > 1 ? result.runs.slice(1) : result.runs;
+  const keys = Object.keys(warm[0]!) as Array<keyof RunFigures>;
+  return Object.fromEntries(keys.map((k) => [k, median(warm.map((r) => r[k]))])) as Record<keyof RunFigures, number>;
+}
+
+function ortVersion(root: string): string {
+  return (JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function machine(root: string): string[] {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  return [
+    `- CPU: ${cpu.trim()}, ${availableParallelism()} logical cores available`,
+    `- RAM: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    `- OS: ${process.platform} ${process.arch}`,
+    `- Node ${process.versions.node}, onnxruntime-node ${ortVersion(root)}`,
+  ];
+}
+
+const f = (n: number, digits = 0): string => n.toFixed(digits);
+
+async function main(): Promise<void> {
+  const root = repoRoot();
+  const work = join(root, 'bench', '.work');
+  mkdirSync(work, { recursive: true });
+  const tokens = Number(arg('tokens', '32'));
+  const runs = Number(arg('runs', '3'));
+  const threads = Number(arg('threads', String(availableParallelism())));
+  const idleLora = !process.argv.includes('--no-idle-lora');
+  const kvFetch = process.argv.includes('--kv-fetch');
+
+  const checkpoint = join(work, 'checkpoint-real');
+  ensureCheckpoint(checkpoint);
+  const withLora = join(work, 'model-real-fp32');
+  await ensureBuilt(checkpoint, withLora, false);
+  const noLora = join(work, 'model-real-fp32-nolora');
+  if (idleLora) await ensureBuilt(checkpoint, noLora, true);
+
+  const measureJs = join(here, 'measure.js');
+  if (!existsSync(measureJs)) throw new Error(`${measureJs} is missing: run through \`npm run bench\` (it builds first)`);
+  log(`measuring ${withLora}: ${runs} runs of ${tokens} new tokens, ${threads} threads...`);
+  const subject = measure(measureJs, withLora, tokens, runs, threads, kvFetch);
+  const other = idleLora ? (log(`measuring ${noLora}...`), measure(measureJs, noLora, tokens, runs, threads, false)) : undefined;
+
+  const s = summary(subject);
+  const first = subject.runs[0]!;
+  const lines = [
+    `## CPU fp32, random weights of the real dimensions (${new Date().toISOString().slice(0, 10)})`,
+    '',
+    ...machine(root),
+    `- onnxruntime intra-op threads: ${threads}; picture 384x384 PNG; question "${'What is in this picture? Describe it in one sentence.'}" (raw, ${s.promptTokens} prompt tokens); greedy, ${tokens} new tokens`,
+    '',
+    '| figure | first run | median of later runs |',
+    '|---|---:|---:|',
+    `| image decode + resize + normalise (ms) | ${f(first.imageMs, 1)} | ${f(s.imageMs, 1)} |`,
+    `| vision encode (ms) | ${f(first.visionMs)} | ${f(s.visionMs)} |`,
+    `| prefill, ${s.promptTokens} tokens (ms) | ${f(first.prefillMs)} | ${f(s.prefillMs)} |`,
+    `| time to first token (ms) | ${f(first.ttftMs)} | ${f(s.ttftMs)} |`,
+    `| decode (tokens/s) | ${f(first.tokensPerSecond, 2)} | ${f(s.tokensPerSecond, 2)} |`,
+    '',
+    `Model load (three sessions): ${f(subject.loadMs)} ms. Peak RSS of the measuring process: ${f(subject.peakRssMiB)} MiB.`,
+  ];
+  if (other) {
+    const o = summary(other);
+    const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${f(((a - b) / b) * 100, 1)}%`;
+    lines.push(
+      '',
+      '### Idle LoRA inputs (rank-0 tensors fed) vs a --no-lora build',
+      '',
+      '| figure | with LoRA inputs, r = 0 | --no-lora | difference |',
+      '|---|---:|---:|---:|',
+      `| vision encode (ms) | ${f(s.visionMs)} | ${f(o.visionMs)} | ${pct(s.visionMs, o.visionMs)} |`,
+      `| prefill (ms) | ${f(s.prefillMs)} | ${f(o.prefillMs)} | ${pct(s.prefillMs, o.prefillMs)} |`,
+      `| time to first token (ms) | ${f(s.ttftMs)} | ${f(o.ttftMs)} | ${pct(s.ttftMs, o.ttftMs)} |`,
+      `| decode (tokens/s) | ${f(s.tokensPerSecond, 2)} | ${f(o.tokensPerSecond, 2)} | ${pct(s.tokensPerSecond, o.tokensPerSecond)} |`,
+      `| peak RSS (MiB) | ${f(subject.peakRssMiB)} | ${f(other.peakRssMiB)} | ${pct(subject.peakRssMiB, other.peakRssMiB)} |`,
+    );
+  }
+  if (subject.kvFetch) {
+    const k = subject.kvFetch;
+    lines.push(
+      '',
+      '### KV cache: present rows copied by append() vs written in place through pre-allocated fetches',
+      '',
+      `Mean decoder step over ${k.steps} steps after a 760-token prefix: append() ${f(k.appendStepMs, 1)} ms, ` +
+        `pre-allocated fetches ${f(k.preallocatedStepMs, 1)} ms.`,
+    );
+  }
+  const markdown = `${lines.join('\n')}\n`;
+  process.stdout.write(`\n${markdown}`);
+  writeFileSync(join(work, 'last-results.md'), markdown);
+  writeFileSync(join(work, 'last-results.json'), `${JSON.stringify({ subject, other }, null, 2)}\n`);
+  if (process.argv.includes('--write-results')) {
+    const file = join(root, 'bench', 'RESULTS.md');
+    const header = '# Benchmark results\n\nWritten by `npm run bench -- --write-results` (bench/run.ts). See docs/engine.md for what the figures mean.\n\n';
+    writeFileSync(file, header + markdown);
+    log(`wrote ${file}`);
+  }
+}
+
+await main();

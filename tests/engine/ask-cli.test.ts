@@ -1,0 +1,101 @@
+// `vistyle ask` as people run it (the built CLI in a child process): streaming to stdout, the JSON
+// summary, the model-folder default, styles vs --raw, and one-line errors without stack traces.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_A_IMAGE, buildTinyA, ensureBuiltCli, referenceInputs, removeDirs, runCli, textFileBytes } from './engine-test-helpers.js';
+
+interface Summary {
+  text: string;
+  tokens: number[];
+  promptTokens: number;
+  ttftMs: number;
+  tokensPerSecond: number;
+}
+
+function lastJson(stdout: string): Summary {
+  return JSON.parse(stdout.trimEnd().split('\n').at(-1)!) as Summary;
+}
+
+function expectOneLineError(result: { status: number | null; stdout: string; stderr: string }, pattern: RegExp): void {
+  expect(result.status).not.toBe(0);
+  expect(result.stdout).toBe('');
+  const lines = result.stderr.trimEnd().split('\n');
+  expect(lines, result.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^vistyle: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('vistyle ask', () => {
+  let modelDir: string;
+  let scratch: string;
+  const env = { ...process.env, VISTYLE_HOME: '' };
+
+  beforeAll(async () => {
+    await ensureBuiltCli();
+    modelDir = await buildTinyA();
+    scratch = mkdtempSync(join(tmpdir(), 'vistyle-ask-'));
+  });
+  afterAll(() => removeDirs(modelDir, scratch));
+
+  it('streams the answer and ends with the JSON summary; VISTYLE_MODEL_DIR is the default model', async () => {
+    const result = await runCli(['ask', '--image', TINY_A_IMAGE, '--raw', '--greedy', '--json', '--max-tokens', '8', 'What is in this picture?'], {
+      ...env,
+      VISTYLE_MODEL_DIR: modelDir,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const summary = lastJson(result.stdout);
+    expect(summary.tokens).toEqual(referenceInputs().generate.new_tokens.slice(0, 8));
+    expect(Object.keys(summary).sort()).toEqual(['promptTokens', 'text', 'tokens', 'tokensPerSecond', 'ttftMs']);
+    expect(result.stdout).toBe(`${summary.text}${summary.text.endsWith('\n') || summary.text === '' ? '' : '\n'}${JSON.stringify(summary)}\n`);
+  });
+
+  it('without --raw answers in the default style: its system prompt makes the prompt longer', async () => {
+    const raw = await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '--greedy', '--json', '--max-tokens', '2', 'What is it?'], env);
+    const styled = await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--greedy', '--json', '--max-tokens', '2', 'What is it?'], env);
+    expect(raw.status).toBe(0);
+    expect(styled.status, styled.stderr).toBe(0);
+    expect(lastJson(styled.stdout).promptTokens).toBeGreaterThan(lastJson(raw.stdout).promptTokens);
+  });
+
+  it('samples reproducibly with a seed', async () => {
+    const args = ['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '--json', '--max-tokens', '12', '--temperature', '1.5', '--top-p', '0.95', '--seed', '42', 'Hi?'];
+    const a = await runCli(args, env);
+    const b = await runCli(args, env);
+    expect(a.status, a.stderr).toBe(0);
+    expect(lastJson(a.stdout).tokens).toEqual(lastJson(b.stdout).tokens);
+    expect(lastJson(a.stdout).tokens.length).toBeGreaterThan(0);
+  });
+
+  it('reports a missing model folder in one line with its path', async () => {
+    const missing = join(scratch, 'no-model-here');
+    expectOneLineError(await runCli(['ask', '--model', missing, '--image', TINY_A_IMAGE, 'What?'], env), new RegExp(missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  });
+
+  it('reports a missing image, a text file, an empty question and a bad number in one line each', async () => {
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', join(scratch, 'nope.png'), 'What?'], env), /cannot read the image .*no such file/);
+    const textFile = join(scratch, 'notes.png');
+    writeFileSync(textFile, textFileBytes());
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', textFile, '--raw', 'What?'], env), /not|unsupported|image/i);
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '   '], env), /question is empty/i);
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--max-tokens', 'lots', 'What?'], env), /--max-tokens must be a positive integer/);
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--provider', 'tpu', 'What?'], env), /--provider must be cpu or cuda/);
+  });
+
+  it('asked for CUDA without the provider installed, names the missing library', async () => {
+    const result = await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--provider', 'cuda', '--raw', 'What?'], env);
+    if (result.status === 0) return; // a GPU host with the CUDA provider installed
+    expectOneLineError(result, /lib[\w.]+\.so/);
+  });
+
+  it('prints the stack trace only with --verbose', async () => {
+    const result = await runCli(['--verbose', 'ask', '--model', join(scratch, 'absent'), '--image', TINY_A_IMAGE, 'What?'], env);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/^vistyle: /);
+    expect(result.stderr).toMatch(/\n\s+at /);
+  });
+});
