@@ -1,7 +1,7 @@
 // The deployment files cannot be run here (no Docker engine, no systemd); these checks keep them in
 // step with the code: every variable the bot reads is in .env.example and the example loads; the
 // Dockerfile, compose file and systemd unit agree on paths, user, command and GPU.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import dotenv from 'dotenv';
@@ -68,10 +68,20 @@ describe('deploy/Dockerfile and deploy/docker-compose.yml', () => {
     expect(dockerfile).toMatch(/npm run install-cuda/);
     expect(dockerfile).toMatch(/ARG CUDA_IMAGE=nvidia\/cuda:12\.[0-9.]+-cudnn-runtime-ubuntu[0-9.]+/);
     expect(dockerfile).toMatch(/ARG NODE_IMAGE=node:20/);
-    // every COPY from the build context exists in the repository
+    // every COPY from the build context exists in the repository (a folder with files in it:
+    // git does not keep empty folders, so a fresh clone would not have it)
     for (const match of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
-      for (const source of match[1]!.split(/\s+/)) expect(existsSync(join(REPO, source)), source).toBe(true);
+      for (const source of match[1]!.split(/\s+/)) {
+        const path = join(REPO, source);
+        expect(existsSync(path), source).toBe(true);
+        if (statSync(path).isDirectory()) {
+          const files = readdirSync(path, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
+          expect(files.length, `${source} has files`).toBeGreaterThan(0);
+        }
+      }
     }
+    // the folders the CLI's code lives in (bench and tests are not needed at run time)
+    for (const folder of ['src', 'adapters', 'models']) expect(dockerfile).toMatch(new RegExp(`^COPY ${folder} \\./${folder}$`, 'm'));
     // the compose build points at this Dockerfile with the repository as context
     expect(join(REPO, 'deploy', service.build.context)).toBe(REPO.replace(/\/$/, ''));
     expect(service.build.dockerfile).toBe('deploy/Dockerfile');
