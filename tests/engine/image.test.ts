@@ -141,28 +141,34 @@ describe('preprocessImage end to end', () => {
     expect(sum / expected.length).toBeLessThan(0.02);
   });
 
-  it('applies EXIF orientation before resizing', async () => {
-    // 40 wide x 20 high: left half red, right half blue. Orientation 6 = rotate 90° clockwise when
-    // shown, so the upright picture is 20 wide x 40 high with red on top.
-    const raw = new Uint8Array(40 * 20 * 3);
-    for (let y = 0; y < 20; y++) {
-      for (let x = 0; x < 40; x++) raw.set(x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 40 + x) * 3);
-    }
-    const jpeg = await sharp(raw, { raw: { width: 40, height: 20, channels: 3 } })
-      .withMetadata({ orientation: 6 })
-      .jpeg({ quality: 100 })
-      .toBuffer();
-    const header = await readImageHeader(jpeg);
-    expect([header.width, header.height]).toEqual([20, 40]);
-    const cfg = parsePreprocessorConfig({ size: { height: 40, width: 20 }, do_normalize: false, do_rescale: false });
-    const out = await preprocessImage(jpeg, cfg);
-    const plane = 20 * 40;
-    const at = (c: number, x: number, y: number): number => out.pixelValues[c * plane + y * 20 + x]!;
-    expect(at(0, 10, 5)).toBeGreaterThan(200); // top is red
-    expect(at(2, 10, 5)).toBeLessThan(60);
-    expect(at(2, 10, 35)).toBeGreaterThan(200); // bottom is blue
-    expect(at(0, 10, 35)).toBeLessThan(60);
-  });
+  for (const scale of [1, 20]) {
+    it(`applies EXIF orientation before resizing${scale > 1 ? ' (big image, fast path)' : ''}`, async () => {
+      // 40s wide x 20s high: left half red, right half blue. Orientation 6 = rotate 90° clockwise
+      // when shown, so the upright picture is 20s wide x 40s high with red on top.
+      const w = 40 * scale;
+      const h = 20 * scale;
+      const raw = new Uint8Array(w * h * 3);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) raw.set(x < w / 2 ? [255, 0, 0] : [0, 0, 255], (y * w + x) * 3);
+      }
+      const jpeg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+        .withMetadata({ orientation: 6 })
+        .jpeg({ quality: 100 })
+        .toBuffer();
+      const header = await readImageHeader(jpeg);
+      expect([header.width, header.height]).toEqual([h, w]);
+      const cfg = parsePreprocessorConfig({ size: { height: 40, width: 20 }, do_normalize: false, do_rescale: false });
+      const out = await preprocessImage(jpeg, cfg);
+      expect(out.shrunkOnLoad).toBe(scale > 1);
+      expect([out.width, out.height]).toEqual([20, 40]);
+      const plane = 20 * 40;
+      const at = (c: number, x: number, y: number): number => out.pixelValues[c * plane + y * 20 + x]!;
+      expect(at(0, 10, 5)).toBeGreaterThan(200); // top is red
+      expect(at(2, 10, 5)).toBeLessThan(60);
+      expect(at(2, 10, 35)).toBeGreaterThan(200); // bottom is blue
+      expect(at(0, 10, 35)).toBeLessThan(60);
+    });
+  }
 
   it('flattens transparency onto white and expands greyscale to RGB', async () => {
     const cfg = parsePreprocessorConfig({ size: 8, do_normalize: false, do_rescale: false });
