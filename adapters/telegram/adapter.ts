@@ -41,6 +41,8 @@ export interface TelegramAdapterTuning {
   drafts?: boolean;
   /** Register the command menu with setMyCommands on start (default true). */
   registerCommands?: boolean;
+  /** stop() waits at most this long for answers and replies still being delivered (default 5000 ms). */
+  stopDrainMs?: number;
 }
 
 export type CreateTelegramAdapterOptions = TelegramAdapterOptions & TelegramAdapterTuning;
@@ -63,7 +65,8 @@ export class TelegramAdapter implements PlatformAdapter {
   private readonly typingIntervalMs: number;
   /** Cancel button number -> core request id, while the request is open. */
   private readonly cancels = new Map<string, string>();
-  private readonly active = new Set<TelegramAnswer>();
+  /** Requests still open, and replies still being sent: stop() waits a little for them. */
+  private readonly outstanding = new Set<Promise<unknown>>();
   private identity: BotIdentity | undefined;
   private nextCancel = 1;
   private nextDraftId = 1 + Math.floor(Math.random() * 1_000_000);
@@ -132,6 +135,9 @@ export class TelegramAdapter implements PlatformAdapter {
       // polling had already ended
     }
     if (this.polling) await withTimeout(this.polling, 10_000);
+    // let answers and replies already on their way reach the users (bounded: the lanes may be
+    // waiting out a flood wait)
+    await withTimeout(Promise.all([...this.outstanding]), this.options.stopDrainMs ?? 5000);
     const server = this.webhookServer;
     if (server) {
       server.closeAllConnections();
@@ -164,7 +170,7 @@ export class TelegramAdapter implements PlatformAdapter {
     let pause = 2000;
     while (this.state === 'running') {
       try {
-        await this.bot.launch({ allowedUpdates: [...ALLOWED_UPDATES] });
+        await this.startPolling();
         return; // stopped on purpose
       } catch (error) {
         if (this.state !== 'running') return;
@@ -173,6 +179,17 @@ export class TelegramAdapter implements PlatformAdapter {
         pause = Math.min(pause * 2, 60_000);
       }
     }
+  }
+
+  /**
+   * telegraf's launch() awaits getMe and deleteWebhook before it creates its poller, so a stop()
+   * in between finds nothing to stop and polling starts anyway. start() has already done both,
+   * so go straight to telegraf's startPolling, which creates the poller synchronously.
+   */
+  private startPolling(): Promise<void> {
+    const bot = this.bot as unknown as { startPolling?: (allowedUpdates: string[]) => Promise<void> };
+    if (typeof bot.startPolling === 'function') return bot.startPolling([...ALLOWED_UPDATES]);
+    return this.bot.launch({ allowedUpdates: [...ALLOWED_UPDATES] });
   }
 
   private async startWebhook(webhook: NonNullable<TelegramAdapterOptions['webhook']>): Promise<void> {
@@ -281,12 +298,12 @@ export class TelegramAdapter implements PlatformAdapter {
     });
     const ticket = this.core.ask(request, answer);
     this.cancels.set(cancelNumber, ticket.requestId);
-    this.active.add(answer);
-    void ticket.done.finally(() => {
-      answer.end();
-      this.active.delete(answer);
-      this.cancels.delete(cancelNumber);
-    });
+    this.track(
+      ticket.done.finally(() => {
+        answer.end();
+        this.cancels.delete(cancelNumber);
+      }),
+    );
   }
 
   // ------------------------------------------------------------------ commands
@@ -318,6 +335,9 @@ export class TelegramAdapter implements PlatformAdapter {
         return;
       case 'queue':
         reply(this.core.queueStatus(ctx));
+        return;
+      case 'reload':
+        reply(this.core.reloadStyles(ctx));
         return;
       case 'language':
       case 'lang': {
@@ -392,10 +412,21 @@ export class TelegramAdapter implements PlatformAdapter {
       const extra: Record<string, unknown> = {};
       if (options.replyTo !== undefined) extra.reply_parameters = { message_id: options.replyTo, allow_sending_without_reply: true };
       if (options.keyboard && index === chunks.length - 1) extra.reply_markup = options.keyboard;
-      lane
-        .final(undefined, () => this.bot.telegram.sendMessage(chatId, chunk, extra))
-        .catch((error: unknown) => this.logger.warn(apiErrorFields(error, 'sendMessage', chatId), 'could not send a reply'));
+      this.track(
+        lane
+          .final(undefined, () => this.bot.telegram.sendMessage(chatId, chunk, extra))
+          .catch((error: unknown) => this.logger.warn(apiErrorFields(error, 'sendMessage', chatId), 'could not send a reply')),
+      );
     });
+  }
+
+  private track(work: Promise<unknown>): void {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.outstanding.add(settled);
+    void settled.then(() => this.outstanding.delete(settled));
   }
 
   private botUser(from: User): BotUser {

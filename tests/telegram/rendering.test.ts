@@ -1,0 +1,225 @@
+// The Telegram adapter's rendering and resilience, through real telegraf, the fake Bot API and the
+// real bot core. The engine here is a scripted one (it streams a given text): these tests need
+// answers with known Markdown and known length, which a random tiny model cannot give. What the
+// real engine produces is covered by e2e.test.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { t } from '../../src/bot/i18n.js';
+import { DeltaStream } from '../../src/engine/stream.js';
+import type { Engine, GenerateRequest, GenerationStream, ModelInfo } from '../../src/engine/types.js';
+import { VistyleError } from '../../src/errors.js';
+import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
+import { LogCapture, settledReplies, sleep, startBot, tempDir, type BotUnderTest, type StartOptions } from './harness.js';
+
+const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
+
+/** Streams `script(request)` in pieces of `pieceChars`, one every `deltaMs`. */
+class ScriptedEngine implements Engine {
+  readonly requests: GenerateRequest[] = [];
+  readonly info: ModelInfo = {
+    modelDir: 'scripted',
+    dtype: 'fp32',
+    provider: 'cpu',
+    maxContextTokens: 4096,
+    imageSize: 56,
+    imageTokens: 16,
+    eosTokenIds: [1],
+    loraTargets: [],
+  };
+
+  constructor(
+    private readonly script: (request: GenerateRequest) => string,
+    private readonly deltaMs = 20,
+    private readonly pieceChars = 40,
+  ) {}
+
+  generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): GenerationStream {
+    this.requests.push(request);
+    const text = this.script(request);
+    const stream = new DeltaStream();
+    void (async () => {
+      const started = Date.now();
+      for (let i = 0; i < text.length; i += this.pieceChars) {
+        if (options.signal?.aborted) {
+          stream.fail(options.signal.reason ?? new VistyleError('CANCELLED', 'cancelled'));
+          return;
+        }
+        stream.push(text.slice(i, i + this.pieceChars));
+        await sleep(this.deltaMs);
+      }
+      const totalMs = Date.now() - started;
+      stream.end({
+        text,
+        tokens: [...text].map((_, i) => i),
+        promptTokens: 10,
+        ttftMs: this.deltaMs,
+        tokensPerSecond: 100,
+        finishReason: 'eos',
+        timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: totalMs, totalMs },
+      });
+    })();
+    return stream;
+  }
+
+  async close(): Promise<void> {}
+}
+
+const temp = tempDir();
+let fake: FakeTelegram | undefined;
+const bots: BotUnderTest[] = [];
+let counter = 0;
+
+afterEach(async () => {
+  for (const bot of bots.splice(0)) await bot.stop();
+  await fake?.close();
+  fake = undefined;
+});
+afterAll(() => temp.remove());
+
+async function setUp(engine: Engine, options: { fake?: FakeTelegramOptions; logs?: LogCapture } & Partial<Pick<StartOptions, 'webhook' | 'env'>> = {}) {
+  fake = await FakeTelegram.start(options.fake);
+  const startOptions: StartOptions = { fake, engine, dbPath: join(temp.dir, `r${counter++}.db`) };
+  if (options.logs) startOptions.logs = options.logs;
+  if (options.webhook) startOptions.webhook = options.webhook;
+  if (options.env) startOptions.env = options.env;
+  const bot = await startBot(startOptions);
+  bots.push(bot);
+  return { fake, bot };
+}
+
+const MARKDOWN_ANSWER = 'It is a **cat** on a *red* sofa.\n\nIt looks at `<the camera>` & waits.';
+const MARKDOWN_SEEN = 'It is a cat on a red sofa.\n\nIt looks at <the camera> & waits.';
+
+describe('Telegram rendering', () => {
+  it('formats the final answer (HTML entities) but streams plain text', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => MARKDOWN_ANSWER, 400, 12), { fake: { drafts: false } });
+    const alice = fake.user(2001);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'what?' });
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe(MARKDOWN_SEEN);
+    expect(reply!.parseMode).toBe('HTML');
+    expect(reply!.entities.map((e) => [e.type, reply!.text.slice(e.offset, e.offset + e.length)])).toEqual([
+      ['bold', 'cat'],
+      ['italic', 'red'],
+      ['code', '<the camera>'],
+    ]);
+    const streamed = fake.callsTo('editMessageText', alice.id).filter((c) => c.ok && c.params.parse_mode === undefined && c.params.reply_markup);
+    expect(streamed.length).toBeGreaterThanOrEqual(1);
+    expect(streamed.some((c) => String(c.params.text).includes('**cat**'))).toBe(true);
+  });
+
+  it('falls back to plain text when Telegram rejects the entities', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => MARKDOWN_ANSWER, 5), { fake: { drafts: false } });
+    fake.failNext('editMessageText', { error_code: 400, description: "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 3" }, {
+      when: (p) => p.parse_mode === 'HTML',
+    });
+    const alice = fake.user(2002);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'what?' });
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe(MARKDOWN_ANSWER);
+    expect(reply!.parseMode).toBeUndefined();
+  });
+
+  it('splits a long answer into messages of at most 4096 characters at paragraph boundaries', async () => {
+    const paragraphs = Array.from({ length: 12 }, (_, i) => `Paragraph ${i + 1}. ${'word '.repeat(180).trim()} **end ${i + 1}**.`);
+    const answer = paragraphs.join('\n\n');
+    expect(answer.length).toBeGreaterThan(2 * 4096);
+    const { fake } = await setUp(new ScriptedEngine(() => answer, 1, 2000));
+    const alice = fake.user(2003);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'tell me everything' });
+    const replies = await fake.waitFor(() => {
+      const messages = fake!.visibleMessagesIn(alice.id).filter((m) => m.replyToMessageId === photo.message_id && !m.replyMarkup);
+      return messages.map((m) => m.text).join('\n\n').includes('end 12') ? messages : undefined;
+    });
+    expect(replies.length).toBeGreaterThanOrEqual(3);
+    for (const message of replies) {
+      expect(message.text.length).toBeLessThanOrEqual(4096);
+      expect(message.text).toMatch(/^Paragraph \d+\./); // every message starts at a paragraph
+      expect(message.text).toMatch(/end \d+\.$/);
+    }
+    const seen = replies.map((m) => m.text).join('\n\n');
+    expect(seen).toBe(answer.replace(/\*\*/g, ''));
+    // the messages went out at most one a second
+    const sends = fake.callsTo('sendMessage', alice.id).filter((c) => c.ok);
+    for (let i = 1; i < sends.length; i++) expect(sends[i]!.at - sends[i - 1]!.at).toBeGreaterThanOrEqual(950);
+  });
+
+  it('waits out a 429 on the final message and still delivers it', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => 'Short and final.', 1, 100), { fake: { drafts: false } });
+    fake.failNext('editMessageText', { error_code: 429, description: 'Too Many Requests: retry after 3', retry_after: 3 }, {
+      when: (p) => p.text === 'Short and final.',
+    });
+    const alice = fake.user(2004);
+    const photo = await fake.sendPhoto(alice, PNG);
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe('Short and final.');
+    const finals = fake.callsTo('editMessageText', alice.id).filter((c) => c.params.text === 'Short and final.');
+    expect(finals.map((c) => c.ok)).toEqual([false, true]);
+    expect(finals[1]!.at - finals[0]!.at).toBeGreaterThanOrEqual(3000);
+    expect(fake.floodViolations).toEqual([]);
+  });
+});
+
+describe('Telegram resilience', () => {
+  it('logs platform errors as structured lines without the token, and keeps serving others', async () => {
+    const logs = new LogCapture('debug');
+    const { fake } = await setUp(new ScriptedEngine(() => 'An answer.', 1, 100), { logs });
+    const [alice, bob] = [fake.user(2011), fake.user(2012)];
+    fake.blockChat(alice.id);
+    const blocked = await fake.sendPhoto(alice, PNG);
+    await fake.waitFor(() => logs.parsed().some((line) => line.errorCode === 403));
+    // a dropped connection and a 502 on bob's replies are retried
+    fake.failNext('sendMessage', 'network');
+    fake.failNext('editMessageText', { error_code: 502, description: 'Bad Gateway' });
+    const photo = await fake.sendPhoto(bob, PNG, { caption: 'still there?' });
+    const [reply] = await settledReplies(fake, bob.id, photo.message_id);
+    expect(reply!.text).toBe('An answer.');
+    expect(fake.visibleMessagesIn(alice.id)).toEqual([]);
+    expect(blocked.message_id).toBeGreaterThan(0);
+    const forbidden = logs.parsed().find((line) => line.errorCode === 403)!;
+    expect(forbidden).toMatchObject({ adapter: 'telegram', description: 'Forbidden: bot was blocked by the user', chatId: alice.id });
+    const all = logs.lines.join('\n');
+    expect(all).not.toContain(fake.token);
+    expect(all).not.toContain(fake.token.split(':')[1]!);
+  });
+
+  it('runs as a webhook: registers the URL with its secret, answers updates, refuses a wrong secret', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const webhook = { url: `http://127.0.0.1:${port}/telegram/hook`, secretToken: 'hook_Secret-42', port, host: '127.0.0.1' };
+    const { fake } = await setUp(new ScriptedEngine(() => 'Via webhook.', 1, 100), { webhook });
+    const set = fake.callsTo('setWebhook')[0]!;
+    expect(set.params).toMatchObject({ url: webhook.url, secret_token: webhook.secretToken });
+    expect(fake.callsTo('getUpdates')).toEqual([]);
+    const alice = fake.user(2021);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'hi' });
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe('Via webhook.');
+    const forged = await fake.postToWebhook(
+      { message: { message_id: 99, date: 0, chat: { id: alice.id, type: 'private' }, from: alice, text: '/help' } },
+      'wrong-secret',
+    );
+    expect(forged).toBe(403);
+    await sleep(300);
+    expect(fake.visibleMessagesIn(alice.id).some((m) => m.text === t('en', 'help'))).toBe(false);
+  });
+
+  it('answers /help, /styles, /reset and refuses /queue to non-admins', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => 'ok'), { env: { VISTYLE_ADMIN_IDS: 'telegram:2032' } });
+    const [user, admin] = [fake.user(2031, { language_code: 'zh-CN' }), fake.user(2032)];
+    const help = fake.sendCommand(user, '/start');
+    expect((await settledReplies(fake, user.id, help.message_id))[0]!.text).toBe(t('zh', 'help'));
+    const styles = fake.sendCommand(user, '/styles');
+    const listed = (await settledReplies(fake, user.id, styles.message_id)).map((m) => m.text).join('\n');
+    for (const id of ['plain', 'grumpy', 'cantonese', 'salesman']) expect(listed).toContain(id);
+    const queue = fake.sendCommand(user, '/queue');
+    expect((await settledReplies(fake, user.id, queue.message_id))[0]!.text).toBe(t('zh', 'adminOnly'));
+    const adminQueue = fake.sendCommand(admin, '/queue');
+    expect((await settledReplies(fake, admin.id, adminQueue.message_id))[0]!.text).toMatch(/^Queue: 0 waiting/);
+    const reset = fake.sendCommand(user, '/reset');
+    expect((await settledReplies(fake, user.id, reset.message_id))[0]!.text).toBe(t('zh', 'resetNothing'));
+    const text = fake.sendText(user, 'what is this?');
+    expect((await settledReplies(fake, user.id, text.message_id))[0]!.text).toBe(t('zh', 'error.IMAGE_MISSING'));
+  });
+});
+
