@@ -44,6 +44,11 @@ export interface GenerateRequest {
   sampling?: Partial<SamplingOptions>;
 }
 
+/**
+ * eos: the model ended the answer. stop: a stop string appeared (not returned), or the loop guard
+ * ended a sampled answer stuck repeating itself. length: maxNewTokens, or the KV cache is full.
+ * cancelled: the request's AbortSignal fired (see Engine.generate).
+ */
 export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
 export interface GenerationTimings {
@@ -107,6 +112,15 @@ export interface ModelInfo {
 
 export interface Engine {
   readonly info: ModelInfo;
+  /**
+   * Starts answering at once (requests queue inside the engine; one runs at a time).
+   * Cancellation: when `signal` aborts, the engine stops at the next decode step (or before the
+   * request starts, if it is still queued) and frees the KV cache; the stream then ENDS normally
+   * and `result` RESOLVES with finishReason 'cancelled' and the text so far. It never rejects with
+   * CANCELLED. Failures reject `result` (and make iteration throw) with a VistyleError, e.g.
+   * IMAGE_*, QUESTION_EMPTY, PROMPT_TOO_LONG, ADAPTER_INVALID, ENGINE_CRASHED (the worker died;
+   * the engine restarts it for the next request), SHUTTING_DOWN (after close()).
+   */
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): GenerationStream;
   close(): Promise<void>;
 }
