@@ -137,9 +137,11 @@ export class Scheduler {
     this.entries.set(spec.id, entry);
     this.waiting.push(entry);
     this.inFlightByUser.set(spec.userKey, (this.inFlightByUser.get(spec.userKey) ?? 0) + 1);
-    const recent = this.recentByUser.get(spec.userKey) ?? [];
-    recent.push(now);
-    this.recentByUser.set(spec.userKey, recent);
+    if (this.options.userPerMinute > 0) {
+      const recent = (this.recentByUser.get(spec.userKey) ?? []).filter((at) => at > now - MINUTE_MS);
+      recent.push(now);
+      this.recentByUser.set(spec.userKey, recent);
+    }
     this.updateGauges();
 
     void this.limiter.schedule(() => this.execute(entry)).catch(() => undefined);
