@@ -61,7 +61,7 @@ export class FakeDiscord {
   readonly calls: RecordedCall[] = [];
   readonly unhandled: string[] = [];
   readonly internalErrors: string[] = [];
-  readonly cdnFiles = new Map<string, { contentType: string; data: Uint8Array }>();
+  readonly cdnFiles = new Map<string, { contentType: string; data: Uint8Array; delayMs: number }>();
   readonly cdnRequests: { path: string; at: number; found: boolean }[] = [];
   readonly interactions = new Map<string, FakeInteraction>();
   readonly users = new Map<string, APIUser>();
@@ -72,6 +72,8 @@ export class FakeDiscord {
   apiRoot = '';
   cdnRoot = '';
   gatewayUrl = '';
+  /** What GET /gateway/bot reports; default `gatewayUrl` (tests of a gateway URL override change it). */
+  advertisedGatewayUrl: string | null = null;
 
   private readonly channels = new Map<string, FakeChannel>();
   private readonly globalCommands = new Map<string, CommandRecord>();
@@ -154,6 +156,7 @@ export class FakeDiscord {
     global?: boolean;
     scope?: RateLimitRule['scope'];
     times?: number;
+    when?: (body: unknown) => boolean;
   }): RateLimitRule {
     const entry: RateLimitRule = {
       method: rule.method?.toUpperCase(),
@@ -161,6 +164,7 @@ export class FakeDiscord {
       retryAfter: rule.retryAfter,
       global: rule.global ?? false,
       scope: rule.scope ?? (rule.global ? 'global' : 'user'),
+      when: rule.when,
       remaining: rule.times ?? 1,
       hits: 0,
     };
@@ -169,9 +173,13 @@ export class FakeDiscord {
   }
 
   /** @internal used by the REST handler */
-  takeRateLimit(method: string, path: string): RateLimitRule | undefined {
+  takeRateLimit(method: string, path: string, body: unknown): RateLimitRule | undefined {
     const rule = this.rateLimits.find(
-      (r) => r.remaining > 0 && (r.method === undefined || r.method === method) && r.path.test(path),
+      (r) =>
+        r.remaining > 0 &&
+        (r.method === undefined || r.method === method) &&
+        r.path.test(path) &&
+        (r.when === undefined || r.when(body)),
     );
     if (!rule) return undefined;
     rule.remaining--;
@@ -238,11 +246,15 @@ export class FakeDiscord {
   attachment(input: AttachmentInput): APIAttachment {
     const id = snowflake();
     const path = `/attachments/${this.textChannel.id}/${id}/${encodeURIComponent(input.filename)}`;
-    this.cdnFiles.set(path, { contentType: input.contentType ?? 'application/octet-stream', data: input.data });
+    this.cdnFiles.set(path, {
+      contentType: input.contentType ?? 'application/octet-stream',
+      data: input.data,
+      delayMs: input.delayMs ?? 0,
+    });
     const attachment: APIAttachment = {
       id,
       filename: input.filename,
-      size: input.data.byteLength,
+      size: input.reportedSize ?? input.data.byteLength,
       url: `${this.cdnRoot}${path}?ex=0&is=0&hm=0`,
       proxy_url: `${this.cdnRoot}${path}`,
     };
@@ -590,7 +602,8 @@ export class FakeDiscord {
   ): FakeInteraction {
     this.users.set(ctx.user.id, ctx.user);
     const id = snowflake();
-    const token = `aW50ZXJhY3Rpb246${id}:${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+    // Like Discord's: base64 of "interaction:<id>:<secret>" (no characters that need URL escaping).
+    const token = Buffer.from(`interaction:${id}:${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`).toString('base64url');
     const payload: Record<string, unknown> = {
       id,
       application_id: this.applicationId,

@@ -106,13 +106,16 @@ export function createRestHandler(fake: FakeDiscord): (req: IncomingMessage, res
       const file = fake.cdnFiles.get(url.pathname.slice('/cdn'.length));
       fake.cdnRequests.push({ path: url.pathname, at: Date.now(), found: Boolean(file) });
       if (!file) return send(res, 404, { message: 'Not found' });
+      if (file.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, file.delayMs));
       res.writeHead(200, { 'content-type': file.contentType, 'content-length': String(file.data.byteLength) });
       res.end(Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength));
       return;
     }
 
     const prefix = '/api/v10';
-    const path = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
+    // Recorded and routed decoded (discord.js sends `@original` as `%40original`).
+    const pathname = decodeURIComponent(url.pathname);
+    const path = pathname.startsWith(prefix) ? pathname.slice(prefix.length) : pathname;
     const call: RecordedCall = {
       method,
       path,
@@ -147,7 +150,7 @@ export function createRestHandler(fake: FakeDiscord): (req: IncomingMessage, res
 
     if (!url.pathname.startsWith(prefix)) return finish(404, { message: '404: Not Found', code: 0 });
 
-    const limit = fake.takeRateLimit(method, path);
+    const limit = fake.takeRateLimit(method, path, parsed.json);
     if (limit) {
       call.rateLimited = true;
       const headers: Record<string, string> = {
@@ -173,7 +176,7 @@ export function createRestHandler(fake: FakeDiscord): (req: IncomingMessage, res
       if (!match) continue;
       if (r.botAuth && !call.botAuth) return finish(401, { message: '401: Unauthorized', code: 0 });
       const params: Params = {};
-      r.names.forEach((name, i) => (params[name] = decodeURIComponent(match[i + 1]!)));
+      r.names.forEach((name, i) => (params[name] = match[i + 1]!));
       try {
         const body = (parsed.json && typeof parsed.json === 'object' ? parsed.json : {}) as Record<string, unknown>;
         const out = await r.handler({ params, query: url.searchParams, body, files: parsed.files });
@@ -215,7 +218,7 @@ function buildRoutes(fake: FakeDiscord): Route[] {
     route('GET', '/gateway/bot', true, () => ({
       status: 200,
       body: {
-        url: fake.gatewayUrl,
+        url: fake.advertisedGatewayUrl ?? fake.gatewayUrl,
         shards: 1,
         session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
       },

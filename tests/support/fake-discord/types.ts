@@ -67,6 +67,8 @@ export interface RateLimitRule {
   retryAfter: number;
   global: boolean;
   scope: 'user' | 'shared' | 'global';
+  /** Only requests whose parsed body passes this get the 429 (e.g. the final edit). */
+  when: ((body: unknown) => boolean) | undefined;
   /** How many matching requests still get the 429. */
   remaining: number;
   hits: number;
@@ -78,4 +80,8 @@ export interface AttachmentInput {
   data: Uint8Array;
   width?: number;
   height?: number;
+  /** The CDN waits this long before answering a download (a slow upload host). */
+  delayMs?: number;
+  /** Report this size instead of the data's (Discord reports sizes; tests of size checks). */
+  reportedSize?: number;
 }
