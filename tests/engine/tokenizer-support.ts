@@ -40,9 +40,10 @@ export function llavaQwenTokenizerDir(): string {
     tokenizer_class: 'Qwen2Tokenizer',
     additional_special_tokens: ['<|im_start|>', '<|im_end|>', '<image>'],
   };
-  // One shared copy per vocabulary file (and layout version) under the temp dir, written atomically (test files run in
-  // parallel processes), so that runs do not leave a new 11 MB folder behind each time.
-  const target = join(tmpdir(), `vistyle-qwen-tokenizer-${createHash('sha256').update(source).digest("hex").slice(0, 16)}-v1`);
+  // One shared copy per vocabulary file (and layout version) under the temp dir, written
+  // atomically (test files run in parallel processes), so that runs do not leave a new 11 MB
+  // folder behind each time.
+  const target = join(tmpdir(), `vistyle-qwen-tokenizer-${createHash('sha256').update(source).digest('hex').slice(0, 16)}-v1`);
   if (!existsSync(join(target, 'tokenizer_config.json'))) {
     const staging = mkdtempSync(join(tmpdir(), 'vistyle-qwen-tok-'));
     writeFileSync(join(staging, 'tokenizer.json'), JSON.stringify(tokenizerJson));
