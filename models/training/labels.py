@@ -58,3 +58,32 @@ def assistant_header_ids(tokenize, template_prompt_with_header: str, template_pr
     if with_header[: len(without)] != without or len(with_header) == len(without):
         raise ValueError("cannot find the assistant header: the template's generation prompt is not a suffix")
     return with_header[len(without) :]
+
+
+def expand_image_tokens(input_ids: Sequence[int], image_token_id: int, count: int) -> List[int]:
+    """Replaces each image placeholder with `count` copies, one per image feature row. Done here
+    rather than by the processor: processors of some transformers versions count one token too
+    many for SigLIP towers, which have no CLS feature."""
+    if count <= 0:
+        raise ValueError("count must be positive")
+    out: List[int] = []
+    for token in input_ids:
+        if token == image_token_id:
+            out.extend([image_token_id] * count)
+        else:
+            out.append(int(token))
+    return out
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int) -> "tuple[List[List[int]], List[List[int]]]":
+    """Right-padded ids and the attention mask (1 = real token)."""
+    width = max((len(s) for s in sequences), default=0)
+    ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
+    mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
+    return ids, mask
+
+
+def image_feature_count(image_size: int, patch_size: int, select_strategy: str) -> int:
+    """Image feature rows of a SigLIP/CLIP tower: one per patch; "default" drops the first row."""
+    count = (image_size // patch_size) ** 2
+    return count - 1 if select_strategy == "default" else count

@@ -44,6 +44,22 @@ class LabelTests(unittest.TestCase):
             labels.assistant_header_ids(tokenize, "x", "y")
 
 
+class SequenceTests(unittest.TestCase):
+    def test_expands_each_image_placeholder(self):
+        self.assertEqual(labels.expand_image_tokens([1, 9, 2, 9], 9, 3), [1, 9, 9, 9, 2, 9, 9, 9])
+        with self.assertRaises(ValueError):
+            labels.expand_image_tokens([1], 9, 0)
+
+    def test_pads_right_with_a_mask(self):
+        ids, mask = labels.pad_right([[1, 2, 3], [4]], 0)
+        self.assertEqual(ids, [[1, 2, 3], [4, 0, 0]])
+        self.assertEqual(mask, [[1, 1, 1], [1, 0, 0]])
+
+    def test_image_feature_count(self):
+        self.assertEqual(labels.image_feature_count(384, 14, "full"), 729)
+        self.assertEqual(labels.image_feature_count(336, 14, "default"), 575)
+
+
 class PeftFormatTests(unittest.TestCase):
     def test_key_names(self):
         self.assertEqual(

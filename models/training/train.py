@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from data import ImageCache, Sample, read_samples, split_by_image  # noqa: E402
-from labels import IGNORE_INDEX, answer_labels, assistant_header_ids  # noqa: E402
+from labels import IGNORE_INDEX, answer_labels, assistant_header_ids, expand_image_tokens, image_feature_count, pad_right  # noqa: E402
 from lora import config_target_modules, inject_lora, lora_parameters, lora_weights  # noqa: E402
 from peft_format import DEFAULT_TARGETS, adapter_config, save_adapter  # noqa: E402
 
@@ -76,21 +76,31 @@ def pick_dtype(name: str) -> torch.dtype:
 
 
 class Encoder:
-    """Renders a sample with the checkpoint's chat template and builds input ids, pixels and labels."""
+    """Renders a sample with the checkpoint's chat template and builds input ids, pixels and labels.
 
-    def __init__(self, processor, system_prompt: str | None, max_length: int) -> None:
+    The image placeholder is expanded here, to exactly as many tokens as the vision tower gives
+    feature rows, instead of by the processor (whose count is off by one for SigLIP towers in some
+    transformers versions)."""
+
+    def __init__(self, processor, model_config, system_prompt: str | None, max_length: int) -> None:
         self.processor = processor
+        self.tokenizer = processor.tokenizer
         self.system_prompt = system_prompt
         self.max_length = max_length
-        tokenizer = processor.tokenizer
-        tokenizer.padding_side = "right"
+        vision = model_config.vision_config
+        self.image_token_id = int(getattr(model_config, "image_token_index", None) or getattr(model_config, "image_token_id"))
+        self.image_tokens = image_feature_count(vision.image_size, vision.patch_size, model_config.vision_feature_select_strategy)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.tokenizer.eos_token_id)
         probe = self.messages("?")
-        tokenize = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
         self.header = assistant_header_ids(
-            tokenize,
+            self.tokenize,
             processor.apply_chat_template(probe, add_generation_prompt=True),
             processor.apply_chat_template(probe, add_generation_prompt=False),
         )
+
+    def tokenize(self, text: str) -> List[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def messages(self, question: str, answer: str | None = None) -> List[dict]:
         messages: List[dict] = []
@@ -105,20 +115,25 @@ class Encoder:
         return self.processor.apply_chat_template(self.messages(sample.question, sample.answer), add_generation_prompt=False)
 
     def batch(self, items: Sequence[Tuple[Sample, str]]) -> Dict[str, torch.Tensor] | None:
-        texts = [self.text(sample) for sample, _ in items]
+        sequences = []
+        for sample, _ in items:
+            ids = expand_image_tokens(self.tokenize(self.text(sample)), self.image_token_id, self.image_tokens)
+            if len(ids) > self.max_length:
+                return None
+            sequences.append(ids)
+        ids, mask = pad_right(sequences, self.pad_id)
+        labels = [answer_labels(row, self.header, row_mask, IGNORE_INDEX) for row, row_mask in zip(ids, mask)]
         images = []
         for _, path in items:
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
-        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
-        if inputs["input_ids"].shape[1] > self.max_length:
-            return None
-        labels = [
-            answer_labels(ids.tolist(), self.header, mask.tolist(), IGNORE_INDEX)
-            for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])
-        ]
-        inputs["labels"] = torch.tensor(labels, dtype=torch.long)
-        return dict(inputs)
+        pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+            "pixel_values": pixels,
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }
 
 
 def batches(items: List[Tuple[Sample, str]], size: int, rng: random.Random | None) -> List[List[Tuple[Sample, str]]]:
@@ -192,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrapped = inject_lora(model, targets, args.rank, args.alpha, args.dropout)
     params = list(lora_parameters(wrapped))
     print(f"LoRA on {len(wrapped)} projections, {sum(p.numel() for p in params) / 1e6:.2f}M trainable parameters")
-    encoder = Encoder(processor, args.system_prompt, args.max_length)
+    encoder = Encoder(processor, model.config, args.system_prompt, args.max_length)
 
     steps_per_epoch = math.ceil(len(train) / (args.batch_size * args.grad_accum))
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
