@@ -107,9 +107,8 @@ export function registerDataCommands(program: Command): void {
         });
         if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else process.stderr.write(formatSummary(summary));
-        if (summary.stoppedBecause && summary.stoppedBecause !== 'cancelled') {
-          throw new VistyleError('NETWORK', summary.stoppedBecause);
-        }
+        if (summary.stoppedBecause === 'cancelled') process.exitCode = 130;
+        else if (summary.stoppedBecause) throw new VistyleError('NETWORK', summary.stoppedBecause);
       } finally {
         process.removeListener('SIGINT', onSigint);
       }
