@@ -210,6 +210,22 @@ describe('vistyle data make against a fake OpenAI-compatible API', () => {
     expect(text()).not.toContain(KEY);
   });
 
+  it('stops promptly when cancelled, keeping the rows already made', async () => {
+    const input = writeJsonl([
+      { url: 'u/first', caption: 'first' },
+      ...Array.from({ length: 10 }, (_, i) => ({ url: `u/hang-${i}`, caption: `hang ${i} [hang-always]` })),
+    ]);
+    const controller = new AbortController();
+    const started = Date.now();
+    const run = makeStyledData(options(input, { concurrency: 1, signal: controller.signal, api: { baseUrl: server.baseUrl, apiKey: KEY, model: 'm', timeoutMs: 60_000 } }));
+    while (!server.requests.some((r) => r.tag === 'hang-always')) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    const summary = await run;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(summary).toMatchObject({ made: 1, failed: 0, stoppedBecause: 'cancelled' });
+    expect(outputRows(summary.output).map((r) => r.url)).toEqual(['u/first']);
+  });
+
   it('takes the key from VISTYLE_DATA_API_KEY, then DEEPSEEK_API_KEY, then OPENAI_API_KEY', () => {
     expect(resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123', DEEPSEEK_API_KEY: 'd-key-123' }).apiKey).toBe('d-key-123');
     expect(resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123', VISTYLE_DATA_API_KEY: 'v-key-123' }).apiKey).toBe('v-key-123');
