@@ -33,7 +33,7 @@ function exampleValue(seed: number, moduleIndex: number, which: 'A' | 'B', i: nu
 
 describe.skipIf(!hasPython)('adapters written by the Python trainer\'s format code', () => {
   it('passes the trainer\'s pure unit tests (label masking, key names, safetensors layout)', () => {
-    const run = spawnSync('python3', ['-m', 'unittest', '-q', 'models/training/test_pure.py'], { cwd: repo, encoding: 'utf8' });
+    const run = spawnSync('python3', ['-m', 'unittest', '-q', 'models/training/test_pure.py'], { cwd: repo, encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
     expect(run.status, run.stderr).toBe(0);
   });
 
@@ -49,7 +49,7 @@ describe.skipIf(!hasPython)('adapters written by the Python trainer\'s format co
       seed: 5,
       modules: targets.map((t) => ({ name: transformersName(t.module), in: t.inFeatures, out: t.outFeatures })),
     };
-    const run = spawnSync('python3', ['models/training/peft_format.py'], { cwd: repo, input: JSON.stringify(spec), encoding: 'utf8' });
+    const run = spawnSync('python3', ['models/training/peft_format.py'], { cwd: repo, input: JSON.stringify(spec), encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
     expect(run.status, run.stderr).toBe(0);
 
     const adapter = loadPeftAdapter({ path: out }, { targets });
