@@ -9,7 +9,7 @@ import type { APIMessage } from 'discord.js';
 import { createDiscordAdapter, type DiscordAdapter, type DiscordAdapterExtras } from '../../adapters/discord/index.js';
 import { createBotCore, type BotCoreImpl } from '../../src/bot/core.js';
 import type { LimitsConfig } from '../../src/config/config.js';
-import { createEngine, createLocalEngine } from '../../src/engine/engine.js';
+import { createEngine } from '../../src/engine/engine.js';
 import type { Engine } from '../../src/engine/types.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { Store } from '../../src/store/index.js';
@@ -97,10 +97,6 @@ export async function startEngine(
   options: { debugCrashAfterTokens?: number; maxContextTokens?: number; talkative?: boolean } = {},
 ): Promise<EngineHandle> {
   const model = await (options.talkative ? talkativeModel() : tinyModel());
-  if (process.env.H7_LOCAL_ENGINE) {
-    const local = await createLocalEngine({ modelDir: model.modelDir, threads: 1, maxContextTokens: options.maxContextTokens ?? 4096 });
-    return { engine: local, starts: () => 1, close: () => local.close() };
-  }
   const engine = await createEngine({
     modelDir: model.modelDir,
     threads: 1,

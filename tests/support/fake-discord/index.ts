@@ -723,6 +723,7 @@ export class FakeDiscord {
     const redact = (m: APIMessage): Record<string, unknown> =>
       visible(m) ? { ...m } : { ...m, content: '', attachments: [], embeds: [], components: [] };
     const out = redact(message);
+    out.channel_type = channel.type; // MESSAGE_CREATE's extra field; discord.js needs it for uncached DMs
     if (message.referenced_message) out.referenced_message = redact(message.referenced_message);
     if (channel.guildId) {
       out.member = { roles: [], joined_at: new Date(0).toISOString(), deaf: false, mute: false, flags: 0 };
