@@ -10,7 +10,7 @@ import { splitMessage } from '../../src/bot/split-message.js';
 import type { AnswerSink, AskTicket, Language, Translate } from '../../src/bot/types.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { describeError, isDeadInteractionToken } from './errors.js';
+import { describeError, isDeadInteractionToken, retryAfterMs } from './errors.js';
 import { discordText } from './strings.js';
 import type { ActionRow, AnswerSurface } from './surfaces.js';
 
@@ -113,11 +113,17 @@ export class DiscordAnswer implements AnswerSink {
       try {
         await surface.show(latest, this.cancelRow());
       } catch (error) {
+        if (retryAfterMs(error) !== undefined) throw error; // the lane waits it out and retries
         if (surface === this.surface && surface.kind === 'interaction' && isDeadInteractionToken(error)) {
           this.handOff(false); // re-shows the latest status on the channel message
           return;
         }
-        throw error;
+        // Logged here, secret-free (webhook URLs carry the interaction token); the next status or
+        // the final answer carries newer text.
+        this.options.logger.warn(
+          { requestId: this.requestId || undefined, error: describeError(error) },
+          'discord status edit failed',
+        );
       }
     });
   }
@@ -130,7 +136,7 @@ export class DiscordAnswer implements AnswerSink {
     } catch (error) {
       if (surface.kind !== 'interaction' || !isDeadInteractionToken(error)) throw error;
       this.options.logger.warn(
-        { requestId: this.requestId || undefined, err: describeError(error) },
+        { requestId: this.requestId || undefined, error: describeError(error) },
         'discord interaction token no longer valid; delivering in the channel',
       );
       if (this.surface === surface) this.handOff(false);
@@ -161,7 +167,7 @@ export class DiscordAnswer implements AnswerSink {
       this.options.lane
         .final(oldKey, () => old.show(notice, []))
         .catch((error: unknown) =>
-          this.options.logger.warn({ err: describeError(error) }, 'could not tell the user the answer moves to the channel'),
+          this.options.logger.warn({ error: describeError(error) }, 'could not tell the user the answer moves to the channel'),
         );
     } else {
       this.options.lane.forget(oldKey);

@@ -111,7 +111,7 @@ export class DiscordAdapter implements PlatformAdapter {
     this.lanes.closeAll();
     const client = this.client;
     this.client = null;
-    if (client) await client.destroy().catch((error: unknown) => this.log.warn({ err: describeError(error) }, 'discord client destroy failed'));
+    if (client) await client.destroy().catch((error: unknown) => this.log.warn({ error: describeError(error) }, 'discord client destroy failed'));
     this.log.info('discord adapter stopped');
   }
 
@@ -161,14 +161,14 @@ export class DiscordAdapter implements PlatformAdapter {
     try {
       await syncCommands(client, definitions, this.options.guildId, this.log);
     } catch (error) {
-      this.log.error({ err: describeError(error) }, 'discord command registration failed');
+      this.log.error({ error: describeError(error) }, 'discord command registration failed');
     }
   }
 
   private attachPlatformLogging(client: Client): void {
-    client.on(Events.Error, (error) => this.log.error({ err: describeError(error) }, 'discord client error'));
+    client.on(Events.Error, (error) => this.log.error({ error: describeError(error) }, 'discord client error'));
     client.on(Events.Warn, (message) => this.log.warn({ detail: message }, 'discord client warning'));
-    client.on(Events.ShardError, (error, shardId) => this.log.error({ err: describeError(error), shardId }, 'discord gateway error'));
+    client.on(Events.ShardError, (error, shardId) => this.log.error({ error: describeError(error), shardId }, 'discord gateway error'));
     client.on(Events.ShardDisconnect, (event, shardId) => this.log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
     client.on(Events.ShardReconnecting, (shardId) => this.log.info({ shardId }, 'discord gateway reconnecting'));
     client.on(Events.ShardResume, (shardId, replayed) => this.log.info({ shardId, replayed }, 'discord gateway resumed'));
@@ -181,10 +181,10 @@ export class DiscordAdapter implements PlatformAdapter {
   private guard(what: string, handler: () => Promise<void> | void): void {
     try {
       void Promise.resolve(handler()).catch((error: unknown) =>
-        this.log.error({ err: describeError(error), event: what }, 'discord event handling failed'),
+        this.log.error({ error: describeError(error), event: what }, 'discord event handling failed'),
       );
     } catch (error) {
-      this.log.error({ err: describeError(error), event: what }, 'discord event handling failed');
+      this.log.error({ error: describeError(error), event: what }, 'discord event handling failed');
     }
   }
 
@@ -268,7 +268,7 @@ export class DiscordAdapter implements PlatformAdapter {
     try {
       result = this.runCommand(interaction, ctx);
     } catch (error) {
-      this.log.error({ err: describeError(error), command: interaction.commandName }, 'discord command failed');
+      this.log.error({ error: describeError(error), command: interaction.commandName }, 'discord command failed');
       result = { ok: false, text: discordText(this.core.languageOf(ctx.user, ctx.locale), 'commandFailed') };
     }
     const [first = result.text, ...rest] = splitMessage(result.text, DISCORD_MAX_CONTENT);

@@ -11,6 +11,7 @@ import { createRestHandler, HttpError } from './rest.js';
 import { snowflake } from './snowflake.js';
 import type {
   AttachmentInput,
+  FailureRule,
   FakeChannel,
   FakeInteraction,
   MessageRevision,
@@ -79,6 +80,7 @@ export class FakeDiscord {
   private readonly globalCommands = new Map<string, CommandRecord>();
   private readonly guildCommands = new Map<string, Map<string, CommandRecord>>();
   private readonly rateLimits: RateLimitRule[] = [];
+  private readonly failures: FailureRule[] = [];
   private restServer: Server | null = null;
   private gatewayServer: Server | null = null;
   private commandVersion = 0;
@@ -170,6 +172,43 @@ export class FakeDiscord {
     };
     this.rateLimits.push(entry);
     return entry;
+  }
+
+  /** The next `times` requests matching method + path get this error answer instead. */
+  fail(rule: {
+    method?: string;
+    path: RegExp;
+    status: number;
+    body?: Record<string, unknown>;
+    times?: number;
+    when?: (body: unknown) => boolean;
+  }): FailureRule {
+    const entry: FailureRule = {
+      method: rule.method?.toUpperCase(),
+      path: rule.path,
+      status: rule.status,
+      body: rule.body ?? { message: `fake failure ${rule.status}`, code: 0 },
+      when: rule.when,
+      remaining: rule.times ?? 1,
+      hits: 0,
+    };
+    this.failures.push(entry);
+    return entry;
+  }
+
+  /** @internal used by the REST handler */
+  takeFailure(method: string, path: string, body: unknown): FailureRule | undefined {
+    const rule = this.failures.find(
+      (r) =>
+        r.remaining > 0 &&
+        (r.method === undefined || r.method === method) &&
+        r.path.test(path) &&
+        (r.when === undefined || r.when(body)),
+    );
+    if (!rule) return undefined;
+    rule.remaining--;
+    rule.hits++;
+    return rule;
   }
 
   /** @internal used by the REST handler */

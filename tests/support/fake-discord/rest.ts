@@ -150,6 +150,9 @@ export function createRestHandler(fake: FakeDiscord): (req: IncomingMessage, res
 
     if (!url.pathname.startsWith(prefix)) return finish(404, { message: '404: Not Found', code: 0 });
 
+    const failure = fake.takeFailure(method, path, parsed.json);
+    if (failure) return finish(failure.status, failure.body);
+
     const limit = fake.takeRateLimit(method, path, parsed.json);
     if (limit) {
       call.rateLimited = true;

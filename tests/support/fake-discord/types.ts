@@ -85,3 +85,15 @@ export interface AttachmentInput {
   /** Report this size instead of the data's (Discord reports sizes; tests of size checks). */
   reportedSize?: number;
 }
+
+/** An injected error answer (403 Missing Permissions, 500...) for the next matching requests. */
+export interface FailureRule {
+  method: string | undefined;
+  path: RegExp;
+  status: number;
+  body: Record<string, unknown>;
+  /** Only requests whose parsed body passes this fail. */
+  when: ((body: unknown) => boolean) | undefined;
+  remaining: number;
+  hits: number;
+}
