@@ -67,6 +67,7 @@ export class TelegramAdapter implements PlatformAdapter {
   private readonly cancels = new Map<string, string>();
   /** Requests still open, and replies still being sent: stop() waits a little for them. */
   private readonly outstanding = new Set<Promise<unknown>>();
+  private readonly work = new YieldingQueue();
   private identity: BotIdentity | undefined;
   private nextCancel = 1;
   private nextDraftId = 1 + Math.floor(Math.random() * 1_000_000);
@@ -94,11 +95,15 @@ export class TelegramAdapter implements PlatformAdapter {
     }));
     this.albums = new AlbumCollector(options.albumWindowMs ?? 1200, (parts) => this.onAlbum(parts));
 
+    // telegraf hands over a whole getUpdates batch (up to 100 updates) at once; the work queue
+    // spreads a burst over several turns of the event loop instead of one long block.
     this.bot.on('message', (ctx) => {
-      this.onMessage(ctx.message as Message);
+      const message = ctx.message as Message;
+      this.work.push(() => this.guard(ctx.update.update_id, () => this.onMessage(message)));
     });
     this.bot.on('callback_query', (ctx) => {
-      this.onCallbackQuery(ctx.callbackQuery);
+      const query = ctx.callbackQuery;
+      this.work.push(() => this.guard(ctx.update.update_id, () => this.onCallbackQuery(query)));
     });
     this.bot.catch((error, ctx) => {
       this.logger.error({ ...apiErrorFields(error, 'handleUpdate'), updateId: ctx.update.update_id }, 'update handler failed');
@@ -420,6 +425,15 @@ export class TelegramAdapter implements PlatformAdapter {
     });
   }
 
+  /** Runs an update's handling; a bug in it is logged, never thrown into the event loop. */
+  private guard(updateId: number, handle: () => void): void {
+    try {
+      handle();
+    } catch (error) {
+      this.logger.error({ ...apiErrorFields(error, 'handleUpdate'), updateId }, 'update handler failed');
+    }
+  }
+
   private track(work: Promise<unknown>): void {
     const settled = work.then(
       () => undefined,
@@ -439,6 +453,30 @@ export class TelegramAdapter implements PlatformAdapter {
 
   private botChat(message: Message): BotChat {
     return { platform: 'telegram', id: String(message.chat.id), kind: message.chat.type === 'private' ? 'private' : 'group' };
+  }
+}
+
+/**
+ * Runs queued jobs in order, one per turn of the event loop (each with the promise work it starts,
+ * which is most of a request's set-up in the core), so that timers and I/O — other chats' edits,
+ * the engine's tokens — get their turn during a burst of updates.
+ */
+class YieldingQueue {
+  private readonly jobs: (() => void)[] = [];
+  private scheduled = false;
+
+  push(job: () => void): void {
+    this.jobs.push(job);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.runOne());
+    }
+  }
+
+  private runOne(): void {
+    this.jobs.shift()?.();
+    if (this.jobs.length > 0) setImmediate(() => this.runOne());
+    else this.scheduled = false;
   }
 }
 

@@ -11,8 +11,26 @@ function escapeAttribute(text: string): string {
   return escapeHtml(text).replace(/"/g, '&quot;');
 }
 
-/** Markdown-ish model output -> Telegram HTML. Unbalanced markers are left as they are. */
+/**
+ * Markdown-ish model output -> Telegram HTML. Unbalanced markers are left as they are; if the
+ * spans overlap (e.g. `**a _b** c_`), the result would not nest, so the text goes out unformatted.
+ */
 export function markdownToTelegramHtml(markdown: string): string {
+  const html = convert(markdown);
+  return tagsNest(html) ? html : escapeHtml(markdown);
+}
+
+/** Whether every tag we produced is closed in the right order. */
+function tagsNest(html: string): boolean {
+  const open: string[] = [];
+  for (const match of html.matchAll(/<(\/?)([a-z]+)[^>]*>/g)) {
+    if (match[1] === '') open.push(match[2]!);
+    else if (open.pop() !== match[2]) return false;
+  }
+  return open.length === 0;
+}
+
+function convert(markdown: string): string {
   const out: string[] = [];
   const lines = markdown.split('\n');
   let index = 0;

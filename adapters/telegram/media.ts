@@ -4,6 +4,8 @@
 // the bytes of the rest). The bytes are fetched lazily, through getFile and the file download URL,
 // only when the core asks for them, and never past the core's byte limit.
 import { readFile, stat } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import type { Telegram } from 'telegraf';
 import type { Message, PhotoSize } from 'telegraf/types';
@@ -81,50 +83,56 @@ async function readLocalFile(link: URL, maxBytes: number): Promise<Uint8Array> {
   return new Uint8Array(await readFile(path));
 }
 
-async function fetchLimited(link: URL, signal: AbortSignal, maxBytes: number): Promise<Uint8Array> {
-  let response: Response;
-  try {
-    response = await fetch(link, { signal });
-  } catch (error) {
-    if (signal.aborted) throw signal.reason ?? error;
-    // the URL holds the token: keep it out of the message
-    throw new VistyleError('NETWORK', 'could not download the picture from Telegram', { cause: error });
-  }
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    throw new VistyleError('NETWORK', `downloading the picture from Telegram failed (HTTP ${response.status})`);
-  }
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-  if (declared > maxBytes) {
-    await response.body.cancel();
-    throw tooLarge(declared, maxBytes);
-  }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = response.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > maxBytes) {
-        await reader.cancel();
-        throw tooLarge(total, maxBytes);
+/** GET with node:http(s) (lighter per request than fetch), stopping past `maxBytes`. */
+function fetchLimited(link: URL, signal: AbortSignal, maxBytes: number): Promise<Uint8Array> {
+  return new Promise<Uint8Array>((resolve, reject) => {
+    let settled = false;
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      reject(error);
+    };
+    const get = link.protocol === 'https:' ? httpsGet : httpGet;
+    const request = get(link, { signal }, (response) => {
+      if (response.statusCode !== 200) {
+        response.resume();
+        fail(new VistyleError('NETWORK', `downloading the picture from Telegram failed (HTTP ${response.statusCode})`));
+        return;
       }
-      chunks.push(value);
-    }
-  } catch (error) {
-    if (error instanceof VistyleError) throw error;
-    if (signal.aborted) throw signal.reason ?? error;
-    throw new VistyleError('NETWORK', 'the picture download from Telegram broke off', { cause: error });
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+      const declared = Number(response.headers['content-length'] ?? Number.NaN);
+      if (declared > maxBytes) {
+        response.destroy();
+        fail(tooLarge(declared, maxBytes));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      response.on('data', (chunk: Buffer) => {
+        total += chunk.length;
+        if (total > maxBytes) {
+          response.destroy();
+          fail(tooLarge(total, maxBytes));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('end', () => {
+        if (settled) return;
+        settled = true;
+        resolve(new Uint8Array(Buffer.concat(chunks, total)));
+      });
+      response.on('error', (error) => fail(downloadError(error, signal)));
+      response.on('aborted', () => fail(downloadError(new Error('the download broke off'), signal)));
+    });
+    request.setTimeout(60_000, () => request.destroy(new Error('the download timed out')));
+    request.on('error', (error) => fail(downloadError(error, signal)));
+  });
+}
+
+/** The URL holds the token: the message never includes it (the cause is kept for debugging). */
+function downloadError(error: unknown, signal: AbortSignal): unknown {
+  if (signal.aborted) return signal.reason ?? error;
+  return new VistyleError('NETWORK', 'could not download the picture from Telegram', { cause: error });
 }
 
 function tooLarge(size: number, maxBytes: number): VistyleError {

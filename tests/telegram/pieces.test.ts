@@ -34,8 +34,8 @@ describe('markdownToTelegramHtml', () => {
     expect(shown.entities.find((e) => e.type === 'pre')?.language).toBe('js');
   });
 
-  it('leaves stray markers and HTML-like text as literal text', () => {
-    for (const text of ['2 * 3 * 4 = 24', 'snake_case_name and a_b', '<script>alert(1)</script> & co', '**unclosed', 'a ``` b']) {
+  it('leaves stray markers, overlapping spans and HTML-like text as literal text', () => {
+    for (const text of ['2 * 3 * 4 = 24', 'snake_case_name and a_b', '<script>alert(1)</script> & co', '**unclosed', 'a ``` b', '**a _b** c_']) {
       const shown = parseTelegramHtml(markdownToTelegramHtml(text));
       expect(shown.text).toBe(text);
       expect(shown.entities).toEqual([]);

@@ -117,6 +117,8 @@ export class FakeTelegram extends EventEmitter {
   private readonly nextMessageId = new Map<number, number>();
   private readonly userMessages = new Map<string, FakeMessage>();
   private readonly botMessages = new Map<string, BotMessageState>();
+  /** The same messages per chat, in message_id order (ids only grow). */
+  private readonly botMessagesByChat = new Map<number, BotMessageState[]>();
   private readonly files = new Map<string, StoredFile>();
   private readonly filesByPath = new Map<string, StoredFile>();
   private nextFileNumber = 1;
@@ -358,7 +360,7 @@ export class FakeTelegram extends EventEmitter {
 
   /** The bot's messages in a chat, oldest first (deleted ones included, flagged). */
   messagesIn(chatId: number): BotMessageState[] {
-    return [...this.botMessages.values()].filter((message) => message.chatId === chatId).sort((a, b) => a.messageId - b.messageId);
+    return [...(this.botMessagesByChat.get(chatId) ?? [])];
   }
 
   visibleMessagesIn(chatId: number): BotMessageState[] {
@@ -690,6 +692,9 @@ export class FakeTelegram extends EventEmitter {
     if (replyMarkup) state.replyMarkup = replyMarkup;
     if (replyTo) state.replyToMessageId = replyTo.message_id;
     this.botMessages.set(messageKey(chat.id, state.messageId), state);
+    const inChat = this.botMessagesByChat.get(chat.id);
+    if (inChat) inChat.push(state);
+    else this.botMessagesByChat.set(chat.id, [state]);
     return this.botMessageAsMessage(state);
   }
 
