@@ -110,6 +110,26 @@ describe('discord platform errors', () => {
     expect(fake.gateway.identifies).toHaveLength(1);
   }, 60_000);
 
+  it('fails to start with a clear error when mention mode needs the Message Content intent the app lacks', async () => {
+    fake = await FakeDiscord.start({ privilegedIntents: 0 });
+    const logs = new LogCapture();
+    const adapter = createDiscordAdapter({
+      core: { limits: { maxImageBytes: 1, maxQuestionChars: 1 } } as never, // never reached: login fails first
+      logger: logs.logger,
+      token: fake.token,
+      applicationId: fake.applicationId,
+      apiRoot: fake.apiRoot,
+      mentionMode: true,
+    });
+    const error = await adapter.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isVistyleError(error, 'CONFIG_INVALID')).toBe(true);
+    expect((error as Error).message).toMatch(/Message Content intent.*DISCORD_MENTION_MODE/);
+    await adapter.stop();
+  });
+
   it('fails to start with one clear error, without echoing it, when the token is wrong', async () => {
     fake = await FakeDiscord.start();
     const logs = new LogCapture();

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import { openStyleRegistry } from '../../src/styles/registry.js';
 import { FakeDiscord, type FakeInteraction } from '../support/fake-discord/index.js';
 import {
   FIXTURE_PNG,
@@ -381,6 +382,25 @@ describe('discord commands and settings', () => {
     await start({ dbPath, stylesFile: otherStyles });
     expect(fake.commandWrites()).toHaveLength(2);
   }, 60_000);
+
+  it('registers the commands again when the styles file is reloaded with other styles', async () => {
+    fake = await FakeDiscord.start();
+    const file = join(dir, 'reloaded-styles.yaml');
+    writeFileSync(file, 'styles: []\n');
+    const styles = openStyleRegistry({ file, watch: false });
+    try {
+      await start({ styles });
+      expect(fake.commandWrites()).toHaveLength(1);
+      writeFileSync(file, 'styles:\n  - id: poet\n    names: { en: Poet, zh: 诗人 }\n    description: Rhymes\n    systemPrompt: Answer in verse.\n');
+      expect(styles.reload().ok).toBe(true);
+      await fake.waitFor(() => fake.commandWrites().length === 2, 'the second registration');
+      const ask = fake.registeredCommands(fake.guildId).find((c) => c.name === 'ask')!;
+      const choices = (ask.options as { name: string; choices?: { value: string }[] }[]).find((o) => o.name === 'style')!.choices!;
+      expect(choices.map((c) => c.value)).toContain('poet');
+    } finally {
+      styles.close();
+    }
+  });
 
   it('registers globally without DISCORD_GUILD_ID', async () => {
     fake = await FakeDiscord.start();

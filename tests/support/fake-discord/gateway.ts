@@ -27,6 +27,8 @@ export interface GatewaySession {
 
 export interface GatewayHooks {
   token: string;
+  /** Privileged intents (GuildMembers, GuildPresences, MessageContent) enabled for the app. */
+  privilegedIntents: number;
   heartbeatIntervalMs: number;
   /** READY's `d` for a session (user, application, unavailable guild stubs). */
   readyPayload(session: GatewaySession): Record<string, unknown>;
@@ -90,6 +92,11 @@ export class FakeGateway {
         }
         if (d.token !== this.hooks.token) {
           session.socket.close(4004, 'Authentication failed.');
+          return;
+        }
+        const privileged = (1 << 1) | (1 << 8) | (1 << 15);
+        if (Number(d.intents ?? 0) & privileged & ~this.hooks.privilegedIntents) {
+          session.socket.close(4014, 'Disallowed intent(s).');
           return;
         }
         const identify: GatewayIdentify = {

@@ -31,6 +31,8 @@ export interface FakeDiscordOptions {
   /** Interaction tokens (follow-ups, edits of the reply) expire after this (Discord: 15 min). */
   interactionTokenLifetimeMs?: number;
   heartbeatIntervalMs?: number;
+  /** Privileged intents enabled in the developer portal (default: all; 0 = none). */
+  privilegedIntents?: number;
 }
 
 /** Gateway intent bits (discord-api-types GatewayIntentBits). */
@@ -95,6 +97,7 @@ export class FakeDiscord {
       interactionResponseWindowMs: options.interactionResponseWindowMs ?? 3000,
       interactionTokenLifetimeMs: options.interactionTokenLifetimeMs ?? 15 * 60_000,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
+      privilegedIntents: options.privilegedIntents ?? ((1 << 1) | (1 << 8) | (1 << 15)),
     };
     this.botUser = {
       id: this.applicationId,
@@ -110,6 +113,7 @@ export class FakeDiscord {
     this.gateway = new FakeGateway({
       token: this.token,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      privilegedIntents: this.options.privilegedIntents,
       readyPayload: (session) => this.readyPayload(session),
       guildCreates: () => [this.guildPayload()],
     });
