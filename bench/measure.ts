@@ -32,6 +32,12 @@ export interface KvFetchFigures {
   steps: number;
 }
 
+export interface PairResult {
+  /** Runs alternating between the two models in one process (order swapped every round). */
+  a: { model: string; runs: RunFigures[] };
+  b: { model: string; runs: RunFigures[] };
+}
+
 export interface MeasureResult {
   model: string;
   threads: number;
@@ -122,17 +128,35 @@ async function main(): Promise<void> {
   const runs = Number(arg('runs') ?? 3);
   const threads = Number(arg('threads') ?? availableParallelism());
   const image = await benchImage();
+  const sampling = { ...resolveSampling({}), greedy: true, maxNewTokens: tokens, stopStrings: [] };
+  const ask = async (engine: Awaited<ReturnType<typeof createLocalEngine>>): Promise<RunFigures> =>
+    figures(await engine.generate({ image, messages: [{ role: 'user', text: QUESTION, image: true }], sampling }).result);
+
+  const pairWith = arg('pair');
+  if (pairWith) {
+    // Two models in one process, alternating, so that load from other processes on the machine
+    // hits both alike: for comparisons (idle LoRA inputs vs none), not for peak RSS.
+    const a = await createLocalEngine({ modelDir: model, provider: 'cpu', threads, featureCacheSize: 0 });
+    const b = await createLocalEngine({ modelDir: pairWith, provider: 'cpu', threads, featureCacheSize: 0 });
+    const out: PairResult = { a: { model, runs: [] }, b: { model: pairWith, runs: [] } };
+    await ask(a); // warm-up, not counted
+    await ask(b);
+    for (let i = 0; i < runs; i++) {
+      const order = i % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const);
+      for (const which of order) out[which].runs.push(await ask(which === 'a' ? a : b));
+    }
+    await a.close();
+    await b.close();
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
 
   const t0 = performance.now();
   // featureCacheSize 0: every run pays for the vision graph, as a new picture would.
   const engine = await createLocalEngine({ modelDir: model, provider: 'cpu', threads, featureCacheSize: 0 });
   const loadMs = performance.now() - t0;
-  const sampling = { ...resolveSampling({}), greedy: true, maxNewTokens: tokens, stopStrings: [] };
   const results: RunFigures[] = [];
-  for (let i = 0; i < runs; i++) {
-    const stream = engine.generate({ image, messages: [{ role: 'user', text: QUESTION, image: true }], sampling });
-    results.push(figures(await stream.result));
-  }
+  for (let i = 0; i < runs; i++) results.push(await ask(engine));
   await engine.close();
   const out: MeasureResult = { model, threads, loadMs, runs: results, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
   if (process.argv.includes('--kv-fetch')) out.kvFetch = await measureKvFetch(model, threads, 32);

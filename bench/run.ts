@@ -4,7 +4,7 @@
 // question on CPU. Everything generated lives in bench/.work/ (gitignored) and is reused by later
 // runs. Each model is measured in its own process (bench/measure.ts) so peak RSS is its own.
 //
-//   npm run bench -- [--tokens N] [--runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--write-results]
+//   npm run bench -- [--tokens N] [--runs N] [--pair-runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--write-results]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateCheckpoint, REAL_CHECKPOINT_OPTIONS } from '../models/checkpoint/generate.js';
 import { buildModel, isBuiltModel } from '../models/build/build.js';
-import type { MeasureResult, RunFigures } from './measure.js';
+import type { MeasureResult, PairResult, RunFigures } from './measure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -57,12 +57,20 @@ async function ensureBuilt(checkpointDir: string, outDir: string, noLora: boolea
   writeFileSync(marker, `${result.seconds}\n`);
 }
 
+function runMeasure(measureJs: string, args: string[]): string {
+  const out = execFileSync(process.execPath, [measureJs, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+  return out.trim().split('\n').at(-1)!;
+}
+
 function measure(measureJs: string, modelDir: string, tokens: number, runs: number, threads: number, kvFetch: boolean): MeasureResult {
-  const args = [measureJs, '--model', modelDir, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
+  const args = ['--model', modelDir, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
   if (kvFetch) args.push('--kv-fetch');
-  const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
-  const line = out.trim().split('\n').at(-1)!;
-  return JSON.parse(line) as MeasureResult;
+  return JSON.parse(runMeasure(measureJs, args)) as MeasureResult;
+}
+
+function measurePair(measureJs: string, a: string, b: string, tokens: number, runs: number, threads: number): PairResult {
+  const args = ['--model', a, '--pair', b, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
+  return JSON.parse(runMeasure(measureJs, args)) as PairResult;
 }
 
 const median = (values: number[]): number => {
@@ -116,7 +124,11 @@ async function main(): Promise<void> {
   if (!existsSync(measureJs)) throw new Error(`${measureJs} is missing: run through \`npm run bench\` (it builds first)`);
   log(`measuring ${withLora}: ${runs} runs of ${tokens} new tokens, ${threads} threads...`);
   const subject = measure(measureJs, withLora, tokens, runs, threads, kvFetch);
-  const other = idleLora ? (log(`measuring ${noLora}...`), measure(measureJs, noLora, tokens, runs, threads, false)) : undefined;
+  const pairRuns = Number(arg('pair-runs', '4'));
+  const pair = idleLora
+    ? (log(`idle LoRA: ${withLora} and ${noLora} alternating in one process, ${pairRuns} rounds...`),
+      measurePair(measureJs, withLora, noLora, tokens, pairRuns, threads))
+    : undefined;
 
   const s = summary(subject);
   const first = subject.runs[0]!;
@@ -136,20 +148,24 @@ async function main(): Promise<void> {
     '',
     `Model load (three sessions): ${f(subject.loadMs)} ms. Peak RSS of the measuring process: ${f(subject.peakRssMiB)} MiB.`,
   ];
-  if (other) {
-    const o = summary(other);
-    const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${f(((a - b) / b) * 100, 1)}%`;
+  if (pair) {
+    const ratio = (key: keyof RunFigures): number => median(pair.a.runs.map((r, i) => r[key] / pair.b.runs[i]![key]));
+    const pct = (r: number): string => `${r >= 1 ? '+' : ''}${f((r - 1) * 100, 1)}%`;
+    const row = (label: string, key: keyof RunFigures, digits = 0): string =>
+      `| ${label} | ${f(median(pair.a.runs.map((r) => r[key])), digits)} | ${f(median(pair.b.runs.map((r) => r[key])), digits)} | ${pct(ratio(key))} |`;
     lines.push(
       '',
-      '### Idle LoRA inputs (rank-0 tensors fed) vs a --no-lora build',
+      `### Idle LoRA inputs (rank-0 tensors fed) vs a --no-lora build`,
+      '',
+      `Both models loaded in one process and run alternately (${pair.a.runs.length} rounds after a warm-up, order swapped each round), so`,
+      'load from other processes hits both alike. Medians; the difference is the median of the per-round ratios.',
       '',
       '| figure | with LoRA inputs, r = 0 | --no-lora | difference |',
       '|---|---:|---:|---:|',
-      `| vision encode (ms) | ${f(s.visionMs)} | ${f(o.visionMs)} | ${pct(s.visionMs, o.visionMs)} |`,
-      `| prefill (ms) | ${f(s.prefillMs)} | ${f(o.prefillMs)} | ${pct(s.prefillMs, o.prefillMs)} |`,
-      `| time to first token (ms) | ${f(s.ttftMs)} | ${f(o.ttftMs)} | ${pct(s.ttftMs, o.ttftMs)} |`,
-      `| decode (tokens/s) | ${f(s.tokensPerSecond, 2)} | ${f(o.tokensPerSecond, 2)} | ${pct(s.tokensPerSecond, o.tokensPerSecond)} |`,
-      `| peak RSS (MiB) | ${f(subject.peakRssMiB)} | ${f(other.peakRssMiB)} | ${pct(subject.peakRssMiB, other.peakRssMiB)} |`,
+      row('vision encode (ms)', 'visionMs'),
+      row('prefill (ms)', 'prefillMs'),
+      row('time to first token (ms)', 'ttftMs'),
+      row('decode (tokens/s)', 'tokensPerSecond', 2),
     );
   }
   if (subject.kvFetch) {
@@ -165,7 +181,7 @@ async function main(): Promise<void> {
   const markdown = `${lines.join('\n')}\n`;
   process.stdout.write(`\n${markdown}`);
   writeFileSync(join(work, 'last-results.md'), markdown);
-  writeFileSync(join(work, 'last-results.json'), `${JSON.stringify({ subject, other }, null, 2)}\n`);
+  writeFileSync(join(work, 'last-results.json'), `${JSON.stringify({ subject, pair }, null, 2)}\n`);
   if (process.argv.includes('--write-results')) {
     const file = join(root, 'bench', 'RESULTS.md');
     const header = '# Benchmark results\n\nWritten by `npm run bench -- --write-results` (bench/run.ts). See docs/engine.md for what the figures mean.\n\n';
