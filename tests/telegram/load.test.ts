@@ -132,7 +132,7 @@ it('answers or politely refuses every one of 200 requests from 50 users in a bur
     expect(outcomes.answered).toBeGreaterThanOrEqual(MAX_QUEUE);
     expect(outcomes['in-flight']).toBeGreaterThan(0);
     expect(fake.floodViolations).toEqual([]);
-    expect(minGapStartedMs).toBeGreaterThanOrEqual(990);
+    expect(minGapStartedMs).toBeGreaterThanOrEqual(980); // 1 s, less timer granularity
     expect(figures.eventLoopDelayMs.p99).toBeLessThan(50);
   } finally {
     await bot.stop();
