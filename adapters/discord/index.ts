@@ -273,8 +273,12 @@ export class DiscordAdapter implements PlatformAdapter {
     }
     const [first = result.text, ...rest] = splitMessage(result.text, DISCORD_MAX_CONTENT);
     await interaction.reply({ content: first, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+    // Continuations are message sends like any other: through the channel's lane (rate limits).
+    const lane = this.lanes.forChat(interaction.channelId);
     for (const chunk of rest) {
-      await interaction.followUp({ content: chunk, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+      await lane.final(undefined, () =>
+        interaction.followUp({ content: chunk, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } }),
+      );
     }
   }
 

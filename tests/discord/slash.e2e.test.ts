@@ -436,6 +436,31 @@ describe('discord commands and settings', () => {
     expect(reset.callback!.data?.content).toBe(t('en', 'resetNothing'));
   });
 
+  it('continues a settings reply longer than 2000 characters in private follow-ups', async () => {
+    fake = await FakeDiscord.start();
+    const many = join(dir, 'many-styles.yaml');
+    const entries = Array.from({ length: 12 }, (_, i) =>
+      [
+        `  - id: voice${i}`,
+        `    names: { en: Voice ${i}, zh: 声音${i} }`,
+        `    description: Voice number ${i}`,
+        '    systemPrompt: Speak.',
+        `    sampleAnswer: ${'A sample sentence of this voice. '.repeat(6).trim()}`,
+      ].join('\n'),
+    );
+    writeFileSync(many, ['styles:', ...entries].join('\n'));
+    await start({ stylesFile: many });
+    const user = fake.createUser('quinn');
+    const styles = fake.slashCommand('styles', {}, { user });
+    const shown = () => [String(styles.callback?.data?.content ?? ''), ...styles.followUpIds.map((id) => fake.message(styles.channelId, id)!.content)];
+    await fake.waitFor(() => shown().join('\n').includes('(voice11)'), 'every style in the reply and its follow-ups');
+    const parts = shown();
+    expect(parts.length).toBeGreaterThanOrEqual(2);
+    for (const part of parts) expect(part.length).toBeLessThanOrEqual(2000);
+    for (let i = 0; i < 12; i++) expect(parts.join('\n')).toContain(`(voice${i})`);
+    for (const id of styles.followUpIds) expect(fake.message(styles.channelId, id)!.flags! & 64).toBe(64);
+  });
+
   it('answers "Ask about this image" on a message with a picture', async () => {
     fake = await FakeDiscord.start();
     await start();
