@@ -207,18 +207,26 @@ export class TelegramAdapter implements PlatformAdapter {
         if (!res.headersSent) res.writeHead(500).end();
       });
     });
+    const host = webhook.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(webhook.port, webhook.host ?? '0.0.0.0', () => {
-        server.off('error', reject);
-        resolve();
-      });
+      server.once('error', (error) =>
+        reject(new VistyleError('CONFIG_INVALID', `cannot listen on ${host}:${webhook.port} for the Telegram webhook: ${error.message}`, { cause: error })),
+      );
+      server.listen(webhook.port, host, () => resolve());
     });
     this.webhookServer = server;
-    await this.bot.telegram.setWebhook(webhook.url, {
-      secret_token: webhook.secretToken,
-      allowed_updates: [...ALLOWED_UPDATES],
-    });
+    try {
+      await this.bot.telegram.setWebhook(webhook.url, {
+        secret_token: webhook.secretToken,
+        allowed_updates: [...ALLOWED_UPDATES],
+      });
+    } catch (error) {
+      server.closeAllConnections();
+      server.close();
+      this.webhookServer = undefined;
+      const { description } = describeApiError(error);
+      throw new VistyleError('CONFIG_INVALID', `Telegram refused the webhook URL (check TELEGRAM_WEBHOOK_URL): ${description}`, { cause: error });
+    }
   }
 
   private async registerCommands(): Promise<void> {

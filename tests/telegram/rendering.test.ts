@@ -77,10 +77,11 @@ afterEach(async () => {
 });
 afterAll(() => temp.remove());
 
-async function setUp(engine: Engine, options: { fake?: FakeTelegramOptions; logs?: LogCapture } & Partial<Pick<StartOptions, 'webhook' | 'env'>> = {}) {
+async function setUp(engine: Engine, options: { fake?: FakeTelegramOptions; logs?: LogCapture } & Partial<Pick<StartOptions, 'webhook' | 'env' | 'tuning'>> = {}) {
   fake = await FakeTelegram.start(options.fake);
   const startOptions: StartOptions = { fake, engine, dbPath: join(temp.dir, `r${counter++}.db`) };
   if (options.logs) startOptions.logs = options.logs;
+  if (options.tuning) startOptions.tuning = options.tuning;
   if (options.webhook) startOptions.webhook = options.webhook;
   if (options.env) startOptions.env = options.env;
   const bot = await startBot(startOptions);
@@ -158,6 +159,35 @@ describe('Telegram rendering', () => {
     expect(finals.map((c) => c.ok)).toEqual([false, true]);
     expect(finals[1]!.at - finals[0]!.at).toBeGreaterThanOrEqual(3000);
     expect(fake.floodViolations).toEqual([]);
+  });
+});
+
+describe('Telegram while the model writes', () => {
+  it('re-sends typing on its interval until the answer is there, and never after', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => 'word '.repeat(40).trim(), 100, 10), { tuning: { typingIntervalMs: 300 } });
+    const alice = fake.user(2041);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'slow please' });
+    const replies = await settledReplies(fake, alice.id, photo.message_id);
+    const typing = fake.callsTo('sendChatAction', alice.id);
+    expect(typing.every((c) => c.params.action === 'typing')).toBe(true);
+    expect(typing.length).toBeGreaterThanOrEqual(4); // ~2 s of writing, every 300 ms
+    for (let i = 1; i < typing.length; i++) expect(typing[i]!.at - typing[i - 1]!.at).toBeGreaterThanOrEqual(250);
+    const answered = fake.callsTo('sendMessage', alice.id).find((c) => c.ok && (c.result as { message_id: number }).message_id === replies.at(-1)!.messageId)!;
+    await sleep(700);
+    expect(fake.callsTo('sendChatAction', alice.id).filter((c) => c.at > answered.at + 50)).toEqual([]);
+  });
+
+  it('stops a running answer from its Cancel button', async () => {
+    const engine = new ScriptedEngine(() => 'word '.repeat(200).trim(), 100, 10);
+    const { fake } = await setUp(engine, { fake: { drafts: false } });
+    const alice = fake.user(2042);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'long answer' });
+    // wait until some of the answer has been shown, then press Cancel under it
+    const status = await fake.waitFor(() => fake!.visibleMessagesIn(alice.id).find((m) => m.text.startsWith('word') && m.replyMarkup));
+    fake.pressButton(alice, status, status.replyMarkup!.inline_keyboard[0]![0]!.callback_data!);
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe(t('en', 'error.CANCELLED'));
+    expect(fake.callsTo('answerCallbackQuery')[0]!.params.text).toBe(t('en', 'cancelDone'));
   });
 });
 
