@@ -125,6 +125,19 @@ describe('fake discord with the real discord.js client', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
   });
 
+  it('answers an injected global 429 so that discord.js holds every route, not just the limited one', async () => {
+    const c = await connect([GatewayIntentBits.Guilds]);
+    fake.rateLimit({ method: 'POST', path: /^\/channels\/\d+\/messages$/, retryAfter: 1, global: true });
+    const channel = c.channels.cache.get(fake.textChannel.id);
+    if (!channel?.isSendable()) throw new Error('channel not sendable');
+    const sent = channel.send('hello');
+    const limited = await fake.waitFor(() => fake.calls.find((call) => call.rateLimited), 'the global 429');
+    await c.rest.get('/users/@me');
+    await sent;
+    const me = fake.callsTo('GET', /^\/users\/@me$/).at(-1)!;
+    expect(me.at - limited.at).toBeGreaterThanOrEqual(900);
+  });
+
   it('sends message events only to the intents that allow them, content only with MESSAGE_CONTENT or a mention', async () => {
     const c = await connect([GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages]);
     const user = fake.createUser('carol');
