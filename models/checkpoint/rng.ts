@@ -1,4 +1,4 @@
-// A small seeded RNG for random checkpoints: sfc32 uniform + Box-Muller normals. Streams are keyed
+// A small seeded RNG for random checkpoints: sfc32 uniform + polar-method normals. Streams are keyed
 // by (seed, name) so that a tensor's values do not depend on which other tensors are generated.
 
 function fnv1a(text: string, seed: number): number {
@@ -41,25 +41,62 @@ export class Rng {
     return this.nextUint32() / 4294967296;
   }
 
-  /** Standard normal. */
+  /** Standard normal (Marsaglia's polar method). */
   normal(): number {
     if (this.spare !== undefined) {
       const s = this.spare;
       this.spare = undefined;
       return s;
     }
-    let u = this.uniform();
-    while (u === 0) u = this.uniform();
-    const v = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
+    for (;;) {
+      const u = this.uniform() * 2 - 1;
+      const v = this.uniform() * 2 - 1;
+      const s = u * u + v * v;
+      if (s === 0 || s >= 1) continue;
+      const f = Math.sqrt((-2 * Math.log(s)) / s);
+      this.spare = v * f;
+      return u * f;
+    }
   }
 
-  /** Fills a new Float32Array with mean + std * N(0, 1). */
+  /** Fills a new Float32Array with mean + std * N(0, 1): normal()'s sequence, state in locals. */
   normalArray(n: number, std: number, mean = 0): Float32Array {
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = mean + std * this.normal();
+    let i = 0;
+    if (this.spare !== undefined && n > 0) {
+      out[i++] = mean + std * this.spare;
+      this.spare = undefined;
+    }
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    while (i < n) {
+      let t = (((a + b) >>> 0) + d) >>> 0;
+      d = (d + 1) >>> 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) >>> 0;
+      c = ((c << 21) | (c >>> 11)) >>> 0;
+      c = (c + t) >>> 0;
+      const u = (t / 4294967296) * 2 - 1;
+      t = (((a + b) >>> 0) + d) >>> 0;
+      d = (d + 1) >>> 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) >>> 0;
+      c = ((c << 21) | (c >>> 11)) >>> 0;
+      c = (c + t) >>> 0;
+      const v = (t / 4294967296) * 2 - 1;
+      const s = u * u + v * v;
+      if (s === 0 || s >= 1) continue;
+      const f = Math.sqrt((-2 * Math.log(s)) / s);
+      out[i++] = mean + std * u * f;
+      if (i < n) out[i++] = mean + std * v * f;
+      else this.spare = v * f;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
     return out;
   }
 }

@@ -119,9 +119,13 @@ export function linear(ctx: GraphContext, x: string, module: string, options: { 
     const rank = `lora_rank_${ctx.loraTargets.length}`;
     const A = g.input(names.a, ctx.compute, [rank, inF]);
     const B = g.input(names.b, ctx.compute, [outF, rank]);
-    const xa = g.node('MatMul', [x, g.node('Transpose', [A], { perm: attr.ints([1, 0]) })]);
-    const delta = g.node('MatMul', [xa, g.node('Transpose', [B], { perm: attr.ints([1, 0]) })]);
-    y = g.node('Add', [y, delta]);
+    const base = y;
+    // node names carry "lora/" so profiles can attribute the adapter path's cost
+    y = g.withScope(`${g.currentScope}lora/`, () => {
+      const xa = g.node('MatMul', [x, g.node('Transpose', [A], { perm: attr.ints([1, 0]) })]);
+      const delta = g.node('MatMul', [xa, g.node('Transpose', [B], { perm: attr.ints([1, 0]) })]);
+      return g.node('Add', [base, delta]);
+    });
     ctx.loraTargets.push({ module, graph: ctx.graphKind, inputA: names.a, inputB: names.b, inFeatures: inF, outFeatures: outF });
   }
   return y;

@@ -78,6 +78,10 @@ export class GraphBuilder {
     this.name = name;
   }
 
+  get currentScope(): string {
+    return this.scope;
+  }
+
   /** Prefix for generated names (e.g. "layers.3/"), for readable graphs. */
   withScope<T>(scope: string, fn: () => T): T {
     const saved = this.scope;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../../models/build/build.js';
 import { fixtureArray, fixtureInputs, maxAbsDiff, TINY_A_DIR } from './fixture.js';
-import { argmax, Graphs } from './ort-helpers.js';
+import { argmax, Graphs, SESSION_OPTIONS } from './ort-helpers.js';
 
 const TOL = 1e-4;
 const inputs = fixtureInputs();
@@ -64,6 +64,21 @@ describe('graphs built from tiny-a match transformers', () => {
     const logits = await all.step(all.emptyCache(1), embeds, [inputs.position_ids], [inputs.attention_mask]);
     expect(logits.length).toBe(L * V);
     expect(maxAbsDiff(logits, fixtureArray('logits').data)).toBeLessThan(TOL);
+  });
+
+  it('gives the same logits at every onnxruntime graph optimisation level', async () => {
+    for (const level of ['disabled', 'basic', 'extended', 'all'] as const) {
+      const g = await Graphs.open(join(root, 'all'), { ...SESSION_OPTIONS, graphOptimizationLevel: level });
+      try {
+        const embeds = await g.mergedEmbeds([inputs.input_ids], await g.runVision(fixtureArray('image1_pixel_values').data));
+        for (let run = 0; run < 2; run++) {
+          const logits = await g.step(g.emptyCache(1), embeds, [inputs.position_ids], [inputs.attention_mask]);
+          expect(maxAbsDiff(logits, fixtureArray('logits').data), level).toBeLessThan(TOL);
+        }
+      } finally {
+        await g.close();
+      }
+    }
   });
 
   it('prefill: last logits, the cache (keys after RoPE), then the cached step 2', async () => {
