@@ -281,7 +281,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const { fake } = await setUp({ observed, fake: { drafts: true } });
     const group = fake.group(5001, 'Friends');
     const [alice, bob] = [fake.user(1071), fake.user(1072)];
-    await fake.sendPhoto(alice, PNG, { chat: group, caption: 'look at my cat' });
+    const cat = await fake.sendPhoto(alice, PNG, { chat: group, caption: 'look at my cat' });
     fake.sendText(bob, 'nice!', { chat: group });
     fake.sendCommand(bob, '/ask@some_other_bot what is it?', { chat: group });
     await sleep(2000);
@@ -303,7 +303,13 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const command = fake.sendCommand(alice, `/help@${fake.botUser.username}`, { chat: group });
     const [help] = await settledReplies(fake, group.id, command.message_id);
     expect(help!.text).toBe(t('en', 'help'));
-  });
+
+    // a mention in reply to someone's photo asks about that photo
+    const aboutCat = fake.sendText(bob, `@${fake.botUser.username} what breed?`, { chat: group, replyTo: cat.message_id });
+    await settledReplies(fake, group.id, aboutCat.message_id, 60_000);
+    expect(observed.calls[2]!.request.messages.at(-1)).toEqual({ role: 'user', text: 'what breed?', image: true });
+    expect(fake.callsTo('getFile').at(-1)!.params.file_id).toBe(cat.photo!.at(-1)!.file_id);
+  }, 120_000);
 
   it('cancels a queued request from its Cancel button', async () => {
     const observed = new ObservedEngine(engine);
