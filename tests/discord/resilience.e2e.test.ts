@@ -91,7 +91,8 @@ describe('discord platform errors', () => {
     const interaction = fake.slashCommand('ask', { image: picture() }, { user });
     const reply = await finalReply(fake, interaction);
     expect(refusal.hits).toBeGreaterThan(0);
-    expect(reply.original!.content).toBe(bot!.store.findByMessage('discord', interaction.channelId, reply.original!.id)?.turns[0]?.answer);
+    const stored = await fake.waitFor(() => bot!.store.findByMessage('discord', interaction.channelId, reply.original!.id), 'the stored turn');
+    expect(reply.original!.content).toBe(stored.turns[0]?.answer);
     const warning = bot!.logs.records().find((r) => r.msg === 'discord status edit failed');
     expect(warning).toMatchObject({ level: 40, error: { type: 'DiscordAPIError', code: 50035, status: 400 } });
     expect(bot!.logs.text()).not.toContain(interaction.token);

@@ -294,7 +294,8 @@ describe('discord /ask end to end', () => {
     const reply = await finalReply(fake, second);
     expect(mine.callback?.type).toBe(6);
     expect(reply.original!.content).toBe(t('en', 'error.CANCELLED'));
-    await finalReply(fake, first);
+    const firstReply = await finalReply(fake, first);
+    await storedAnswer(first.channelId, firstReply.original!.id);
     expect(bot!.store.latest('discord', second.channelId)?.userId).toBe(holder.id);
     expect(await nothingStored(second.channelId, reply.original!.id)).toBe(true);
   }, 60_000);
@@ -468,7 +469,7 @@ describe('discord commands and settings', () => {
     const photo = fake.userMessage({ user, content: 'look at this', attachments: [picture('photo.png')] });
     const interaction = fake.messageCommand('Ask about this image', photo, { user, locale: 'zh-CN' });
     const reply = await finalReply(fake, interaction);
-    const conversation = bot!.store.findByMessage('discord', interaction.channelId, reply.original!.id);
+    const conversation = await fake.waitFor(() => bot!.store.findByMessage('discord', interaction.channelId, reply.original!.id), 'the stored turn');
     expect(conversation?.turns[0]?.answer).toBe(reply.original!.content);
     // Asked the style's default question in the user's language, linked to the photo message too.
     expect(conversation?.turns[0]?.question).toBe(bot!.core.resolveStyle({ platform: 'discord', id: user.id }, { platform: 'discord', id: interaction.channelId, kind: 'group' }).style.defaultQuestion.zh);
