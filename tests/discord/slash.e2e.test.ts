@@ -180,8 +180,10 @@ describe('discord /ask end to end', () => {
     const first = fake.slashCommand('ask', { image: picture('slow.png', 3000) }, { user: ann });
     await fake.waitFor(() => first.callback, 'first deferral');
     await sleep(200);
-    // Ben's answer is long, so the queue stays put for a while after Ann's turn.
-    const second = fake.slashCommand('ask', { image: picture(), style: 'long' }, { user: ben });
+    // Ben's picture is slower still, so after Ann's turn the queue stays put for a few seconds
+    // (the lane shows the latest state of each message; a state that lasts less than the edit
+    // gap may never be shown).
+    const second = fake.slashCommand('ask', { image: picture('slower.png', 6000) }, { user: ben });
     await sleep(200);
     const third = fake.slashCommand('ask', { image: picture() }, { user: cat });
 
