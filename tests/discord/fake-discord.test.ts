@@ -41,6 +41,23 @@ describe('fake discord with the real discord.js client', () => {
     expect(fake.callsTo('GET', /^\/gateway\/bot$/)[0]?.botAuth).toBe(true);
   });
 
+  it('acknowledges heartbeats and accepts multipart uploads', async () => {
+    await fake.close();
+    fake = await FakeDiscord.start({ heartbeatIntervalMs: 100 });
+    const c = await connect([GatewayIntentBits.Guilds]);
+    await fake.waitFor(() => fake.gateway.heartbeats >= 3, 'three heartbeats');
+    expect(c.ws.ping).toBeGreaterThanOrEqual(0);
+    const channel = c.channels.cache.get(fake.textChannel.id);
+    if (!channel?.isSendable()) throw new Error('channel not sendable');
+    const sent = await channel.send({ content: 'a file', files: [{ attachment: Buffer.from('hello'), name: 'hello.txt' }] });
+    const post = fake.callsTo('POST', /^\/channels\/\d+\/messages$/).at(-1)!;
+    expect(post.files).toEqual([expect.objectContaining({ filename: 'hello.txt', size: 5 })]);
+    expect((post.body as { content: string }).content).toBe('a file');
+    const stored = fake.message(fake.textChannel.id, sent.id)!;
+    expect(await (await fetch(stored.attachments[0]!.url)).text()).toBe('hello');
+    expect(fake.gateway.sessions.size).toBe(1);
+  });
+
   it('rejects a wrong token at the gateway and over REST', async () => {
     client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: fake.apiRoot } });
     await expect(client.login('not-the-token')).rejects.toThrow();
