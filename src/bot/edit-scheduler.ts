@@ -24,6 +24,13 @@ export interface EditSchedulerOptions {
   maxFinalAttempts?: number;
   /** Successful operations in a row after which a grown gap halves (default 10). */
   decayAfter?: number;
+  /**
+   * Optional admission gate shared by several lanes (e.g. Telegram's bot-wide ~30 messages/s):
+   * awaited before an operation starts, so the gap is counted from when it really goes out. A
+   * streamed update waiting here still takes newer text for its key; one whose key gets sealed
+   * meanwhile is dropped.
+   */
+  admit?: (kind: 'update' | 'final') => Promise<void>;
   logger?: Logger;
 }
 
@@ -53,7 +60,10 @@ export class EditScheduler {
   private readonly maxFinalAttempts: number;
   private readonly decayAfter: number;
   private readonly retryAfterMsOf: (error: unknown) => number | undefined;
+  private readonly admit: ((kind: 'update' | 'final') => Promise<void>) | undefined;
   private readonly logger: Logger | undefined;
+  /** The entry waiting at the admission gate, if any. */
+  private admitting: Entry | undefined;
 
   private readonly queue: Entry[] = [];
   /** Keys whose final operation was queued: later updates for them are dropped. */
@@ -72,6 +82,7 @@ export class EditScheduler {
     this.maxFinalAttempts = options.maxFinalAttempts ?? 8;
     this.decayAfter = options.decayAfter ?? 10;
     this.retryAfterMsOf = options.retryAfterMs ?? (() => undefined);
+    this.admit = options.admit;
     this.logger = options.logger;
     this.gapMs = options.minIntervalMs;
   }
@@ -98,7 +109,8 @@ export class EditScheduler {
    */
   update(key: string, text: string, send: Send): void {
     if (this.closed || this.sealed.has(key)) return;
-    const waiting = this.queue.find((entry): entry is UpdateEntry => entry.kind === 'update' && entry.key === key);
+    const admitting = this.admitting?.kind === 'update' && this.admitting.key === key ? this.admitting : undefined;
+    const waiting = admitting ?? this.queue.find((entry): entry is UpdateEntry => entry.kind === 'update' && entry.key === key);
     if (waiting) {
       waiting.text = text;
       waiting.send = send;
@@ -156,13 +168,31 @@ export class EditScheduler {
     }
     const entry = this.queue.shift()!;
     this.running = true;
-    const startedAt = Date.now();
-    this.notBefore = startedAt + this.gapMs;
-    void this.execute(entry).finally(() => {
+    void this.admitThenExecute(entry).finally(() => {
       this.running = false;
       this.lastActivity = Date.now();
       this.pump();
     });
+  }
+
+  private async admitThenExecute(entry: Entry): Promise<void> {
+    if (this.admit) {
+      this.admitting = entry;
+      try {
+        await this.admit(entry.kind);
+      } catch {
+        // a broken gate must not stop the lane
+      } finally {
+        this.admitting = undefined;
+      }
+      if (this.closed) {
+        if (entry.kind === 'final') entry.reject(new VistyleError('CANCELLED', 'edit scheduler closed'));
+        return;
+      }
+      if (entry.kind === 'update' && this.sealed.has(entry.key)) return; // its final is queued
+    }
+    this.notBefore = Date.now() + this.gapMs;
+    await this.execute(entry);
   }
 
   private async execute(entry: Entry): Promise<void> {
