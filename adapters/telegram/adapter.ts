@@ -26,6 +26,7 @@ import { apiErrorFields, describeApiError, isApiError, isTransient, retryAfterMs
 import { commandMenus } from './commands.js';
 import { readIncoming, type BotIdentity, type IncomingText } from './incoming.js';
 import { pictureOf } from './media.js';
+import { GlobalPacer } from './pacer.js';
 
 /** Knobs beyond the shared contract; the defaults are what Telegram tolerates. */
 export interface TelegramAdapterTuning {
@@ -41,6 +42,8 @@ export interface TelegramAdapterTuning {
   drafts?: boolean;
   /** Register the command menu with setMyCommands on start (default true). */
   registerCommands?: boolean;
+  /** Text calls (sends, edits, drafts) per second across all chats (default 30, Telegram's limit). */
+  messagesPerSecond?: number;
   /** stop() waits at most this long for answers and replies still being delivered (default 5000 ms). */
   stopDrainMs?: number;
 }
@@ -68,6 +71,7 @@ export class TelegramAdapter implements PlatformAdapter {
   /** Requests still open, and replies still being sent: stop() waits a little for them. */
   private readonly outstanding = new Set<Promise<unknown>>();
   private readonly work = new YieldingQueue();
+  private readonly pacer: GlobalPacer;
   private identity: BotIdentity | undefined;
   private nextCancel = 1;
   private nextDraftId = 1 + Math.floor(Math.random() * 1_000_000);
@@ -91,8 +95,10 @@ export class TelegramAdapter implements PlatformAdapter {
       // Telegram private chats have positive ids, groups and channels negative ones
       minIntervalMs: Number(chatKey) < 0 ? groupGap : privateGap,
       retryAfterMs,
+      admit: (kind) => this.pacer.admit(kind === 'final' ? 'final' : 'stream'),
       logger: this.logger,
     }));
+    this.pacer = new GlobalPacer(options.messagesPerSecond ?? 30);
     this.albums = new AlbumCollector(options.albumWindowMs ?? 1200, (parts) => this.onAlbum(parts));
 
     // telegraf hands over a whole getUpdates batch (up to 100 updates) at once; the work queue

@@ -5,6 +5,7 @@
 //   through sendMessageDraft in private chats when the Bot API has it, else by editing the status
 //   message; every send goes through the chat's EditScheduler lane (1/s private, 1 per 3 s in
 //   groups, backing off after 429s and waiting their retry_after);
+//   the lanes also share the bot-wide limit (GlobalPacer, ~30 text calls a second);
 // - the final text is split at 4096 characters on paragraph boundaries, formatted as HTML (plain
 //   text again if Telegram rejects the entities), and replaces the status message (edits) or
 //   follows it as new messages (drafts, which Telegram wants persisted by sendMessage).
@@ -142,10 +143,7 @@ export class TelegramAnswer implements AnswerSink {
     if (this.statusMessageId === undefined && this.statusCreating === undefined) {
       this.statusCreating = this.o.lane
         .final(undefined, async () => {
-          const sent = await this.o.telegram.sendMessage(this.o.chatId, text, {
-            reply_markup: this.cancelKeyboard(),
-            ...this.replyParameters(),
-          });
+          const sent = await this.o.telegram.sendMessage(this.o.chatId, text, { reply_markup: this.cancelKeyboard(), ...this.replyParameters() });
           this.statusMessageId = sent.message_id;
         })
         .catch((error: unknown) => {
@@ -159,9 +157,7 @@ export class TelegramAnswer implements AnswerSink {
   private async editStatus(text: string): Promise<void> {
     if (this.statusMessageId === undefined || this.ended) return;
     try {
-      await this.o.telegram.editMessageText(this.o.chatId, this.statusMessageId, undefined, text, {
-        reply_markup: this.cancelKeyboard(),
-      });
+      await this.o.telegram.editMessageText(this.o.chatId, this.statusMessageId, undefined, text, { reply_markup: this.cancelKeyboard() });
     } catch (error) {
       if (isApiError(error, 400, /not modified/)) return;
       throw error;
@@ -180,11 +176,7 @@ export class TelegramAnswer implements AnswerSink {
     if (this.ended) return;
     if (this.o.drafts.enabled) {
       try {
-        await (this.o.telegram as unknown as RawApi).callApi('sendMessageDraft', {
-          chat_id: this.o.chatId,
-          draft_id: this.o.draftId,
-          text,
-        });
+        await (this.o.telegram as unknown as RawApi).callApi('sendMessageDraft', { chat_id: this.o.chatId, draft_id: this.o.draftId, text });
         this.streamedByDraft = true;
         return;
       } catch (error) {

@@ -104,7 +104,8 @@ export interface BotUnderTest {
 }
 
 export interface StartOptions {
-  fake: FakeTelegram;
+  /** The fake Bot API (in this thread, or a RemoteFakeTelegram in a worker). */
+  fake: Pick<FakeTelegram, 'token' | 'apiRoot'>;
   engine: Engine;
   dbPath: string;
   /** Extra configuration variables (VISTYLE_USER_PER_MINUTE, VISTYLE_MAX_QUEUE, ...). */

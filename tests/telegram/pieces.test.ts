@@ -1,9 +1,12 @@
 // The Telegram adapter's pure pieces: formatting, addressing in groups, album collection, picking
 // a photo size, recognising image documents. The fake server's HTML parser (what Telegram would
 // show) is the judge of the formatting, not the formatter itself.
+import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import type { Message } from 'telegraf/types';
 import { AlbumCollector } from '../../adapters/telegram/album.js';
+import { GlobalPacer } from '../../adapters/telegram/pacer.js';
+import { EditScheduler } from '../../src/bot/edit-scheduler.js';
 import { streamingText } from '../../adapters/telegram/answer.js';
 import { markdownToTelegramHtml } from '../../adapters/telegram/format.js';
 import { readIncoming } from '../../adapters/telegram/incoming.js';
@@ -117,5 +120,46 @@ describe('pictures', () => {
     expect(shown.length).toBeLessThanOrEqual(4096);
     expect(shown.endsWith('…')).toBe(true);
     expect(() => encodeURIComponent(shown)).not.toThrow();
+  });
+});
+
+describe('GlobalPacer as the lanes\' admission gate', () => {
+  const gate = (pacer: GlobalPacer) => (kind: 'update' | 'final') => pacer.admit(kind === 'final' ? 'final' : 'stream');
+
+  it('spaces operations of different chats evenly and counts each chat\'s gap from admission', async () => {
+    const pacer = new GlobalPacer(10); // one every 100 ms
+    const sent: { chat: string; text: string; at: number }[] = [];
+    const lanes = ['a', 'b', 'c'].map((chat) => ({ chat, lane: new EditScheduler({ minIntervalMs: 150, admit: gate(pacer) }) }));
+    const op = (chat: string, text: string) => async () => {
+      sent.push({ chat, text, at: performance.now() });
+    };
+    await Promise.all(lanes.flatMap(({ chat, lane }) => [lane.final(undefined, op(chat, '1')), lane.final(undefined, op(chat, '2'))]));
+    const times = sent.map((s) => s.at);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(90);
+    for (const chat of ['a', 'b', 'c']) {
+      const mine = sent.filter((s) => s.chat === chat);
+      expect(mine.map((s) => s.text)).toEqual(['1', '2']);
+      expect(mine[1]!.at - mine[0]!.at).toBeGreaterThanOrEqual(145);
+    }
+  });
+
+  it('lets an update waiting at the gate take newer text, and drops it once its final is queued', async () => {
+    const pacer = new GlobalPacer(5); // one every 200 ms
+    const lane = new EditScheduler({ minIntervalMs: 10, admit: gate(pacer) });
+    const texts: string[] = [];
+    await lane.final(undefined, async () => texts.push('first'));
+    lane.update('m', 'v1', async (text) => {
+      texts.push(text);
+    });
+    lane.update('m', 'v2', async (text) => {
+      texts.push(text);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(texts).toEqual(['first', 'v2']);
+    lane.update('m', 'v3', async (text) => {
+      texts.push(text);
+    });
+    await lane.final('m', async () => texts.push('final'));
+    expect(texts).toEqual(['first', 'v2', 'final']);
   });
 });

@@ -4,3 +4,4 @@ export type { FakeTelegramOptions, PhotoSizeSpec, InjectOptions, FailureRule } f
 export { parseTelegramHtml, EntityParseError } from './html.js';
 export type { FakeEntity, ParsedHtml } from './html.js';
 export type * from './types.js';
+export { RemoteFakeTelegram } from './remote.js';

@@ -3,6 +3,7 @@
 // have (messages, edits, drafts, commands, files, pending updates), answers like the real service
 // (`{ok, result}` / `{ok:false, error_code, description, parameters}`), lets a test inject updates
 // and failures, and records every call with a timestamp so tests can assert what users saw and when.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -131,7 +132,8 @@ export class FakeTelegram extends EventEmitter {
   private webhook: { url: string; secretToken?: string; maxConnections: number } | undefined;
   private webhookInFlight = new Set<number>();
   private closed = false;
-  private readonly photoCache = new WeakMap<Buffer, PhotoSizeSpec[]>();
+  /** Re-encoded sizes by the original's SHA-1, so the same picture is resized once. */
+  private readonly photoCache = new Map<string, Promise<PhotoSizeSpec[]>>();
   private readonly handlers: Record<string, Handler>;
 
   private constructor(options: FakeTelegramOptions) {
@@ -253,13 +255,13 @@ export class FakeTelegram extends EventEmitter {
    */
   async sendPhoto(
     from: FakeUser,
-    image: Buffer | PhotoSizeSpec[],
+    image: Uint8Array | PhotoSizeSpec[],
     options: InjectOptions & { caption?: string; mediaGroupId?: string } = {},
   ): Promise<FakeMessage> {
     const specs = Array.isArray(image) ? image : await this.photoSizesOf(image);
     const message = this.newUserMessage(from, options);
     message.photo = specs.map((spec) => {
-      const file = this.addFile(spec.bytes, 'photos', 'jpg', spec.declaredSize);
+      const file = this.addFile(Buffer.from(spec.bytes.buffer, spec.bytes.byteOffset, spec.bytes.byteLength), 'photos', 'jpg', spec.declaredSize);
       const size: FakePhotoSize = {
         file_id: file.fileId,
         file_unique_id: file.uniqueId,
@@ -863,26 +865,33 @@ export class FakeTelegram extends EventEmitter {
     return message;
   }
 
-  private async photoSizesOf(image: Buffer): Promise<PhotoSizeSpec[]> {
-    const cached = this.photoCache.get(image);
-    if (cached) return cached;
-    const { default: sharp } = await import('sharp');
-    const meta = await sharp(image).metadata();
-    const longest = Math.max(meta.width ?? 1, meta.height ?? 1);
-    // Telegram keeps a few re-encoded JPEG sizes, the largest at most 1280 px on its long side
-    const targets = [90, 320, 800, 1280].filter((side) => side < longest);
-    targets.push(Math.min(longest, 1280));
-    const specs: PhotoSizeSpec[] = [];
-    for (const side of [...new Set(targets)]) {
-      const { data, info } = await sharp(image)
-        .resize({ width: side, height: side, fit: 'inside', withoutEnlargement: true })
-        .jpeg({ quality: 87 })
-        .toBuffer({ resolveWithObject: true });
-      specs.push({ bytes: data, width: info.width, height: info.height });
+  private photoSizesOf(image: Uint8Array): Promise<PhotoSizeSpec[]> {
+    const key = createHash('sha1').update(image).digest('hex');
+    let sizes = this.photoCache.get(key);
+    if (!sizes) {
+      sizes = resizeLikeTelegram(Buffer.from(image));
+      this.photoCache.set(key, sizes);
     }
-    this.photoCache.set(image, specs);
-    return specs;
+    return sizes;
   }
+}
+
+/** Telegram keeps a few re-encoded JPEG sizes, the largest at most 1280 px on its long side. */
+async function resizeLikeTelegram(image: Buffer): Promise<PhotoSizeSpec[]> {
+  const { default: sharp } = await import('sharp');
+  const meta = await sharp(image).metadata();
+  const longest = Math.max(meta.width ?? 1, meta.height ?? 1);
+  const targets = [90, 320, 800, 1280].filter((side) => side < longest);
+  targets.push(Math.min(longest, 1280));
+  const specs: PhotoSizeSpec[] = [];
+  for (const side of [...new Set(targets)]) {
+    const { data, info } = await sharp(image)
+      .resize({ width: side, height: side, fit: 'inside', withoutEnlargement: true })
+      .jpeg({ quality: 87 })
+      .toBuffer({ resolveWithObject: true });
+    specs.push({ bytes: data, width: info.width, height: info.height });
+  }
+  return specs;
 }
 
 // ------------------------------------------------------------------ request parsing
