@@ -36,6 +36,8 @@ export interface PairResult {
   /** Runs alternating between the two models in one process (order swapped every round). */
   a: { model: string; runs: RunFigures[] };
   b: { model: string; runs: RunFigures[] };
+  /** Single decoder steps after a 760-token prefix, alternating a/b step by step: mean ms. */
+  decodeStepMs: { a: number; b: number; steps: number };
 }
 
 export interface MeasureResult {
@@ -80,8 +82,13 @@ function figures(result: GenerationResult): RunFigures {
   };
 }
 
-/** Decoder steps with the two ways of getting present.<i> into the cache, alternating per step. */
-async function measureKvFetch(modelDir: string, threads: number, steps: number): Promise<KvFetchFigures> {
+interface DecoderStepper {
+  /** One decoder run over `newTokens` positions; the present rows go to the cache by append() or in place. */
+  step(newTokens: number, inPlace: boolean): Promise<number>;
+  release(): Promise<void>;
+}
+
+async function decoderStepper(modelDir: string, threads: number): Promise<DecoderStepper> {
   const folder = openModelFolder(modelDir);
   const m = folder.manifest;
   const sessions = await loadModelSessions(folder, resolveProviderConfig({ provider: 'cpu', threads }));
@@ -90,7 +97,7 @@ async function measureKvFetch(modelDir: string, threads: number, steps: number):
   const lora = zeroLoraFeeds(m, sessions.decoder, 'decoder');
   const hidden = m.text.hiddenSize;
   const ones = new BigInt64Array(shape.capacity).fill(1n);
-  const stepFeeds = (newTokens: number): Record<string, ort.Tensor> => {
+  const feedsFor = (newTokens: number): Record<string, ort.Tensor> => {
     const past = cache.length;
     const embeds = Float32Array.from({ length: newTokens * hidden }, (_, i) => Math.sin(i + past) * 0.02);
     return {
@@ -101,23 +108,52 @@ async function measureKvFetch(modelDir: string, threads: number, steps: number):
       ...lora,
     };
   };
+  return {
+    async step(newTokens: number, inPlace: boolean): Promise<number> {
+      const feeds = feedsFor(newTokens);
+      const t = performance.now();
+      if (inPlace) {
+        await sessions.decoder.session.run(feeds, { logits: null, ...cache.presentFetches(newTokens) });
+        cache.commit(newTokens);
+      } else {
+        cache.append(await sessions.decoder.session.run(feeds));
+      }
+      return performance.now() - t;
+    },
+    release: () => sessions.release(),
+  };
+}
+
+/** Decoder steps with the two ways of getting present.<i> into the cache, alternating per step. */
+async function measureKvFetch(modelDir: string, threads: number, steps: number): Promise<KvFetchFigures> {
+  const stepper = await decoderStepper(modelDir, threads);
   // A prompt-sized prefix first, so the steps attend over a realistic length.
-  cache.append(await sessions.decoder.session.run(stepFeeds(760)));
+  await stepper.step(760, false);
   let appendMs = 0;
   let preMs = 0;
   for (let i = 0; i < steps; i++) {
-    let t = performance.now();
-    cache.append(await sessions.decoder.session.run(stepFeeds(1)));
-    appendMs += performance.now() - t;
-    const feeds = stepFeeds(1);
-    const fetches: Record<string, ort.Tensor | null> = { logits: null, ...cache.presentFetches(1) };
-    t = performance.now();
-    await sessions.decoder.session.run(feeds, fetches);
-    cache.commit(1);
-    preMs += performance.now() - t;
+    appendMs += await stepper.step(1, false);
+    preMs += await stepper.step(1, true);
   }
-  await sessions.release();
+  await stepper.release();
   return { appendStepMs: appendMs / steps, preallocatedStepMs: preMs / steps, steps };
+}
+
+/** Decoder steps of two models, alternating step by step. */
+async function measureDecodePair(a: string, b: string, threads: number, steps: number): Promise<PairResult['decodeStepMs']> {
+  const sa = await decoderStepper(a, threads);
+  const sb = await decoderStepper(b, threads);
+  await sa.step(760, false);
+  await sb.step(760, false);
+  let ta = 0;
+  let tb = 0;
+  for (let i = 0; i < steps; i++) {
+    ta += await sa.step(1, false);
+    tb += await sb.step(1, false);
+  }
+  await sa.release();
+  await sb.release();
+  return { a: ta / steps, b: tb / steps, steps };
 }
 
 async function main(): Promise<void> {
@@ -138,7 +174,7 @@ async function main(): Promise<void> {
     // hits both alike: for comparisons (idle LoRA inputs vs none), not for peak RSS.
     const a = await createLocalEngine({ modelDir: model, provider: 'cpu', threads, featureCacheSize: 0 });
     const b = await createLocalEngine({ modelDir: pairWith, provider: 'cpu', threads, featureCacheSize: 0 });
-    const out: PairResult = { a: { model, runs: [] }, b: { model: pairWith, runs: [] } };
+    const out: PairResult = { a: { model, runs: [] }, b: { model: pairWith, runs: [] }, decodeStepMs: { a: 0, b: 0, steps: 0 } };
     await ask(a); // warm-up, not counted
     await ask(b);
     for (let i = 0; i < runs; i++) {
@@ -147,6 +183,7 @@ async function main(): Promise<void> {
     }
     await a.close();
     await b.close();
+    out.decodeStepMs = await measureDecodePair(model, pairWith, threads, 48);
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return;
   }
