@@ -91,7 +91,7 @@ export class DiscordAdapter implements PlatformAdapter {
     this.tokenLifetimeMs = options.interactionTokenLifetimeMs ?? DEFAULT_TOKEN_LIFETIME_MS;
     this.handoffMarginMs = Math.min(options.handoffMarginMs ?? DEFAULT_HANDOFF_MARGIN_MS, this.tokenLifetimeMs / 2);
     const editIntervalMs = options.editIntervalMs ?? 1000;
-    this.lanes = new EditSchedulers(() => ({ minIntervalMs: editIntervalMs, retryAfterMs, logger: this.log }));
+    this.lanes = new EditSchedulers(() => ({ minIntervalMs: editIntervalMs, retryAfterMs, describeError, logger: this.log }));
   }
 
   /** The discord.js client (after start), for tests and diagnostics. */

@@ -96,6 +96,7 @@ export class TelegramAdapter implements PlatformAdapter {
       minIntervalMs: Number(chatKey) < 0 ? groupGap : privateGap,
       retryAfterMs,
       admit: (kind) => this.pacer.admit(kind === 'final' ? 'final' : 'stream'),
+      describeError: (error) => ({ ...describeApiError(error) }),
       logger: this.logger,
     }));
     this.pacer = new GlobalPacer(options.messagesPerSecond ?? 30);

@@ -8,7 +8,7 @@
 // - never loses the final text: final operations are retried after rate limits and settle only
 //   when sent (or with the platform's non-rate-limit error, for the adapter to fall back on).
 import { VistyleError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { redactSecrets, type Logger } from '../log.js';
 
 export interface EditSchedulerOptions {
   /** Minimum gap between the starts of two operations in this chat. */
@@ -31,7 +31,18 @@ export interface EditSchedulerOptions {
    * meanwhile is dropped.
    */
   admit?: (kind: 'update' | 'final') => Promise<void>;
+  /**
+   * Log-safe fields for a failed operation. Platform errors can carry credentials (Discord
+   * webhook URLs hold the interaction token, Telegram URLs the bot token), so raw errors are
+   * never logged; the default keeps only the name and a secret-redacted message.
+   */
+  describeError?: (error: unknown) => Record<string, unknown>;
   logger?: Logger;
+}
+
+function defaultErrorFields(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) return { type: error.name, message: redactSecrets(error.message) };
+  return { type: typeof error, message: redactSecrets(String(error)) };
 }
 
 type Send = (text: string) => Promise<void>;
@@ -62,6 +73,7 @@ export class EditScheduler {
   private readonly retryAfterMsOf: (error: unknown) => number | undefined;
   private readonly admit: ((kind: 'update' | 'final') => Promise<void>) | undefined;
   private readonly logger: Logger | undefined;
+  private readonly describeError: (error: unknown) => Record<string, unknown>;
   /** The entry waiting at the admission gate, if any. */
   private admitting: Entry | undefined;
 
@@ -84,6 +96,7 @@ export class EditScheduler {
     this.retryAfterMsOf = options.retryAfterMs ?? (() => undefined);
     this.admit = options.admit;
     this.logger = options.logger;
+    this.describeError = options.describeError ?? defaultErrorFields;
     this.gapMs = options.minIntervalMs;
   }
 
@@ -216,7 +229,7 @@ export class EditScheduler {
           return;
         }
       } else if (entry.kind === 'update') {
-        this.logger?.warn({ err: error, key: entry.key }, 'streamed edit failed; the next one carries newer text');
+        this.logger?.warn({ error: this.describeError(error), key: entry.key }, 'streamed edit failed; the next one carries newer text');
         return;
       }
       (entry as FinalEntry).reject(error);

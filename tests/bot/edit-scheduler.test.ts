@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Writable } from 'node:stream';
 import { EditScheduler, EditSchedulers } from '../../src/bot/edit-scheduler.js';
+import { createLogger, registerSecret } from '../../src/log.js';
 
 class RateLimited extends Error {
   constructor(readonly retryAfterSec: number) {
@@ -11,6 +13,26 @@ const retryAfterMs = (error: unknown) => (error instanceof RateLimited ? error.r
 describe('EditScheduler', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
+
+  it('logs a failed streamed edit without the credentials the platform error carries', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const logger = createLogger({ level: 'warn', destination });
+    registerSecret('bot-token-123456');
+    class PlatformError extends Error {
+      // like discord.js's DiscordAPIError: the request URL, with a credential in it, is a property
+      readonly url = 'https://discord.test/api/webhooks/1/interaction-token-abcdef/messages/@original';
+    }
+    const lane = new EditScheduler({ minIntervalMs: 10, retryAfterMs, logger });
+    lane.update('m1', 'partial', async () => {
+      throw new PlatformError('request to /botbot-token-123456/editMessageText failed');
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    const logged = lines.join('');
+    expect(logged).toContain('streamed edit failed');
+    expect(logged).not.toContain('bot-token-123456');
+    expect(logged).not.toContain('interaction-token-abcdef');
+  });
 
   it('keeps the minimum interval between edits and coalesces to the latest text', async () => {
     const sent: Array<{ at: number; text: string }> = [];
