@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import BetterSqlite3, { type Database } from 'better-sqlite3';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { VistyleError } from '../errors.js';
 import { migrate } from './migrations.js';
 
@@ -74,6 +74,8 @@ export class Store {
   private readonly maxTurns: number;
   private readonly maxConversations: number;
   private readonly now: () => number;
+  /** Statements are compiled once and reused: preparing on every call showed up under load. */
+  private readonly statements = new Map<string, Statement>();
 
   private constructor(path: string, db: Database, options: StoreOptions) {
     this.path = path;
@@ -105,6 +107,15 @@ export class Store {
     return new Store(path, db, options);
   }
 
+  private prepare<P extends unknown[] = unknown[], R = unknown>(sql: string): Statement<P, R> {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement as unknown as Statement<P, R>;
+  }
+
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
@@ -112,8 +123,7 @@ export class Store {
   // ---- settings ----
 
   getSettings(scope: SettingScope, platform: string, id: string): Settings {
-    const row = this.db
-      .prepare<[string, string, string], { style: string | null; language: string | null }>(
+    const row = this.prepare<[string, string, string], { style: string | null; language: string | null }>(
         'SELECT style, language FROM settings WHERE scope = ? AND platform = ? AND id = ?',
       )
       .get(scope, platform, id);
@@ -129,8 +139,7 @@ export class Store {
   }
 
   private upsertSetting(scope: SettingScope, platform: string, id: string, column: 'style' | 'language', value: string | null): void {
-    this.db
-      .prepare(
+    this.prepare(
         `INSERT INTO settings (scope, platform, id, ${column}, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (scope, platform, id) DO UPDATE SET ${column} = excluded.${column}, updated_at = excluded.updated_at`,
       )
@@ -141,8 +150,7 @@ export class Store {
 
   /** The conversation a message of this chat belongs to (a reply target), if it still exists. */
   findByMessage(platform: string, chatId: string, messageId: string): ConversationWithTurns | undefined {
-    const row = this.db
-      .prepare<[string, string, string], ConversationRow>(
+    const row = this.prepare<[string, string, string], ConversationRow>(
         `SELECT c.* FROM message_links l JOIN conversations c ON c.id = l.conversation_id
          WHERE l.platform = ? AND l.chat_id = ? AND l.message_id = ?`,
       )
@@ -152,8 +160,7 @@ export class Store {
 
   /** The chat's most recently used conversation, if any. */
   latest(platform: string, chatId: string): ConversationWithTurns | undefined {
-    const row = this.db
-      .prepare<[string, string], ConversationRow>(
+    const row = this.prepare<[string, string], ConversationRow>(
         'SELECT * FROM conversations WHERE platform = ? AND chat_id = ? ORDER BY updated_at DESC, id DESC LIMIT 1',
       )
       .get(platform, chatId);
@@ -161,13 +168,12 @@ export class Store {
   }
 
   getConversation(id: number): ConversationWithTurns | undefined {
-    const row = this.db.prepare<[number], ConversationRow>('SELECT * FROM conversations WHERE id = ?').get(id);
+    const row = this.prepare<[number], ConversationRow>('SELECT * FROM conversations WHERE id = ?').get(id);
     return row ? this.withTurns(row) : undefined;
   }
 
   getImage(sha256: string): StoredImage | undefined {
-    const row = this.db
-      .prepare<[string], { bytes: Buffer; mime: string | null }>('SELECT bytes, mime FROM images WHERE sha256 = ?')
+    const row = this.prepare<[string], { bytes: Buffer; mime: string | null }>('SELECT bytes, mime FROM images WHERE sha256 = ?')
       .get(sha256);
     return row ? { bytes: new Uint8Array(row.bytes.buffer, row.bytes.byteOffset, row.bytes.byteLength), mime: row.mime } : undefined;
   }
@@ -182,34 +188,29 @@ export class Store {
     return this.db.transaction(() => {
       let conversationId = input.conversationId;
       if (conversationId !== undefined) {
-        const exists = this.db
-          .prepare<[number, string, string], { id: number }>('SELECT id FROM conversations WHERE id = ? AND platform = ? AND chat_id = ?')
+        const exists = this.prepare<[number, string, string], { id: number }>('SELECT id FROM conversations WHERE id = ? AND platform = ? AND chat_id = ?')
           .get(conversationId, input.platform, input.chatId);
         if (!exists) conversationId = undefined; // forgotten meanwhile (/reset, expiry): start afresh if we can
       }
       if (conversationId === undefined) {
         if (!input.image) throw new VistyleError('INTERNAL', 'a new conversation needs its image');
         const sha256 = createHash('sha256').update(input.image.bytes).digest('hex');
-        this.db
-          .prepare('INSERT OR IGNORE INTO images (sha256, bytes, mime, size, created_at) VALUES (?, ?, ?, ?, ?)')
+        this.prepare('INSERT OR IGNORE INTO images (sha256, bytes, mime, size, created_at) VALUES (?, ?, ?, ?, ?)')
           .run(sha256, Buffer.from(input.image.bytes.buffer, input.image.bytes.byteOffset, input.image.bytes.byteLength), input.image.mime ?? null, input.image.bytes.byteLength, now);
         conversationId = Number(
-          this.db
-            .prepare('INSERT INTO conversations (platform, chat_id, user_id, image_sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+          this.prepare('INSERT INTO conversations (platform, chat_id, user_id, image_sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
             .run(input.platform, input.chatId, input.userId, sha256, now, now).lastInsertRowid,
         );
       } else {
-        this.db.prepare('UPDATE conversations SET updated_at = ? WHERE id = ?').run(now, conversationId);
+        this.prepare('UPDATE conversations SET updated_at = ? WHERE id = ?').run(now, conversationId);
       }
-      const next = this.db
-        .prepare<[number], { seq: number | null }>('SELECT MAX(seq) AS seq FROM turns WHERE conversation_id = ?')
+      const next = this.prepare<[number], { seq: number | null }>('SELECT MAX(seq) AS seq FROM turns WHERE conversation_id = ?')
         .get(conversationId)!;
       const seq = (next.seq ?? 0) + 1;
-      this.db
-        .prepare('INSERT INTO turns (conversation_id, seq, question, answer, style, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      this.prepare('INSERT INTO turns (conversation_id, seq, question, answer, style, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(conversationId, seq, input.question, input.answer, input.style, now);
-      this.db.prepare('DELETE FROM turns WHERE conversation_id = ? AND seq <= ?').run(conversationId, seq - this.maxTurns);
-      const link = this.db.prepare(
+      this.prepare('DELETE FROM turns WHERE conversation_id = ? AND seq <= ?').run(conversationId, seq - this.maxTurns);
+      const link = this.prepare(
         'INSERT OR REPLACE INTO message_links (platform, chat_id, message_id, conversation_id) VALUES (?, ?, ?, ?)',
       );
       for (const messageId of new Set(input.messageIds)) link.run(input.platform, input.chatId, messageId, conversationId);
@@ -221,8 +222,7 @@ export class Store {
   /** Forgets every conversation of a chat (/reset). Returns how many were forgotten. */
   resetChat(platform: string, chatId: string): number {
     return this.db.transaction(() => {
-      const ids = this.db
-        .prepare<[string, string], { id: number }>('SELECT id FROM conversations WHERE platform = ? AND chat_id = ?')
+      const ids = this.prepare<[string, string], { id: number }>('SELECT id FROM conversations WHERE platform = ? AND chat_id = ?')
         .all(platform, chatId)
         .map((row) => row.id);
       this.deleteConversations(ids);
@@ -234,8 +234,7 @@ export class Store {
   expire(ttlMs: number): number {
     const cutoff = this.now() - ttlMs;
     return this.db.transaction(() => {
-      const ids = this.db
-        .prepare<[number], { id: number }>('SELECT id FROM conversations WHERE updated_at < ?')
+      const ids = this.prepare<[number], { id: number }>('SELECT id FROM conversations WHERE updated_at < ?')
         .all(cutoff)
         .map((row) => row.id);
       this.deleteConversations(ids);
@@ -245,7 +244,7 @@ export class Store {
 
   /** Counts, for tests and admin output. */
   stats(): { conversations: number; turns: number; images: number; links: number } {
-    const count = (table: string) => (this.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+    const count = (table: string) => (this.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
     return { conversations: count('conversations'), turns: count('turns'), images: count('images'), links: count('message_links') };
   }
 
@@ -254,8 +253,7 @@ export class Store {
   }
 
   private trimChat(platform: string, chatId: string): void {
-    const ids = this.db
-      .prepare<[string, string, number], { id: number }>(
+    const ids = this.prepare<[string, string, number], { id: number }>(
         'SELECT id FROM conversations WHERE platform = ? AND chat_id = ? ORDER BY updated_at DESC, id DESC LIMIT -1 OFFSET ?',
       )
       .all(platform, chatId, this.maxConversations)
@@ -265,14 +263,13 @@ export class Store {
 
   private deleteConversations(ids: number[]): void {
     if (ids.length === 0) return;
-    const remove = this.db.prepare('DELETE FROM conversations WHERE id = ?');
+    const remove = this.prepare('DELETE FROM conversations WHERE id = ?');
     for (const id of ids) remove.run(id); // turns and links cascade
     this.db.exec('DELETE FROM images WHERE sha256 NOT IN (SELECT image_sha256 FROM conversations)');
   }
 
   private withTurns(row: ConversationRow): ConversationWithTurns {
-    const turns = this.db
-      .prepare<[number], { question: string; answer: string; style: string; created_at: number }>(
+    const turns = this.prepare<[number], { question: string; answer: string; style: string; created_at: number }>(
         'SELECT question, answer, style, created_at FROM turns WHERE conversation_id = ? ORDER BY seq',
       )
       .all(row.id)
