@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   }
   post({ type: 'ready', info: engine.info });
 
-  const serve = (id: number, message: Extract<ToWorker, { type: 'generate' }>): void => {
+  const serve = (message: Extract<ToWorker, { type: 'generate' }>): void => {
     const port: MessagePort = message.port;
     const controller = new AbortController();
     port.on('message', (command: RequestCommand) => {
@@ -61,13 +61,12 @@ async function main(): Promise<void> {
         port.close();
       }
     })();
-    void id;
   };
 
   parentPort.on('message', (message: ToWorker) => {
     switch (message.type) {
       case 'generate':
-        serve(message.id, message);
+        serve(message);
         break;
       case 'debug-crash-after-tokens':
         crashAfterTokens = message.tokens;
