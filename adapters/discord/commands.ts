@@ -20,6 +20,7 @@ export const CommandName = {
   Help: 'help',
   Reset: 'reset',
   Queue: 'queue',
+  Reload: 'reload',
   AskAboutImage: 'Ask about this image',
 } as const;
 
@@ -49,6 +50,7 @@ const TEXT = {
   help: { en: 'How to use this bot', 'zh-CN': '使用说明', 'zh-TW': '使用說明' },
   reset: { en: 'Forget this conversation', 'zh-CN': '忘掉当前对话', 'zh-TW': '忘掉目前的對話' },
   queue: { en: 'Queue status (bot admins)', 'zh-CN': '队列状态（机器人管理员）', 'zh-TW': '佇列狀態（機器人管理員）' },
+  reload: { en: 'Reload the styles file (bot admins)', 'zh-CN': '重新加载风格文件（机器人管理员）', 'zh-TW': '重新載入風格檔案（機器人管理員）' },
   askAboutImage: { en: CommandName.AskAboutImage, 'zh-CN': '询问这张图片', 'zh-TW': '詢問這張圖片' },
 } satisfies Record<string, Localized>;
 
@@ -119,6 +121,7 @@ export function buildCommandDefinitions(options: {
     slash(CommandName.Help, TEXT.help),
     slash(CommandName.Reset, TEXT.reset),
     slash(CommandName.Queue, TEXT.queue),
+    slash(CommandName.Reload, TEXT.reload),
     {
       type: ApplicationCommandType.Message,
       name: CommandName.AskAboutImage,

@@ -257,7 +257,7 @@ export class DiscordAdapter implements PlatformAdapter {
     await interaction.reply({ content: result.text, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
   }
 
-  /** `/style`, `/styles`, `/help`, `/reset`, `/queue`: answered privately (ephemeral). */
+  /** `/style`, `/styles`, `/help`, `/reset`, `/queue`, `/reload`: answered privately (ephemeral). */
   private async onSettingsCommand(interaction: ChatInputCommandInteraction): Promise<void> {
     const ctx: CommandContext = {
       user: this.userOf(interaction.user, interaction.locale),
@@ -294,6 +294,8 @@ export class DiscordAdapter implements PlatformAdapter {
         return this.core.reset(ctx);
       case CommandName.Queue:
         return this.core.queueStatus(ctx);
+      case CommandName.Reload:
+        return this.core.reloadStyles(ctx);
       case CommandName.Help:
       default:
         // Help also answers commands from an older registration that this version no longer has.

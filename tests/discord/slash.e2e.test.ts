@@ -361,7 +361,7 @@ describe('discord commands and settings', () => {
       `PUT /applications/${fake.applicationId}/guilds/${fake.guildId}/commands`,
     ]);
     const commands = fake.registeredCommands(fake.guildId);
-    expect(commands.map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'queue', 'reset', 'style', 'styles']);
+    expect(commands.map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'queue', 'reload', 'reset', 'style', 'styles']);
     const ask = commands.find((c) => c.name === 'ask')!;
     expect(ask.description_localizations).toMatchObject({ 'zh-CN': expect.any(String), 'zh-TW': expect.any(String) });
     const styleOption = (ask.options as { name: string; choices?: { value: string }[] }[]).find((o) => o.name === 'style')!;
@@ -405,11 +405,39 @@ describe('discord commands and settings', () => {
     }
   });
 
+  it('/reload re-reads the styles file for admins only', async () => {
+    fake = await FakeDiscord.start();
+    const file = join(dir, 'admin-reload-styles.yaml');
+    writeFileSync(file, 'styles: []\n');
+    const styles = openStyleRegistry({ file, watch: false });
+    const admin = fake.createUser('root');
+    const user = fake.createUser('rita');
+    try {
+      await start({ styles, adminIds: [admin.id] });
+      writeFileSync(file, 'styles:\n  - id: poet\n    names: { en: Poet, zh: 诗人 }\n    description: Rhymes\n    systemPrompt: Answer in verse.\n');
+
+      const refused = fake.slashCommand('reload', {}, { user });
+      await fake.waitFor(() => refused.callback, '/reload reply to a user');
+      expect(refused.callback!.data?.content).toBe(t('en', 'adminOnly'));
+      expect(styles.get('poet')).toBeUndefined();
+
+      const reloaded = fake.slashCommand('reload', {}, { user: admin });
+      await fake.waitFor(() => reloaded.callback, '/reload reply to an admin');
+      expect(Number(reloaded.callback!.data?.flags) & 64).toBe(64);
+      expect(styles.get('poet')?.systemPrompt).toBe('Answer in verse.');
+      const listed = fake.slashCommand('styles', {}, { user });
+      await fake.waitFor(() => listed.callback, '/styles after the reload');
+      expect(listed.callback!.data?.content).toContain('(poet)');
+    } finally {
+      styles.close();
+    }
+  });
+
   it('registers globally without DISCORD_GUILD_ID', async () => {
     fake = await FakeDiscord.start();
     await start({ guildId: null });
     expect(fake.commandWrites().map((c) => `${c.method} ${c.path}`)).toEqual([`PUT /applications/${fake.applicationId}/commands`]);
-    expect(fake.registeredCommands(null).length).toBe(7);
+    expect(fake.registeredCommands(null).length).toBe(8);
   });
 
   it('answers settings commands privately, in the language of the interaction', async () => {
