@@ -11,7 +11,7 @@ import { LruCache } from './lru.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
 import { resolveProviderConfig, type ProviderConfig } from './providers.js';
 import { loadModelSessions, type ModelSessions } from './session.js';
-import { DeltaStream } from './stream.js';
+import { DeltaStream, cancelledBeforeStart } from './stream.js';
 import { createTextParts, resolveSampling } from './text-parts.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from './types.js';
 
@@ -55,7 +55,7 @@ export class LocalEngine implements Engine {
   private closed = false;
 
   constructor(
-    private readonly folder: ModelFolder,
+    folder: ModelFolder,
     private readonly sessions: ModelSessions,
     private readonly cache: KvCache,
     generator: Generator,
@@ -158,18 +158,6 @@ export class LocalEngine implements Engine {
     this.adapters.clear();
     await this.sessions.release();
   }
-}
-
-function cancelledBeforeStart(): GenerationResult {
-  return {
-    text: '',
-    tokens: [],
-    promptTokens: 0,
-    ttftMs: 0,
-    tokensPerSecond: 0,
-    finishReason: 'cancelled',
-    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
-  };
 }
 
 /** Loads a built model into this thread. Rejects with MODEL_NOT_FOUND / MODEL_INVALID / PROVIDER_UNAVAILABLE. */

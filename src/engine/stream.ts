@@ -73,3 +73,16 @@ export class DeltaStream implements GenerationStream {
     }
   }
 }
+
+/** The result of a request cancelled before it produced anything (still queued, or not yet started). */
+export function cancelledBeforeStart(): GenerationResult {
+  return {
+    text: '',
+    tokens: [],
+    promptTokens: 0,
+    ttftMs: 0,
+    tokensPerSecond: 0,
+    finishReason: 'cancelled',
+    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
+  };
+}

@@ -10,8 +10,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { VistyleError, fromSerializedError } from '../errors.js';
 import { moduleLogger, type Logger } from '../log.js';
-import { DeltaStream } from './stream.js';
-import type { Engine, EngineOptions, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from './types.js';
+import { DeltaStream, cancelledBeforeStart } from './stream.js';
+import type { Engine, EngineOptions, GenerateRequest, GenerationStream, ModelInfo } from './types.js';
 import type { FromWorker, RequestCommand, RequestEvent, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface WorkerEngineOptions extends EngineOptions {
@@ -82,18 +82,6 @@ function envCrashHook(): number | undefined {
   if (!raw) return undefined;
   const n = Number(raw);
   return Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
-function cancelledResult(): GenerationResult {
-  return {
-    text: '',
-    tokens: [],
-    promptTokens: 0,
-    ttftMs: 0,
-    tokensPerSecond: 0,
-    finishReason: 'cancelled',
-    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
-  };
 }
 
 export class WorkerEngine implements Engine {
@@ -214,7 +202,7 @@ export class WorkerEngine implements Engine {
       return stream;
     }
     if (options.signal?.aborted) {
-      stream.end(cancelledResult());
+      stream.end(cancelledBeforeStart());
       return stream;
     }
     const job: InFlight = { id: this.nextId++, stream, port: undefined, request, options, onAbort: () => this.cancel(job) };
@@ -278,7 +266,7 @@ export class WorkerEngine implements Engine {
     const index = this.waiting.indexOf(job);
     if (index >= 0) {
       this.waiting.splice(index, 1);
-      this.finish(job, () => job.stream.end(cancelledResult()));
+      this.finish(job, () => job.stream.end(cancelledBeforeStart()));
     }
   }
 

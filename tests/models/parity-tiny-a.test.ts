@@ -167,7 +167,7 @@ describe('graphs built from tiny-a match transformers', () => {
       const next = [argmax(logits, 0, V), argmax(logits, V, V)];
       next.forEach((tok, b) => generated[b]!.push(tok));
       curMask.forEach((row) => row.push(1));
-      logits = await graphs.step(cache, await graphs.runEmbed(next.map((tk) => [tk])), nextPos.map((p, b) => [p + s]), curMask);
+      logits = await graphs.step(cache, await graphs.runEmbed(next.map((tk) => [tk])), nextPos.map((p) => [p + s]), curMask);
     }
     expect(generated).toEqual(inputs.batch.generate_new_tokens);
     expect(worst).toBeLessThan(TOL);
