@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import type { Engine, GenerateRequest, GenerationStream } from '../../src/engine/types.js';
 import { openStyleRegistry } from '../../src/styles/registry.js';
 import { FakeDiscord, type FakeInteraction } from '../support/fake-discord/index.js';
 import {
@@ -85,10 +86,46 @@ async function nothingStored(channelId: string, messageId: string): Promise<bool
   return bot!.store.findByMessage('discord', channelId, messageId) === undefined;
 }
 
+/**
+ * The real engine's stream, with its tail slowed down: past `afterChars` characters, deltas reach
+ * the bot at most `charsPerSecond`. The tiny model writes 2000+ characters in a second or two, so
+ * without this whether a streamed edit ever shows the "cut short" preview depends on the machine.
+ */
+function slowTail(inner: Engine, afterChars: number, charsPerSecond: number): Engine {
+  return {
+    get info() {
+      return inner.info;
+    },
+    close: () => Promise.resolve(),
+    generate(request: GenerateRequest, options?: { signal?: AbortSignal }): GenerationStream {
+      const stream = inner.generate(request, options);
+      return {
+        result: stream.result,
+        async *[Symbol.asyncIterator]() {
+          let chars = 0;
+          let slowSince = 0;
+          for await (const delta of stream) {
+            chars += delta.length;
+            if (chars > afterChars) {
+              slowSince ||= performance.now();
+              const due = slowSince + ((chars - afterChars) * 1000) / charsPerSecond;
+              const wait = due - performance.now();
+              if (wait > 5) await new Promise((resolve) => setTimeout(resolve, wait));
+            }
+            yield delta;
+          }
+        },
+      };
+    },
+  };
+}
+
 describe('discord /ask end to end', () => {
   it('defers at once, streams by edits about once a second, and splits a long final answer into follow-ups', async () => {
     fake = await FakeDiscord.start();
-    await start();
+    // Past 1800 characters, 200 a second: the text crosses 2000 about a second in, with seconds
+    // of streaming left, so some streamed edit must show the cut-short preview.
+    await start({ engine: slowTail(engine.engine, 1800, 200) });
     const user = fake.createUser('alice');
     const interaction = fake.slashCommand('ask', { image: picture(), question: 'What is in it?', style: 'long' }, { user });
     const reply = await finalReply(fake, interaction, 120_000);
