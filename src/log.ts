@@ -19,6 +19,22 @@ export function redactSecrets(text: string): string {
   return out;
 }
 
+/**
+ * Log-safe fields of an error: its name, code and secret-redacted message. Raw errors are not
+ * logged where credentials may ride along (HTTP client errors carry request URLs and headers).
+ */
+export function errorFields(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return {
+      type: error.name,
+      ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+      message: redactSecrets(error.message),
+    };
+  }
+  return { type: typeof error, message: redactSecrets(String(error)) };
+}
+
 const REDACT_PATHS = [
   'token',
   '*.token',

@@ -52,6 +52,66 @@ describe('vistyle start', () => {
     expect(stderr).not.toContain('abcdefghijk');
   });
 
+  it('keeps serving after a stray rejection, and shuts down gracefully on an uncaught exception', async () => {
+    const { modelDir } = await tinyModel();
+    const fake = await FakeTelegram.start();
+    const home = mkdtempSync(join(tmpdir(), 'vistyle-start-'));
+    let logs = '';
+    const logDestination = new Writable({
+      write(chunk, _enc, done) {
+        logs += String(chunk);
+        done();
+      },
+    });
+    let app: RunningBot | undefined;
+    const running = runStart({
+      env: {
+        TELEGRAM_BOT_TOKEN: fake.token,
+        TELEGRAM_API_ROOT: fake.apiRoot,
+        VISTYLE_MODEL_DIR: modelDir,
+        VISTYLE_HOME: home,
+        VISTYLE_THREADS: '1',
+        VISTYLE_SHUTDOWN_DRAIN_SECONDS: '5',
+      },
+      logDestination,
+      onStarted: (started) => {
+        app = started;
+      },
+    });
+    // vitest's own listeners would fail the run on these events: hand them to the bot's alone.
+    const saved = {
+      rejection: process.listeners('unhandledRejection'),
+      exception: process.listeners('uncaughtException'),
+    };
+    const previousExitCode = process.exitCode;
+    try {
+      await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
+      for (const listener of saved.rejection) process.off('unhandledRejection', listener);
+      for (const listener of saved.exception) process.off('uncaughtException', listener);
+
+      process.emit('unhandledRejection', new Error(`stray failure for ${fake.token}`), Promise.resolve());
+      expect(logs).toContain('unhandled promise rejection; the bot keeps running');
+      const alice = fake.user(1002, { language_code: 'en' });
+      await fake.sendPhoto(alice, PNG, { caption: 'still there?' });
+      await fake.waitFor(() => logs.includes('"msg":"request answered"'));
+
+      (process.emit as (event: string, ...args: unknown[]) => boolean)('uncaughtException', new Error('boom'));
+      await running;
+      expect(logs).toContain('uncaught exception; shutting down gracefully');
+      expect(logs).toContain('"msg":"stopped"');
+      expect(process.exitCode).toBe(1);
+      expect(logs).not.toContain(fake.token);
+      // released once stopped: no listener of the bot's is left behind
+      expect(process.listeners('unhandledRejection')).toHaveLength(0);
+    } finally {
+      for (const listener of saved.rejection) process.on('unhandledRejection', listener);
+      for (const listener of saved.exception) process.on('uncaughtException', listener);
+      process.exitCode = previousExitCode;
+      await fake.close();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
   it('runs the Telegram adapter against the model, answers a photo, serves metrics, and shuts down', async () => {
     const { modelDir } = await tinyModel();
     const fake = await FakeTelegram.start();

@@ -14,7 +14,7 @@ import { loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
 import { VistyleError } from '../../errors.js';
-import { createLogger, setRootLogger, type Logger } from '../../log.js';
+import { createLogger, errorFields, setRootLogger, type Logger } from '../../log.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
 import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
 import { Store } from '../../store/store.js';
@@ -76,13 +76,14 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       try {
         await close();
       } catch (error) {
-        log.warn({ err: error, part: name }, 'error while closing');
+        log.warn({ error: errorFields(error), part: name }, 'error while closing');
       }
     }
     closers.length = 0;
   };
 
   let core: BotCoreImpl | undefined;
+  let stop: StopRequest | undefined;
   const adapters: PlatformAdapter[] = [];
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
@@ -135,14 +136,16 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
     options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
 
-    const reason = await waitForStop(options.signal, log);
-    log.info({ reason }, 'shutting down');
+    stop = await waitForStop(options.signal, log);
+    log.info({ reason: stop.reason }, 'shutting down');
+    if (stop.reason === 'uncaught exception') process.exitCode = 1;
   } catch (error) {
-    log.error({ err: error instanceof Error ? error.message : String(error) }, 'start failed');
+    log.error({ error: errorFields(error) }, 'start failed');
     await stopEverything(core, adapters, 0, closeAll, log);
     throw error;
   }
   await stopEverything(core, adapters, config.limits.shutdownDrainMs, closeAll, log);
+  stop?.release();
   log.info('stopped');
 }
 
@@ -171,14 +174,37 @@ async function stopEverything(
     try {
       await adapter.stop();
     } catch (error) {
-      log.warn({ err: error, platform: adapter.name }, 'adapter did not stop cleanly');
+      log.warn({ error: errorFields(error), platform: adapter.name }, 'adapter did not stop cleanly');
     }
   }
   await closeAll();
 }
 
-function waitForStop(signal: AbortSignal | undefined, log: Logger): Promise<string> {
-  return new Promise((resolve) => {
+/**
+ * Resolves with the reason to stop: a signal, `signal` aborting, or an uncaught exception. While
+ * the bot runs, a stray promise rejection (a library's background call failing) is logged and the
+ * bot keeps serving; an uncaught exception is logged and ends in the same graceful shutdown as a
+ * signal (queued users told, running answers drained) with exit status 1, for the supervisor to
+ * restart it, rather than an abrupt crash that would drop the queue.
+ */
+interface StopRequest {
+  reason: string;
+  /** Stops logging stray rejections (call once everything is closed). */
+  release: () => void;
+}
+
+function waitForStop(signal: AbortSignal | undefined, log: Logger): Promise<StopRequest> {
+  return new Promise((settle) => {
+    const release = () => process.off('unhandledRejection', onRejection);
+    const resolve = (reason: string) => settle({ reason, release });
+    const onRejection = (reason: unknown) => {
+      log.error({ error: errorFields(reason) }, 'unhandled promise rejection; the bot keeps running');
+    };
+    const onException = (error: unknown) => {
+      log.fatal({ error: errorFields(error) }, 'uncaught exception; shutting down gracefully');
+      cleanup();
+      resolve('uncaught exception');
+    };
     const onSignal = (name: NodeJS.Signals) => {
       cleanup();
       // A second signal while shutting down: stop waiting.
@@ -197,10 +223,14 @@ function waitForStop(signal: AbortSignal | undefined, log: Logger): Promise<stri
     const cleanup = () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('uncaughtException', onException);
       signal?.removeEventListener('abort', onAbort);
+      // Rejections during shutdown are still logged, not fatal; removed once everything is closed.
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    process.on('unhandledRejection', onRejection);
+    process.once('uncaughtException', onException);
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
