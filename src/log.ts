@@ -23,13 +23,14 @@ export function redactSecrets(text: string): string {
  * Log-safe fields of an error: its name, code and secret-redacted message. Raw errors are not
  * logged where credentials may ride along (HTTP client errors carry request URLs and headers).
  */
-export function errorFields(error: unknown): Record<string, unknown> {
+export function errorFields(error: unknown, options: { stack?: boolean } = {}): Record<string, unknown> {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return {
       type: error.name,
       ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
       message: redactSecrets(error.message),
+      ...(options.stack && error.stack ? { stack: redactSecrets(error.stack) } : {}),
     };
   }
   return { type: typeof error, message: redactSecrets(String(error)) };

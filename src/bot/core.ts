@@ -9,7 +9,7 @@ import type { AccessConfig, LimitsConfig } from '../config/config.js';
 import { idListMatches } from '../config/config.js';
 import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
-import { moduleLogger, redactSecrets, type Logger } from '../log.js';
+import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
 import { BotMetrics } from '../scheduler/metrics.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
@@ -144,7 +144,7 @@ export class BotCoreImpl implements BotCore {
     const done = this.handle(request, liveRequest, driver, log)
       .catch(async (error: unknown): Promise<AskOutcome> => {
         // Last line of defence: nothing accepted is dropped.
-        log.error({ err: error }, 'request pipeline failed unexpectedly');
+        log.error({ error: errorFields(error, { stack: true }) }, 'request pipeline failed unexpectedly');
         const lang = this.safeLanguage(request);
         const text = errorMessage(lang, 'INTERNAL');
         await driver.failed(text, 'INTERNAL');
@@ -364,7 +364,7 @@ export class BotCoreImpl implements BotCore {
       });
     } catch (error) {
       // The user has the answer; only follow-ups on it are lost.
-      log.error({ err: error }, 'could not store the conversation turn');
+      log.error({ error: errorFields(error, { stack: true }) }, 'could not store the conversation turn');
     }
   }
 
@@ -575,7 +575,7 @@ export class BotCoreImpl implements BotCore {
       const forgotten = this.store.expire(this.config.limits.conversationTtlMs);
       if (forgotten > 0) this.logger.info({ forgotten }, 'forgot idle conversations');
     } catch (error) {
-      this.logger.warn({ err: error }, 'conversation expiry failed');
+      this.logger.warn({ error: errorFields(error) }, 'conversation expiry failed');
     }
   }
 

@@ -3,7 +3,7 @@
 // pending), `progress` is coalesced to the latest text, nothing follows the one terminal call, and
 // errors thrown by non-terminal methods are logged, never fatal.
 import type { ErrorCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import { errorFields, type Logger } from '../log.js';
 import type { AnswerSink } from './types.js';
 
 /** A slow adapter delays the terminal call by at most this much. */
@@ -62,7 +62,7 @@ export class SinkDriver {
     try {
       await this.sink.failed(userMessage, code);
     } catch (error) {
-      this.logger.warn({ err: error, code }, 'adapter failed to show a failure message');
+      this.logger.warn({ error: errorFields(error), code }, 'adapter failed to show a failure message');
     }
   }
 
@@ -70,7 +70,7 @@ export class SinkDriver {
     if (this.ended) return;
     this.chain = this.chain
       .then(() => (this.ended ? undefined : call())) // once ended, calls still waiting are dropped
-      .catch((error: unknown) => this.logger.warn({ err: error, method }, 'adapter sink call failed'));
+      .catch((error: unknown) => this.logger.warn({ error: errorFields(error), method }, 'adapter sink call failed'));
   }
 
   private async drain(): Promise<void> {

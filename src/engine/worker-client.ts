@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { VistyleError, fromSerializedError } from '../errors.js';
-import { moduleLogger, type Logger } from '../log.js';
+import { errorFields, moduleLogger, type Logger } from '../log.js';
 import { DeltaStream, cancelledBeforeStart } from './stream.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationStream, ModelInfo } from './types.js';
 import type { FromWorker, RequestCommand, RequestEvent, ToWorker, WorkerInit } from './worker-protocol.js';
@@ -132,7 +132,7 @@ export class WorkerEngine implements Engine {
     this.worker = worker;
     worker.on('message', (message: FromWorker) => this.onWorkerMessage(worker, message));
     worker.on('error', (error) => {
-      this.log.error({ err: error }, 'engine worker error');
+      this.log.error({ error: errorFields(error, { stack: true }) }, 'engine worker error');
     });
     worker.on('exit', (code) => this.onWorkerExit(worker, code));
   }

@@ -546,4 +546,36 @@ describe('bot core: logging', () => {
     expect(out).not.toContain('SECRET-TOKEN');
     void pino;
   });
+
+  it('logs an adapter that fails to deliver without the credentials its error carries', async () => {
+    let out = '';
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        out += String(chunk);
+        done();
+      },
+    });
+    const { createLogger } = await import('../../src/log.js');
+    const logger = createLogger({ destination, level: 'info' });
+    const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'vistyle-log-'));
+    const store = Store.open(`${dir}/bot.db`);
+    const core = createBotCore({ engine: new FakeEngine(), store, styles: registry, config: coreConfig(), logger });
+    class PlatformError extends Error {
+      // like discord.js's DiscordAPIError: the webhook URL, interaction token included, is a field
+      readonly url = 'https://discord.test/api/v10/webhooks/1/INTERACTION-TOKEN-xyz/messages/@original';
+    }
+    const sink = new RecordingSink();
+    sink.started = () => {
+      throw new PlatformError('Unknown Webhook');
+    };
+    sink.finished = async () => {
+      throw new PlatformError('Unknown Webhook');
+    };
+    await core.ask(photoRequest('78', 'what?'), sink).done;
+    await core.shutdown({ drainMs: 0 });
+    store.close();
+    expect(out).toContain('adapter sink call failed');
+    expect(out).toContain('Unknown Webhook');
+    expect(out).not.toContain('INTERACTION-TOKEN');
+  });
 });
