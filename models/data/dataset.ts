@@ -2,7 +2,8 @@
 // `{question, ans, url}` — the original work's format (its files are JSON arrays) — plus, from the
 // maker, the `caption` it was made from and the `style` id. vistyle writes JSONL (one sample a line,
 // appended as each is made, so a crash loses at most the line being written) and reads both.
-import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import { VistyleError } from '../../src/errors.js';
 
@@ -98,7 +99,14 @@ export class JsonlAppender {
   private fd: number;
 
   constructor(readonly file: string) {
-    this.fd = openSync(file, 'a+');
+    try {
+      // `--out data/pirate.jsonl` on a fresh checkout: make the folder rather than fail.
+      mkdirSync(dirname(file), { recursive: true });
+      this.fd = openSync(file, 'a+');
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new VistyleError('DATA_INVALID', `${file}: cannot open for writing (${reason})`, { cause: error, details: { file } });
+    }
     // If an earlier run died mid-line, start on a fresh line so the next sample stays parseable.
     const size = fstatSync(this.fd).size;
     if (size > 0) {

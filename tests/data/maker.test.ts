@@ -172,6 +172,15 @@ describe('vistyle data make against a fake OpenAI-compatible API', () => {
     expect(server.requests).toHaveLength(0);
   });
 
+  it('creates the folder of the output (and of its failures file) when it does not exist yet', async () => {
+    const input = writeJsonl([{ url: 'u/1', caption: 'one' }, { url: 'u/2', caption: 'two [500-always]' }]);
+    const output = join(dir, 'data', 'grumpy', 'out.jsonl');
+    const summary = await makeStyledData(options(input, { output }));
+    expect(summary).toMatchObject({ made: 1, failed: 1 });
+    expect(outputRows(output).map((r) => r.url)).toEqual(['u/1']);
+    expect(outputRows(`${output}.failed.jsonl`).map((r) => r.url)).toEqual(['u/2']);
+  });
+
   it('reads CSV with quoted commas, quotes and line breaks, and reports unusable rows', async () => {
     dir = mkdtempSync(join(tmpdir(), 'vistyle-data-'));
     const input = join(dir, 'captions.csv');
