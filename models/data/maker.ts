@@ -20,9 +20,14 @@ export const DEFAULT_DATA_API_MODEL = 'deepseek-chat';
 export const DATA_API_KEY_ENVS = ['VISTYLE_DATA_API_KEY', 'DEEPSEEK_API_KEY', 'OPENAI_API_KEY'] as const;
 
 export function dataApiKeyFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return dataApiKeySource(env)?.key;
+}
+
+/** The key and the variable it came from (first set wins). */
+export function dataApiKeySource(env: NodeJS.ProcessEnv = process.env): { key: string; env: (typeof DATA_API_KEY_ENVS)[number] } | undefined {
   for (const name of DATA_API_KEY_ENVS) {
     const value = env[name]?.trim();
-    if (value) return value;
+    if (value) return { key: value, env: name };
   }
   return undefined;
 }
@@ -321,11 +326,22 @@ export function terminalProgress(): ProgressReporter {
 
 /** Settings from flags and the environment, checked. */
 export function resolveDataApiConfig(flags: { apiBase?: string; apiModel?: string; timeoutMs?: number }, env = process.env): ChatApiConfig {
-  const apiKey = dataApiKeyFromEnv(env);
-  if (!apiKey) {
+  const source = dataApiKeySource(env);
+  if (!source) {
     throw new VistyleError('CONFIG_INVALID', `no API key for the data API: set ${DATA_API_KEY_ENVS.join(', or ')}`);
   }
-  const baseUrl = flags.apiBase ?? env.VISTYLE_DATA_API_BASE ?? DEFAULT_DATA_API_BASE;
+  const apiKey = source.key;
+  const givenBase = flags.apiBase ?? (env.VISTYLE_DATA_API_BASE?.trim() || undefined);
+  if (source.env === 'OPENAI_API_KEY' && givenBase === undefined) {
+    // An OpenAI key would be sent to DeepSeek (the default base): a leak to a third party that can
+    // only end in a 401. The fallback applies once the operator names the API it is for.
+    throw new VistyleError(
+      'CONFIG_INVALID',
+      `OPENAI_API_KEY is the only data API key set, and the default API is ${DEFAULT_DATA_API_BASE}: ` +
+        'pass --api-base (e.g. https://api.openai.com/v1) and --api-model, or set VISTYLE_DATA_API_KEY or DEEPSEEK_API_KEY',
+    );
+  }
+  const baseUrl = givenBase ?? DEFAULT_DATA_API_BASE;
   try {
     const url = new URL(baseUrl);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');

@@ -238,8 +238,12 @@ describe('vistyle data make against a fake OpenAI-compatible API', () => {
   it('takes the key from VISTYLE_DATA_API_KEY, then DEEPSEEK_API_KEY, then OPENAI_API_KEY', () => {
     expect(resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123', DEEPSEEK_API_KEY: 'd-key-123' }).apiKey).toBe('d-key-123');
     expect(resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123', VISTYLE_DATA_API_KEY: 'v-key-123' }).apiKey).toBe('v-key-123');
-    const fallback = resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123' });
-    expect(fallback).toMatchObject({ apiKey: 'o-key-123', baseUrl: 'https://api.deepseek.com', model: 'deepseek-chat' });
+    expect(resolveDataApiConfig({}, { DEEPSEEK_API_KEY: 'd-key-123' })).toMatchObject({ apiKey: 'd-key-123', baseUrl: 'https://api.deepseek.com', model: 'deepseek-chat' });
+    const fallback = resolveDataApiConfig({ apiBase: 'https://api.openai.com/v1', apiModel: 'gpt-4o-mini' }, { OPENAI_API_KEY: 'o-key-123' });
+    expect(fallback).toMatchObject({ apiKey: 'o-key-123', baseUrl: 'https://api.openai.com/v1', model: 'gpt-4o-mini' });
+    expect(resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123', VISTYLE_DATA_API_BASE: 'http://127.0.0.1:8000/v1' }).apiKey).toBe('o-key-123');
+    // an OpenAI key is never sent to the default (DeepSeek) API
+    expect(() => resolveDataApiConfig({}, { OPENAI_API_KEY: 'o-key-123' })).toThrow(/OPENAI_API_KEY.*--api-base/);
     expect(() => resolveDataApiConfig({}, {})).toThrow(/VISTYLE_DATA_API_KEY/);
     expect(() => resolveDataApiConfig({ apiBase: 'ftp://x' }, { OPENAI_API_KEY: 'k-123456' })).toThrow(/api-base/);
   });
