@@ -1,7 +1,8 @@
 // A minimal client for an OpenAI-compatible `POST {base}/chat/completions` (DeepSeek, OpenAI, vLLM,
 // llama.cpp's server...). It classifies every failure for the retry policy: rate limits (429, with
 // the server's Retry-After), server errors (5xx), time-outs (a request that hangs is aborted) and
-// network errors may succeed later; 401/403/404 end the run; other 4xx fail the row.
+// network errors may succeed later; 401/403/404 and an exhausted balance or quota (402, or a 429
+// whose code is insufficient_quota) end the run; other 4xx fail the row.
 import { redactSecrets } from '../../src/log.js';
 
 export interface ChatMessageIn {
@@ -38,7 +39,7 @@ export interface ChatResponse {
   finishReason: string | null;
 }
 
-export type ChatFailureKind = 'rate-limit' | 'server' | 'timeout' | 'network' | 'auth' | 'client' | 'response';
+export type ChatFailureKind = 'rate-limit' | 'server' | 'timeout' | 'network' | 'auth' | 'quota' | 'client' | 'response';
 
 export class ChatApiError extends Error {
   constructor(
@@ -56,9 +57,9 @@ export class ChatApiError extends Error {
     return this.kind === 'rate-limit' || this.kind === 'server' || this.kind === 'timeout' || this.kind === 'network';
   }
 
-  /** Ends the whole run (the key or the model is wrong; every row would fail the same way). */
+  /** Ends the whole run (the key or the model is wrong, or the account has no credit left; every row would fail the same way). */
   get fatal(): boolean {
-    return this.kind === 'auth';
+    return this.kind === 'auth' || this.kind === 'quota';
   }
 }
 
@@ -76,6 +77,17 @@ export function parseRetryAfter(headers: Headers, now = Date.now()): number | un
   if (/^\d+(\.\d+)?$/.test(value.trim())) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** OpenAI's `error.code` / `error.type` (e.g. insufficient_quota), when the body has one. */
+function serverErrorCode(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown; type?: unknown } };
+    const code = parsed.error?.code ?? parsed.error?.type;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function serverMessage(body: string): string {
@@ -122,6 +134,10 @@ export async function createChatCompletion(config: ChatApiConfig, request: ChatR
     if (!response.ok) {
       const detail = redactSecrets(serverMessage(text));
       const what = `HTTP ${response.status}${detail ? `: ${detail}` : ''}`;
+      // No balance (DeepSeek's 402) or no quota (OpenAI's 429 insufficient_quota): waiting will not help.
+      if (response.status === 402 || (response.status === 429 && serverErrorCode(text) === 'insufficient_quota')) {
+        throw new ChatApiError(what, 'quota', response.status);
+      }
       if (response.status === 429) throw new ChatApiError(what, 'rate-limit', 429, parseRetryAfter(response.headers));
       if (response.status >= 500 || response.status === 408) {
         throw new ChatApiError(what, 'server', response.status, parseRetryAfter(response.headers));

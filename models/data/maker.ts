@@ -233,7 +233,8 @@ export async function makeStyledData(options: MakeDataOptions): Promise<MakeData
         if (!(error instanceof ChatApiError)) throw error;
         lastError = error.message;
         if (error.fatal) {
-          summary.stoppedBecause ??= `the data API refused the request (${error.message}); check the key, --api-base and --api-model`;
+          const check = error.kind === 'quota' ? "the account's balance or quota" : 'the key, --api-base and --api-model';
+          summary.stoppedBecause ??= `the data API refused the request (${error.message}); check ${check}`;
           stop.abort();
           return;
         }

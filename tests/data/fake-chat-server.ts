@@ -1,6 +1,7 @@
 // A fake OpenAI-compatible chat API on 127.0.0.1 for the data-maker tests. What it does with a
 // request depends on a tag in the caption (the user message): [good], [fenced], [broken],
-// [broken-once], [429-once], [500-twice], [500-always], [hang-once], [hang-always]. It records every
+// [broken-once], [429-once], [500-twice], [500-always], [hang-once], [hang-always], [no-balance],
+// [no-quota]. It records every
 // request so tests can check what was sent.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -96,6 +97,14 @@ export async function startFakeChatServer(): Promise<FakeChatServer> {
         return send(200, completion(qa(caption)));
       case 'hang-always':
         return;
+      case 'no-balance': // DeepSeek
+        return send(402, JSON.stringify({ error: { message: 'Insufficient Balance', type: 'unknown_error' } }));
+      case 'no-quota': // OpenAI
+        return send(
+          429,
+          JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', code: 'insufficient_quota' } }),
+          { 'retry-after': '1' },
+        );
       default:
         return send(200, completion(qa(caption)));
     }

@@ -219,6 +219,18 @@ describe('vistyle data make against a fake OpenAI-compatible API', () => {
     expect(text()).not.toContain(KEY);
   });
 
+  it('stops the run when the account has no balance (402) or no quota (429 insufficient_quota), without retrying', async () => {
+    for (const tag of ['no-balance', 'no-quota']) {
+      server.requests.length = 0;
+      const input = writeJsonl(Array.from({ length: 20 }, (_, i) => ({ url: `u/${i}`, caption: `photo ${i} [${tag}]` })));
+      const summary = await makeStyledData(options(input, { concurrency: 2 }));
+      expect(summary.made).toBe(0);
+      expect(summary.stoppedBecause).toMatch(tag === 'no-balance' ? /HTTP 402: Insufficient Balance.*balance or quota/ : /HTTP 429: .*quota/);
+      expect(server.requests.length).toBeLessThan(8);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stops promptly when cancelled, keeping the rows already made', async () => {
     const input = writeJsonl([
       { url: 'u/first', caption: 'first' },
