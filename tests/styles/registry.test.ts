@@ -298,8 +298,12 @@ describe('reloading', () => {
     try {
       let reloads = 0;
       registry.onReload(() => reloads++);
+      const first = nextReload(registry);
       for (let i = 0; i < 5; i++) writeFileSync(file, `default: ${i % 2 ? 'grumpy' : 'plain'}\n`);
       writeFileSync(file, 'default: cantonese\n');
+      // Wait for the reload itself (not a fixed time, which a loaded machine may overrun), then
+      // give a second one ample time to show up.
+      await first;
       await new Promise((r) => setTimeout(r, 600));
       expect(reloads).toBe(1);
       expect(registry.defaultStyle().id).toBe('cantonese');
