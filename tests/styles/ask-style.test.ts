@@ -161,5 +161,9 @@ describe('vistyle ask --style', () => {
     const missing = await ask(['--model', baseDir, '--adapter', join(root, 'nope'), QUESTION], null);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('nope');
+    // checked before the model is loaded: a model folder that does not exist is never reached
+    const early = await ask(['--model', join(root, 'no-model'), '--adapter', join(root, 'nope'), QUESTION], null);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toContain(`LoRA adapter ${join(root, 'nope')}: no such folder`);
   });
 });

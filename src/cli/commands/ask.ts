@@ -1,4 +1,4 @@
-// `vistyle ask [--model DIR] --image FILE [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
+// `vistyle ask [--model DIR] --image FILE [--style ID] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
 // Streams the answer to stdout. The engine runs on this thread (a one-shot CLI has no heartbeats
 // to keep alive). Style, adapter and raw mode are resolved by src/styles (resolveAskRequest), the
 // same way the bot resolves them.
@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { VistyleError } from '../../errors.js';
 import { createLogger, setRootLogger } from '../../log.js';
 import { resolveModelDir } from '../../paths.js';
+import { readPeftConfig } from '../../../models/lora/loader.js';
 import { resolveAskRequest } from '../../styles/resolve.js';
 import { createLocalEngine } from '../../engine/local-engine.js';
 import type { ExecutionProvider, GenerateRequest, GenerationResult, SamplingOptions } from '../../engine/types.js';
@@ -94,6 +95,8 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
     ...(options.adapter === undefined ? {} : { adapter: options.adapter }),
   });
   const sampling = samplingFromFlags(options, resolved.sampling);
+  // A missing or unusable adapter folder is reported now, not after seconds of model loading.
+  if (resolved.adapter) readPeftConfig(resolved.adapter.path);
   const image = await readImage(options.image);
 
   const engine = await createLocalEngine({
@@ -134,9 +137,9 @@ export function registerAskCommand(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability')
     .option('--seed <n>', 'seed of the sampler (same seed, same answer)')
     .option('--greedy', 'plain argmax over all logits, no penalties or other processors')
-    .option('--raw', 'no system prompt and no adapter: one user turn rendered by the chat template')
+    .option('--raw', 'bare conversation: one user turn, no style (prompt, examples, settings, adapter); an --adapter given still applies')
     .option('--style <id>', 'answer in this style (see `vistyle styles`)')
-    .option('--adapter <dir>', 'PEFT LoRA adapter folder to apply')
+    .option('--adapter <dir>', "PEFT LoRA adapter folder to apply instead of the style's (scale from its adapter_config.json)")
     .option('--json', 'print a JSON summary on the last line')
     .option('--provider <cpu|cuda>', 'execution provider (default: VISTYLE_PROVIDER, then cpu)')
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = onnxruntime default)')
