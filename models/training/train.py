@@ -92,6 +92,7 @@ class Encoder:
         self.image_tokens = image_feature_count(vision.image_size, vision.patch_size, model_config.vision_feature_select_strategy)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.tokenizer.eos_token_id)
+        self.too_long: set = set()  # (url, question) of the examples skipped for --max-length
         probe = self.messages("?")
         self.header = assistant_header_ids(
             self.tokenize,
@@ -115,16 +116,23 @@ class Encoder:
         return self.processor.apply_chat_template(self.messages(sample.question, sample.answer), add_generation_prompt=False)
 
     def batch(self, items: Sequence[Tuple[Sample, str]]) -> Dict[str, torch.Tensor] | None:
+        """The batch of the examples that fit in --max-length (the others are skipped, never cut);
+        None when none fits."""
         sequences = []
-        for sample, _ in items:
+        paths = []
+        for sample, path in items:
             ids = expand_image_tokens(self.tokenize(self.text(sample)), self.image_token_id, self.image_tokens)
             if len(ids) > self.max_length:
-                return None
+                self.too_long.add((sample.url, sample.question))
+                continue
             sequences.append(ids)
+            paths.append(path)
+        if not sequences:
+            return None
         ids, mask = pad_right(sequences, self.pad_id)
         labels = [answer_labels(row, self.header, row_mask, IGNORE_INDEX) for row, row_mask in zip(ids, mask)]
         images = []
-        for _, path in items:
+        for path in paths:
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
         pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
@@ -233,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model.train()
     step, micro, started = 0, 0, time.time()
-    running, running_n, skipped_long = 0.0, 0, 0
+    running, running_n = 0.0, 0
     best = math.inf
     epoch = 0
     while step < total_steps:
@@ -244,7 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             inputs = encoder.batch(group)
             if inputs is None:
-                skipped_long += 1
                 continue
             inputs = to_device(inputs, device, dtype)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -273,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     best = value
                     save(os.path.join(args.out, "best"), f"best (eval loss {value:.4f})")
         if micro == micro_at_start:
-            print(f"every batch is longer than --max-length {args.max_length}; nothing to train on", file=sys.stderr)
+            print(f"every example is longer than --max-length {args.max_length}; nothing to train on", file=sys.stderr)
             return 1
         if held_out:
             value = eval_loss(model, encoder, held_out, args.batch_size, device, dtype)
@@ -281,8 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value < best:
                 best = value
                 save(os.path.join(args.out, "best"), f"best (eval loss {value:.4f})")
-    if skipped_long:
-        print(f"{skipped_long} batches skipped: longer than --max-length {args.max_length}")
+    if encoder.too_long:
+        print(f"{len(encoder.too_long)} examples skipped: longer than --max-length {args.max_length}")
     save(args.out, "final")
     with open(os.path.join(args.out, "training_args.json"), "w", encoding="utf-8") as f:
         json.dump({**vars(args), "steps": step, "best_eval_loss": None if best == math.inf else best}, f, indent=2)
