@@ -1,5 +1,5 @@
 // LoRA adapters per request: loaded once into graph-input tensors (by input name) and kept in a
-// small LRU keyed by folder + scale + modification time, so switching styles costs a map lookup.
+// small LRU keyed by folder + scale + modification times, so switching styles costs a map lookup.
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
@@ -24,15 +24,25 @@ export type AdapterLoader = (ref: AdapterRef, context: AdapterLoadContext) => Pr
 /** models/lora's PEFT loader (adapter_config.json + adapter_model.safetensors). */
 export const defaultAdapterLoader: AdapterLoader = (ref, context) => loadPeftAdapterFeeds(ref, context);
 
-function adapterMtime(path: string): number {
-  for (const file of [join(path, 'adapter_model.safetensors'), path]) {
+/**
+ * Modification times of the adapter's weights and its config (alpha and r set the scale), so that
+ * an adapter re-trained or edited in place is loaded again — also when a request came between the
+ * trainer's two writes.
+ */
+function adapterVersion(path: string): string {
+  const mtime = (file: string): number | null => {
     try {
       return statSync(file).mtimeMs;
     } catch {
-      // try the next candidate
+      return null;
     }
+  };
+  const weights = mtime(join(path, 'adapter_model.safetensors'));
+  const config = mtime(join(path, 'adapter_config.json'));
+  if (weights === null && config === null && mtime(path) === null) {
+    throw new VistyleError('ADAPTER_INVALID', `LoRA adapter folder ${path} does not exist`, { details: { path } });
   }
-  throw new VistyleError('ADAPTER_INVALID', `LoRA adapter folder ${path} does not exist`, { details: { path } });
+  return `${weights ?? '-'}|${config ?? '-'}`;
 }
 
 export class AdapterCache {
@@ -54,7 +64,7 @@ export class AdapterCache {
       throw new VistyleError('ADAPTER_INVALID', `the model at ${this.folder.dir} was built without LoRA inputs; rebuild it without --no-lora to use adapters`);
     }
     const path = resolve(ref.path);
-    const key = `${path}|${ref.scale ?? ''}|${adapterMtime(path)}`;
+    const key = `${path}|${ref.scale ?? ''}|${adapterVersion(path)}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
     const feeds = await this.loader({ ...ref, path }, { manifest: this.folder.manifest, inputTypes: this.inputTypes });
