@@ -48,6 +48,11 @@ export function isDeadInteractionToken(error: unknown): boolean {
   );
 }
 
+/** The message to edit no longer exists (the user or a moderator deleted it). */
+export function isUnknownMessage(error: unknown): boolean {
+  return error instanceof DiscordAPIError && error.code === DiscordErrorCode.UnknownMessage;
+}
+
 export function discordErrorCode(error: unknown): number | string | undefined {
   return error instanceof DiscordAPIError ? error.code : undefined;
 }

@@ -12,6 +12,7 @@ import {
   type MessageContextMenuCommandInteraction,
   type REST,
 } from 'discord.js';
+import { isUnknownMessage } from './errors.js';
 
 export type ActionRow = APIActionRowComponent<APIComponentInMessageActionRow>;
 
@@ -37,6 +38,8 @@ export class InteractionSurface implements AnswerSurface {
   readonly kind = 'interaction' as const;
   readonly reserved = 0;
   readonly usableUntil: number;
+  /** The message `show` edits: the reply, or the follow-up that replaced it once it was deleted. */
+  private target = '@original';
 
   /** `deferred` settles once the deferral was accepted; every write waits for it. */
   constructor(
@@ -49,8 +52,16 @@ export class InteractionSurface implements AnswerSurface {
 
   async show(content: string, components: ActionRow[]): Promise<string> {
     await this.deferred;
-    const message = await this.interaction.editReply({ content, components, allowedMentions: NO_PINGS });
-    return message.id;
+    try {
+      const message = await this.interaction.editReply({ content, components, allowedMentions: NO_PINGS, message: this.target });
+      return message.id;
+    } catch (error) {
+      if (!isUnknownMessage(error)) throw error;
+      // Someone deleted the reply: carry on in a follow-up (public too), edited from now on.
+      const message = await this.interaction.followUp({ content, components, allowedMentions: NO_PINGS });
+      this.target = message.id;
+      return message.id;
+    }
   }
 
   async append(content: string): Promise<string> {
@@ -91,17 +102,22 @@ export class ChannelSurface implements AnswerSurface {
 
   async show(content: string, components: ActionRow[]): Promise<string> {
     const mentions = { parse: [], users: this.options.mentionUserId ? [this.options.mentionUserId] : [], replied_user: false };
-    if (!this.messageId) {
-      const body: Record<string, unknown> = { content: this.prefix + content, components, allowed_mentions: mentions };
-      if (this.options.replyTo) body.message_reference = { message_id: this.options.replyTo, fail_if_not_exists: false };
-      const message = (await this.rest.post(Routes.channelMessages(this.channelId), { body })) as APIMessage;
-      this.messageId = message.id;
-      return message.id;
+    if (this.messageId) {
+      try {
+        await this.rest.patch(Routes.channelMessage(this.channelId, this.messageId), {
+          body: { content: this.prefix + content, components, allowed_mentions: mentions },
+        });
+        return this.messageId;
+      } catch (error) {
+        if (!isUnknownMessage(error)) throw error;
+        this.messageId = undefined; // someone deleted it: post a new one below
+      }
     }
-    await this.rest.patch(Routes.channelMessage(this.channelId, this.messageId), {
-      body: { content: this.prefix + content, components, allowed_mentions: mentions },
-    });
-    return this.messageId;
+    const body: Record<string, unknown> = { content: this.prefix + content, components, allowed_mentions: mentions };
+    if (this.options.replyTo) body.message_reference = { message_id: this.options.replyTo, fail_if_not_exists: false };
+    const message = (await this.rest.post(Routes.channelMessages(this.channelId), { body })) as APIMessage;
+    this.messageId = message.id;
+    return message.id;
   }
 
   async append(content: string): Promise<string> {

@@ -99,6 +99,51 @@ describe('discord platform errors', () => {
     expect(bot!.logs.text()).not.toContain(fake.token);
   }, 60_000);
 
+  it('delivers the answer in a new message when its status message was deleted (mention mode)', async () => {
+    fake = await FakeDiscord.start();
+    await start();
+    const user = fake.createUser('rex');
+    // The picture downloads slowly, so "thinking…" stays up long enough to be deleted.
+    const slow = fake.attachment({ filename: 'slow.png', contentType: 'image/png', data: FIXTURE_PNG, width: 64, height: 48, delayMs: 3000 });
+    const asking = fake.userMessage({ user, attachments: [slow], mentionBot: true });
+    const status = await fake.waitFor(
+      () => fake.messages(fake.textChannel.id).find((m) => m.author.id === fake.botUser.id && m.message_reference?.message_id === asking.id),
+      'the status message',
+    );
+    fake.deleteMessage(status);
+    const answer = await finalChannelReply(fake, fake.textChannel.id, asking.id, 30_000);
+    expect(answer.id).not.toBe(status.id);
+    const conversation = await fake.waitFor(() => bot!.store.findByMessage('discord', fake.textChannel.id, answer.id), 'the stored turn');
+    expect(answer.content).toBe(conversation.turns[0]!.answer);
+  }, 60_000);
+
+  it('delivers the answer in a follow-up when the interaction reply was deleted', async () => {
+    fake = await FakeDiscord.start();
+    await start({ mentionMode: false });
+    const user = fake.createUser('sam');
+    const slow = fake.attachment({ filename: 'slow.png', contentType: 'image/png', data: FIXTURE_PNG, width: 64, height: 48, delayMs: 3000 });
+    const interaction = fake.slashCommand('ask', { image: slow }, { user });
+    const original = await fake.waitFor(() => {
+      const message = interaction.originalMessageId ? fake.message(interaction.channelId, interaction.originalMessageId) : undefined;
+      return message && message.content.length > 0 ? message : undefined;
+    }, 'the "thinking" reply');
+    fake.deleteMessage(original);
+    // The core stores the turn once every part of the answer is delivered.
+    const conversation = await fake.waitFor(
+      () => interaction.followUpIds.map((id) => bot!.store.findByMessage('discord', interaction.channelId, id)).find(Boolean),
+      'the stored turn',
+      30_000,
+    );
+    const followUps = interaction.followUpIds.map((id) => fake.message(interaction.channelId, id)!);
+    const strip = (text: string) => text.replace(/\s+/g, '');
+    expect(strip(followUps.map((m) => m.content).join(''))).toBe(strip(conversation.turns[0]!.answer));
+    for (const message of followUps) {
+      expect(message.components ?? []).toEqual([]);
+      expect(message.flags ?? 0).toBe(0); // public, like the reply they replace
+    }
+    expect(fake.message(interaction.channelId, original.id)).toBeUndefined();
+  }, 60_000);
+
   it('resumes after the gateway drops the connection and keeps answering', async () => {
     fake = await FakeDiscord.start();
     await start();
