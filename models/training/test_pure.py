@@ -9,6 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import data  # noqa: E402  (stdlib at import time; requests/PIL only when downloading)
 import labels  # noqa: E402
 import peft_format  # noqa: E402
 
@@ -99,6 +100,35 @@ class PeftFormatTests(unittest.TestCase):
         config = peft_format.adapter_config(r=8, lora_alpha=16, target_modules=["q_proj"])
         self.assertEqual((config["peft_type"], config["r"], config["lora_alpha"], config["bias"]), ("LORA", 8, 16, "none"))
         self.assertFalse(config["use_dora"])
+
+
+class DataTests(unittest.TestCase):
+    def test_reads_what_vistyle_data_make_writes_and_the_seed_arrays(self):
+        with tempfile.TemporaryDirectory() as d:
+            made = os.path.join(d, "grumpy.jsonl")
+            with open(made, "w", encoding="utf-8") as f:
+                # a row as `vistyle data make` appends it, and a blank line
+                f.write(json.dumps({"question": " 有几只猫？", "ans": "两只！", "url": "https://x/1.jpg", "caption": "c", "style": "grumpy"}, ensure_ascii=False) + "\n\n")
+                f.write(json.dumps({"question": "q2", "answer": "a2", "url": "https://x/2.jpg"}) + "\n")
+            self.assertEqual(
+                data.read_samples(made),
+                [data.Sample("有几只猫？", "两只！", "https://x/1.jpg"), data.Sample("q2", "a2", "https://x/2.jpg")],
+            )
+            seed = os.path.join(d, "angry.json")
+            with open(seed, "w", encoding="utf-8") as f:
+                json.dump([{"question": "q", "ans": "a", "url": "https://x/3.jpg"}], f)
+            self.assertEqual(data.read_samples(seed), [data.Sample("q", "a", "https://x/3.jpg")])
+            with open(seed, "w", encoding="utf-8") as f:
+                json.dump([{"question": "q", "url": "https://x/3.jpg"}], f)
+            with self.assertRaises(ValueError):
+                data.read_samples(seed)
+
+    def test_holds_out_whole_photos(self):
+        samples = [data.Sample(f"q{i}", "a", f"u{i % 10}") for i in range(40)]
+        train, held_out = data.split_by_image(samples, 0.2, seed=3)
+        self.assertEqual(len({s.url for s in held_out}), 2)
+        self.assertFalse({s.url for s in train} & {s.url for s in held_out})
+        self.assertEqual(len(train) + len(held_out), 40)
 
 
 if __name__ == "__main__":
