@@ -38,6 +38,11 @@ export interface TextParts {
   encodePrompt(messages: ChatMessage[], options: { hasImage: boolean; maxPromptTokens: number }): EncodedPrompt;
   createSampler(options: SamplingOptions, promptIds: readonly number[]): TokenSampler;
   createDetokenizer(): DeltaDetokenizer;
+  /**
+   * Ids that end an answer besides the model's EOS ids (generation_config.json): the tokenizer's
+   * own end-of-text tokens (see text-parts.ts endOfTextIds).
+   */
+  readonly endTokenIds?: readonly number[];
 }
 
 export interface EncodedPrompt {
@@ -116,6 +121,8 @@ export class Generator {
   /** 1s for the attention mask, fed as a view of the first P+T entries. */
   private readonly maskOnes: BigInt64Array;
   private readonly hasLogitsForAllPositions: boolean;
+  /** Ids that end an answer: the model's EOS ids and the tokenizer's end-of-text tokens. */
+  private readonly endIds: ReadonlySet<number>;
 
   constructor(options: GeneratorOptions) {
     this.sessions = options.sessions;
@@ -128,6 +135,12 @@ export class Generator {
     this.decoderZeroLora = zeroLoraFeeds(this.manifest, this.sessions.decoder, 'decoder');
     this.maskOnes = new BigInt64Array(this.cache.shape.capacity).fill(1n);
     this.hasLogitsForAllPositions = this.manifest.allPositionLogits;
+    this.endIds = new Set([...this.manifest.tokens.eosTokenIds, ...(this.text.endTokenIds ?? [])]);
+  }
+
+  /** Ids that end an answer (the model's EOS ids first). */
+  get endTokenIds(): number[] {
+    return [...this.endIds];
   }
 
   /** Positions one answer can use (prompt + generated tokens). */
@@ -226,7 +239,6 @@ export class Generator {
     const sampler = this.text.createSampler(sampling, promptIds);
     const detokenizer = this.text.createDetokenizer();
     const stops = new StopStringFilter(sampling.stopStrings);
-    const eos = new Set(this.manifest.tokens.eosTokenIds);
     const tokens: number[] = [];
     let text = '';
     let ttftMs = 0;
@@ -246,7 +258,7 @@ export class Generator {
         firstTokenAt = now();
         ttftMs = firstTokenAt - started;
       }
-      if (eos.has(token)) {
+      if (this.endIds.has(token)) {
         finishReason = 'eos';
         break;
       }

@@ -72,7 +72,7 @@ export class LocalEngine implements Engine {
       maxContextTokens: cache.shape.capacity,
       imageSize: m.vision.imageSize,
       imageTokens: m.vision.imageTokens,
-      eosTokenIds: [...m.tokens.eosTokenIds],
+      eosTokenIds: generator.endTokenIds,
       loraTargets: m.lora.targets.map((t) => t.module),
     };
   }

@@ -21,6 +21,25 @@ export function resolveSampling(partial: Partial<SamplingOptions> | undefined): 
   }
 }
 
+/**
+ * The tokenizer's end-of-text tokens (tokenizer_config.json's eos_token and pad_token, when they are
+ * special tokens), which end an answer besides generation_config.json's eos_token_id.
+ * llava-interleave-qwen-0.5b-hf stops on `<|im_end|>` (151645) only, but its decoder is
+ * Qwen1.5-0.5B-Chat, whose own generation config also ends on `<|endoftext|>` (151643, the pad
+ * token here): after it comes a new document, never more of the answer (and greedy decoding would
+ * go on to the token limit). Until such a token, the answer is the same as transformers' generate().
+ */
+export function endOfTextIds(tokenizer: TextTokenizer, imageTokenId: number): number[] {
+  const ids: number[] = [];
+  for (const token of [tokenizer.settings.eosToken, tokenizer.settings.padToken]) {
+    if (!token) continue;
+    const id = tokenizer.tokenToId(token);
+    if (id === undefined || id === imageTokenId || !tokenizer.isSpecial(id) || ids.includes(id)) continue;
+    ids.push(id);
+  }
+  return ids;
+}
+
 export interface TextPartsOptions {
   maxImagePixels?: number | undefined;
   maxImageBytes?: number | undefined;
@@ -49,6 +68,7 @@ export async function createTextParts(folder: ModelFolder, options: TextPartsOpt
   return {
     tokenizer,
     template,
+    endTokenIds: endOfTextIds(tokenizer, m.tokens.imageTokenId),
     async preprocessImage(bytes: Uint8Array): Promise<Float32Array> {
       const image = await preprocessImage(bytes, preprocessor, limits);
       if (image.width !== size || image.height !== size) {

@@ -116,6 +116,17 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
     expect(deltas.some((d) => d.includes('\n'))).toBe(false);
   });
 
+  it("ends at the tokenizer's end-of-text token (pad <|endoftext|> 500) as at eos, greedy or sampled", async () => {
+    expect(text.endTokenIds).toEqual([502, 500]);
+    const { generator: gen } = generator({ parts: forcedTokens(text, [...byteTokens('Bread.'), 500, ...byteTokens(' More'), 502]) });
+    for (const sampling of [GREEDY, { maxNewTokens: 50 }]) {
+      const { result, deltas } = await run(gen, sampling);
+      expect(result.finishReason).toBe('eos');
+      expect(result.tokens).toEqual(byteTokens('Bread.'));
+      expect(deltas.join('')).toBe('Bread.');
+    }
+  });
+
   it('ends at maxNewTokens with finishReason "length" and reports its timings', async () => {
     const { generator: gen } = generator();
     const { result } = await run(gen, { ...GREEDY, maxNewTokens: 5 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isVistyleError } from '../../src/errors.js';
 import { loadTokenizer, TextTokenizer } from '../../src/engine/tokenizer.js';
+import { endOfTextIds } from '../../src/engine/text-parts.js';
 import { llavaQwenTokenizerDir, QWEN_IDS } from './tokenizer-support.js';
 
 const TINY = join(import.meta.dirname, '..', 'fixtures', 'tiny-a');
@@ -34,6 +35,12 @@ describe('TextTokenizer on the real Qwen vocabulary', () => {
     expect(tok.vocabSize).toBe(151647);
     expect(tok.settings.eosToken).toBe('<|im_end|>');
     expect(tok.settings.bosToken).toBeNull();
+  });
+
+  it('ends answers at <|im_end|> and at the pad token <|endoftext|>', () => {
+    expect(endOfTextIds(tok, QWEN_IDS.image)).toEqual([QWEN_IDS.imEnd, QWEN_IDS.endoftext]);
+    // The image placeholder never ends an answer, even where a tokenizer names it as a role token.
+    expect(endOfTextIds(tok, QWEN_IDS.imEnd)).toEqual([QWEN_IDS.endoftext]);
   });
 
   it('recognises special tokens written in the text and adds none of its own', () => {

@@ -33,7 +33,7 @@ describe('worker-backed engine', () => {
 
   it('answers like the reference and streams the text as deltas', async () => {
     expect(engine.info.imageTokens).toBe(16);
-    expect(engine.info.eosTokenIds).toEqual([502]);
+    expect(engine.info.eosTokenIds).toEqual([502, 500]); // eos, then the tokenizer's pad <|endoftext|>
     const stream = engine.generate(request());
     const deltas: string[] = [];
     for await (const delta of stream) deltas.push(delta);
