@@ -15,16 +15,27 @@ const request: GenerateRequest = {
   sampling: { greedy: true, maxNewTokens: 256, stopStrings: [] },
 };
 
-async function measured(engine: Engine): Promise<{ histogram: IntervalHistogram; result: GenerationResult }> {
+/** Generation the measurement covers at least (a fast machine answers several times). */
+const MIN_GENERATING_MS = 2000;
+
+async function measured(engine: Engine): Promise<{ histogram: IntervalHistogram; results: GenerationResult[]; totalMs: number }> {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
   // Something for the loop to do meanwhile, like a gateway heartbeat timer.
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5);
   try {
-    const result = await engine.generate(request).result;
+    const results: GenerationResult[] = [];
+    let totalMs = 0;
+    // One answer takes seconds on a slow machine; a fast one repeats it so that the histogram
+    // always covers a couple of seconds of generation.
+    while (totalMs < MIN_GENERATING_MS && results.length < 20) {
+      const result = await engine.generate(request).result;
+      results.push(result);
+      totalMs += result.timings.totalMs;
+    }
     expect(ticks).toBeGreaterThan(0);
-    return { histogram, result };
+    return { histogram, results, totalMs };
   } finally {
     clearInterval(timer);
     histogram.disable();
@@ -46,11 +57,11 @@ describe('main-thread event loop while the worker generates', () => {
   it('stays under 50 ms p99 with the worker-backed engine', async () => {
     const engine = await createEngine({ modelDir: dirs.modelDir, threads: 1 });
     try {
-      const { histogram, result } = await measured(engine);
-      expect(result.tokens).toHaveLength(256);
-      expect(result.timings.totalMs).toBeGreaterThan(1000); // long enough to mean something
+      const { histogram, results, totalMs } = await measured(engine);
+      for (const result of results) expect(result.tokens).toHaveLength(256);
+      expect(totalMs).toBeGreaterThanOrEqual(MIN_GENERATING_MS); // long enough to mean something
       const p99 = histogram.percentile(99) / 1e6;
-      console.info(`event-loop delay while the worker generated for ${result.timings.totalMs.toFixed(0)} ms: p99 ${p99.toFixed(1)} ms, max ${(histogram.max / 1e6).toFixed(1)} ms`);
+      console.info(`event-loop delay while the worker generated ${results.length} answer(s) for ${totalMs.toFixed(0)} ms: p99 ${p99.toFixed(1)} ms, max ${(histogram.max / 1e6).toFixed(1)} ms`);
       expect(p99, `p99 ${p99.toFixed(1)} ms, max ${(histogram.max / 1e6).toFixed(1)} ms`).toBeLessThan(50);
     } finally {
       await engine.close();
@@ -60,8 +71,8 @@ describe('main-thread event loop while the worker generates', () => {
   it('control: the same answer on the main thread blocks the loop for longer than that', async () => {
     const engine = await createLocalEngine({ modelDir: dirs.modelDir, threads: 1 });
     try {
-      const { histogram, result } = await measured(engine);
-      expect(result.tokens).toHaveLength(256);
+      const { histogram, results } = await measured(engine);
+      for (const result of results) expect(result.tokens).toHaveLength(256);
       // The prefill alone is one synchronous onnxruntime run of hundreds of milliseconds.
       expect(histogram.max / 1e6).toBeGreaterThan(50);
     } finally {
