@@ -100,7 +100,14 @@ export class TelegramAdapter implements PlatformAdapter {
       logger: this.logger,
     }));
     this.pacer = new GlobalPacer(options.messagesPerSecond ?? 30);
-    this.albums = new AlbumCollector(options.albumWindowMs ?? 1200, (parts) => this.onAlbum(parts));
+    this.albums = new AlbumCollector(options.albumWindowMs ?? 1200, (parts) => {
+      // runs from a timer: a failure must be a log line, not an uncaught exception
+      try {
+        this.onAlbum(parts);
+      } catch (error) {
+        this.logger.error({ ...apiErrorFields(error, 'handleAlbum', parts[0]?.chat.id) }, 'album handling failed');
+      }
+    });
 
     // telegraf hands over a whole getUpdates batch (up to 100 updates) at once; the work queue
     // spreads a burst over several turns of the event loop instead of one long block.

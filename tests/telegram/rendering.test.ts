@@ -214,6 +214,25 @@ describe('Telegram resilience', () => {
     expect(all).not.toContain(fake.token.split(':')[1]!);
   });
 
+  it('logs a failure while handling an album (it runs from a timer) and keeps serving', async () => {
+    const logs = new LogCapture();
+    const { fake, bot } = await setUp(new ScriptedEngine(() => 'Still here.', 1, 100), { logs, tuning: { albumWindowMs: 100 } });
+    const alice = fake.user(2013);
+    // the first album meets a broken store (say, a locked database file)
+    const languageOf = bot.core.languageOf.bind(bot.core);
+    let failures = 0;
+    bot.core.languageOf = (...args: Parameters<typeof languageOf>) => {
+      if (failures++ === 0) throw new Error('database is locked');
+      return languageOf(...args);
+    };
+    await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken', caption: 'two?' });
+    await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken' });
+    await fake.waitFor(() => logs.parsed().find((line) => line.msg === 'album handling failed'));
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'and now?' });
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe('Still here.');
+  });
+
   it('runs as a webhook: registers the URL with its secret, answers updates, refuses a wrong secret', async () => {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const webhook = { url: `http://127.0.0.1:${port}/telegram/hook`, secretToken: 'hook_Secret-42', port, host: '127.0.0.1' };
