@@ -18,7 +18,6 @@ export function buildProgram(): Command {
     .description('Answer questions about pictures in a chosen voice, on your own GPU box.')
     .version(VERSION)
     .option('--verbose', 'print stack traces and debug logs')
-    .showHelpAfterError()
     .exitOverride();
   registerModelCommands(program);
   registerAskCommand(program);
@@ -26,7 +25,25 @@ export function buildProgram(): Command {
   registerStylesCommand(program);
   registerDataCommands(program);
   registerStartCommand(program);
+  oneLineUsageErrors(program);
   return program;
+}
+
+/**
+ * Usage mistakes (a missing option, a bad choice, an unknown flag) are errors like any other: one
+ * line on stderr that says where the help is, instead of commander's message plus the whole help.
+ */
+function oneLineUsageErrors(command: Command): void {
+  const names: string[] = [];
+  for (let c: Command | null = command; c; c = c.parent) names.unshift(c.name());
+  const help = `${names.join(' ')} --help`;
+  command.showHelpAfterError(false).configureOutput({
+    outputError: (message, write) => {
+      const line = message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+      write(`vistyle: ${redactSecrets(line)} (see \`${help}\`)\n`);
+    },
+  });
+  for (const sub of command.commands) oneLineUsageErrors(sub);
 }
 
 /** Runs the CLI and returns the process exit code. */
