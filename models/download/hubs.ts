@@ -59,6 +59,13 @@ function cleanEndpoint(value: string, variable: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new VistyleError('CONFIG_INVALID', `${variable} must be an http(s) URL, got ${JSON.stringify(value)}`);
   }
+  if (url.username || url.password) {
+    // fetch refuses such URLs, and its message would print the password; never echo the value
+    throw new VistyleError(
+      'CONFIG_INVALID',
+      `${variable} must not carry a user name or password (${url.protocol}//user:password@...); use ${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`,
+    );
+  }
   return value.replace(/\/+$/, '');
 }
 

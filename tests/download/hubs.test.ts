@@ -38,6 +38,23 @@ describe('hub endpoints', () => {
     }
   });
 
+  it('reject an endpoint with credentials in it without printing them', () => {
+    for (const [source, env] of [
+      ['huggingface', { HF_ENDPOINT: 'https://alice:s3cr3t-pw@mirror.example/hf/' }],
+      ['modelscope', { MODELSCOPE_ENDPOINT: 'http://bob:s3cr3t-pw@10.0.0.2:8080' }],
+    ] as const) {
+      let error: unknown;
+      try {
+        resolveHub(source, env);
+      } catch (e) {
+        error = e;
+      }
+      expect(isVistyleError(error, 'CONFIG_INVALID')).toBe(true);
+      expect((error as Error).message).toMatch(/^(HF|MODELSCOPE)_ENDPOINT must not carry a user name or password/);
+      expect((error as Error).message).not.toMatch(/s3cr3t|alice|bob/);
+    }
+  });
+
   it('build the listing and file URLs each hub documents', () => {
     const hf = resolveHub('huggingface', {});
     expect(hf.listingUrl(ID, 'main')).toBe(`https://huggingface.co/api/models/${ID}/revision/main?blobs=true`);
