@@ -10,7 +10,7 @@ import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
 import { builtinStyles } from '../../src/styles/index.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
 import { tinyModel } from '../support/tiny-model.js';
-import { ObservedEngine, settledReplies, sleep, startBot, tempDir, visibleCore, type BotUnderTest, type StartOptions } from './harness.js';
+import { expectPaced, ObservedEngine, settledReplies, sleep, startBot, tempDir, visibleCore, type BotUnderTest, type StartOptions } from './harness.js';
 
 const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
 const OTHER_PNG = readFileSync(new URL('../fixtures/images/test_image2_40x56.png', import.meta.url));
@@ -54,11 +54,6 @@ async function setUp(
   return { fake, observed, bot, dbPath };
 }
 
-/** Gaps between consecutive calls, in ms. */
-function gaps(times: number[]): number[] {
-  return times.slice(1).map((time, i) => time - times[i]!);
-}
-
 describe('Telegram end to end (real engine on a tiny model)', () => {
   it('answers a photo with a caption, streaming drafts at most once a second, then the final text', async () => {
     const observed = new ObservedEngine(engine);
@@ -82,7 +77,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const drafts = fake.callsTo('sendMessageDraft', alice.id).filter((c) => c.ok);
     expect(drafts.length).toBeGreaterThanOrEqual(2);
     for (const draft of drafts) expect(answer.trim().startsWith(String(draft.params.text).replace(/…$/, ''))).toBe(true);
-    for (const gap of gaps(drafts.map((d) => d.at))) expect(gap).toBeGreaterThanOrEqual(950);
+    expectPaced(drafts.map((d) => d.at), 1000);
     // the status message (with its Cancel button) was replaced by the persisted answer
     const status = fake.messagesIn(alice.id).find((m) => m.history[0]?.text === t('en', 'thinking'));
     expect(status?.deleted).toBe(true);
@@ -103,7 +98,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     // queued/thinking, at least one streamed edit, then the final one
     expect(reply!.history.length).toBeGreaterThanOrEqual(3);
     const edits = fake.callsTo('editMessageText', alice.id).filter((c) => c.ok);
-    for (const gap of gaps(edits.map((e) => e.at))) expect(gap).toBeGreaterThanOrEqual(950);
+    expectPaced(edits.map((e) => e.at), 1000);
     expect(fake.callsTo('sendMessageDraft', alice.id)).toHaveLength(1); // tried once, 404, never again
   });
 
@@ -294,7 +289,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     expect(fake.callsTo('sendMessageDraft', group.id)).toHaveLength(0); // drafts are for private chats
     const edits = fake.callsTo('editMessageText', group.id).filter((c) => c.ok);
     expect(edits.length).toBeGreaterThanOrEqual(2);
-    for (const gap of gaps(edits.map((e) => e.at))) expect(gap).toBeGreaterThanOrEqual(2950);
+    expectPaced(edits.map((e) => e.at), 3000);
 
     observed.deltaDelayMs = 0;
     const followUp = fake.sendText(alice, 'is it a cat?', { chat: group, replyTo: answer!.messageId });

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { expect } from 'vitest';
 import { TelegramAdapter, type TelegramAdapterTuning } from '../../adapters/telegram/index.js';
 import { BotCoreImpl } from '../../src/bot/core.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -187,4 +188,16 @@ export async function settledReplies(fake: FakeTelegram, chatId: number, userMes
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Checks that calls went out at least `intervalMs` apart. The times are where the fake received
+ * them, so a call held up on its way (a busy CI machine: the fake shares the bot's event loop)
+ * shortens the gap after it by that delay and lengthens the next one. Single gaps may therefore
+ * fall short by up to `jitterMs`; the span of all of them only by the first call's delay.
+ */
+export function expectPaced(times: number[], intervalMs: number, jitterMs = 250): void {
+  const gaps = times.slice(1).map((time, i) => time - times[i]!);
+  for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(intervalMs - jitterMs);
+  if (gaps.length > 0) expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(intervalMs * gaps.length - jitterMs);
 }

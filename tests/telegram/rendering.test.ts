@@ -10,7 +10,7 @@ import { DeltaStream } from '../../src/engine/stream.js';
 import type { Engine, GenerateRequest, GenerationStream, ModelInfo } from '../../src/engine/types.js';
 import { VistyleError } from '../../src/errors.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
-import { LogCapture, settledReplies, sleep, startBot, tempDir, type BotUnderTest, type StartOptions } from './harness.js';
+import { expectPaced, LogCapture, settledReplies, sleep, startBot, tempDir, type BotUnderTest, type StartOptions } from './harness.js';
 
 const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
 
@@ -143,7 +143,7 @@ describe('Telegram rendering', () => {
     expect(seen).toBe(answer.replace(/\*\*/g, ''));
     // the messages went out at most one a second
     const sends = fake.callsTo('sendMessage', alice.id).filter((c) => c.ok);
-    for (let i = 1; i < sends.length; i++) expect(sends[i]!.at - sends[i - 1]!.at).toBeGreaterThanOrEqual(950);
+    expectPaced(sends.map((c) => c.at), 1000);
   });
 
   it('waits out a 429 on the final message and still delivers it', async () => {
@@ -171,7 +171,7 @@ describe('Telegram while the model writes', () => {
     const typing = fake.callsTo('sendChatAction', alice.id);
     expect(typing.every((c) => c.params.action === 'typing')).toBe(true);
     expect(typing.length).toBeGreaterThanOrEqual(4); // ~2 s of writing, every 300 ms
-    for (let i = 1; i < typing.length; i++) expect(typing[i]!.at - typing[i - 1]!.at).toBeGreaterThanOrEqual(250);
+    expectPaced(typing.map((c) => c.at), 300, 100);
     const answered = fake.callsTo('sendMessage', alice.id).find((c) => c.ok && (c.result as { message_id: number }).message_id === replies.at(-1)!.messageId)!;
     await sleep(700);
     expect(fake.callsTo('sendChatAction', alice.id).filter((c) => c.at > answered.at + 50)).toEqual([]);
