@@ -1,11 +1,12 @@
 // `vistyle ask` as people run it (the built CLI in a child process): streaming to stdout, the JSON
 // summary, the model-folder default, styles vs --raw, and one-line errors without stack traces.
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_A_IMAGE, buildTinyA, ensureBuiltCli, referenceInputs, removeDirs, runCli, textFileBytes } from './engine-test-helpers.js';
+import { CLI_JS, TINY_A_IMAGE, buildTinyA, ensureBuiltCli, referenceInputs, removeDirs, runCli, textFileBytes } from './engine-test-helpers.js';
 
 interface Summary {
   text: string;
@@ -60,6 +61,20 @@ describe('vistyle ask', () => {
     expect(raw.status).toBe(0);
     expect(styled.status, styled.stderr).toBe(0);
     expect(lastJson(styled.stdout).promptTokens).toBeGreaterThan(lastJson(raw.stdout).promptTokens);
+  });
+
+  it('ends quietly, exit 0, when the reader of stdout goes away (`vistyle ask ... | head -c 1`)', async () => {
+    const child = spawn(process.execPath, [CLI_JS, 'ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '--greedy', '--max-tokens', '1500', 'What?'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // Greedy on tiny-a streams 1500 tokens (~650 characters) in many writes: later ones hit the closed pipe.
+    child.stdout.once('data', () => child.stdout.destroy());
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(status).toBe(0);
   });
 
   it('samples reproducibly with a seed', async () => {

@@ -107,21 +107,39 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
+  // The reader of stdout went away (`vistyle ask ... | head -1`): stop generating and end quietly,
+  // as a pipe's writer does, instead of dying on an unhandled EPIPE.
+  let stdoutError: NodeJS.ErrnoException | undefined;
+  const onStdoutError = (error: NodeJS.ErrnoException): void => {
+    stdoutError ??= error;
+    controller.abort();
+  };
+  process.stdout.on('error', onStdoutError);
+  const write = (text: string): void => {
+    if (!stdoutError) process.stdout.write(text);
+  };
   try {
     const request: GenerateRequest = { image, messages: resolved.messages, adapter: resolved.adapter, sampling };
     const stream = engine.generate(request, { signal: controller.signal });
     let last = '';
     for await (const delta of stream) {
-      process.stdout.write(delta);
+      write(delta);
       last = delta;
     }
     const result = await stream.result;
-    if (result.text.length > 0 && !last.endsWith('\n')) process.stdout.write('\n');
-    if (options.json) process.stdout.write(`${jsonSummary(result)}\n`);
-    if (result.finishReason === 'cancelled') process.exitCode = 130;
+    if (result.text.length > 0 && !last.endsWith('\n')) write('\n');
+    if (options.json) write(`${jsonSummary(result)}\n`);
+    if (stdoutError) {
+      if (stdoutError.code !== 'EPIPE') {
+        throw new VistyleError('INTERNAL', `cannot write the answer to stdout: ${stdoutError.code ?? stdoutError.message}`, { cause: stdoutError });
+      }
+    } else if (result.finishReason === 'cancelled') {
+      process.exitCode = 130;
+    }
   } finally {
     process.removeListener('SIGINT', onSigint);
     await engine.close();
+    process.stdout.removeListener('error', onStdoutError);
   }
 }
 
