@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Telegram } from 'telegraf';
 import type { Message, PhotoSize } from 'telegraf/types';
 import { VistyleError } from '../../src/errors.js';
+import { formatBytes } from '../../src/bot/i18n.js';
 import type { ImageSource } from '../../src/bot/types.js';
 import { isApiError } from './api-errors.js';
 
@@ -38,20 +39,41 @@ export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: n
       width: size.width,
       height: size.height,
       mime: 'image/jpeg',
-      fetch: (options) => downloadImage(telegram, size.file_id, options),
+      fetch: (options) => downloadWithinBotApiLimit(telegram, size.file_id, size.file_size, options),
     };
     if (size.file_size !== undefined) source.sizeBytes = size.file_size;
     return { kind: 'picture', source };
   }
   if ('document' in message) {
     const document = message.document;
-    const source: ImageSource = { fetch: (options) => downloadImage(telegram, document.file_id, options) };
+    const source: ImageSource = { fetch: (options) => downloadWithinBotApiLimit(telegram, document.file_id, document.file_size, options) };
     if (document.file_size !== undefined) source.sizeBytes = document.file_size;
     if (document.mime_type !== undefined) source.mime = document.mime_type;
     if (document.file_name !== undefined) source.fileName = document.file_name;
     return { kind: 'picture', source };
   }
   return { kind: 'none' };
+}
+
+/**
+ * The core refuses files over its own limit before downloading; one under it (when that limit is
+ * set above 20 MB) but over what getFile hands out is refused here, naming the Bot API's limit.
+ */
+function downloadWithinBotApiLimit(
+  telegram: Telegram,
+  fileId: string,
+  fileSize: number | undefined,
+  options: { signal: AbortSignal; maxBytes: number },
+): Promise<Uint8Array> {
+  if (fileSize !== undefined && fileSize > BOT_API_DOWNLOAD_LIMIT) return Promise.reject(overBotApiLimit());
+  return downloadImage(telegram, fileId, options);
+}
+
+function overBotApiLimit(cause?: unknown): VistyleError {
+  return new VistyleError('IMAGE_TOO_LARGE', 'Telegram does not let bots download files this large', {
+    cause,
+    details: { limit: formatBytes(BOT_API_DOWNLOAD_LIMIT) },
+  });
 }
 
 /**
@@ -67,9 +89,7 @@ export async function downloadImage(
   try {
     link = await telegram.getFileLink(fileId);
   } catch (error) {
-    if (isApiError(error, 400, /too big/i)) {
-      throw new VistyleError('IMAGE_TOO_LARGE', 'Telegram does not let bots download files this large', { cause: error });
-    }
+    if (isApiError(error, 400, /too big/i)) throw overBotApiLimit(error);
     throw new VistyleError('NETWORK', 'could not get the picture from Telegram (getFile failed)', { cause: error });
   }
   signal.throwIfAborted();

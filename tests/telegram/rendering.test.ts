@@ -162,6 +162,20 @@ describe('Telegram rendering', () => {
   });
 });
 
+describe('Telegram pictures', () => {
+  it('names the Bot API’s 20 MB download limit when the configured limit is higher', async () => {
+    const engine = new ScriptedEngine(() => 'never');
+    const { fake } = await setUp(engine, { env: { VISTYLE_MAX_IMAGE_BYTES: String(50 * 1024 * 1024) } });
+    const alice = fake.user(2051);
+    const big = Buffer.concat([PNG, Buffer.alloc(25 * 1024 * 1024)]);
+    const document = fake.sendDocument(alice, big, { fileName: 'big.png', mimeType: 'image/png' });
+    const [reply] = await settledReplies(fake, alice.id, document.message_id);
+    expect(reply!.text).toBe(t('en', 'error.IMAGE_TOO_LARGE', { limit: '20 MB' }));
+    expect(fake.callsTo('getFile')).toEqual([]); // refused from the size Telegram reported
+    expect(engine.requests).toEqual([]);
+  });
+});
+
 describe('Telegram while the model writes', () => {
   it('re-sends typing on its interval until the answer is there, and never after', async () => {
     const { fake } = await setUp(new ScriptedEngine(() => 'word '.repeat(40).trim(), 100, 10), { tuning: { typingIntervalMs: 300 } });
