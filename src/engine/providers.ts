@@ -34,7 +34,10 @@ function envInt(name: string): number | undefined {
 
 /** EngineOptions first, then VISTYLE_PROVIDER / VISTYLE_DEVICE_ID / VISTYLE_THREADS, then CPU defaults. */
 export function resolveProviderConfig(options: Pick<EngineOptions, 'provider' | 'deviceId' | 'threads'>): ProviderConfig {
-  const provider = options.provider ?? process.env.VISTYLE_PROVIDER ?? 'cpu';
+  // From the environment as `vistyle model pull` reads it: `VISTYLE_PROVIDER=` (empty, in an env
+  // file) is unset, and `CUDA` is cuda.
+  const fromEnv = process.env.VISTYLE_PROVIDER?.trim().toLowerCase() || undefined;
+  const provider = options.provider ?? fromEnv ?? 'cpu';
   if (provider !== 'cpu' && provider !== 'cuda') {
     throw new VistyleError('CONFIG_INVALID', `unknown execution provider "${provider}" (use cpu or cuda)`);
   }

@@ -41,6 +41,11 @@ describe('provider configuration', () => {
     process.env.VISTYLE_THREADS = '2';
     expect(resolveProviderConfig({})).toEqual({ provider: 'cuda', deviceId: 1, threads: 2 });
     expect(resolveProviderConfig({ provider: 'cpu', threads: 1 })).toEqual({ provider: 'cpu', deviceId: 1, threads: 1 });
+    // as `vistyle model pull` reads it (fp16 for " CUDA"): case and spaces don't matter, empty is unset
+    process.env.VISTYLE_PROVIDER = ' CUDA';
+    expect(resolveProviderConfig({}).provider).toBe('cuda');
+    process.env.VISTYLE_PROVIDER = '';
+    expect(resolveProviderConfig({}).provider).toBe('cpu');
   });
 
   it('rejects unknown providers and bad numbers with CONFIG_INVALID', () => {
