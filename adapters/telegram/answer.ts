@@ -181,6 +181,8 @@ export class TelegramAnswer implements AnswerSink {
         return;
       } catch (error) {
         if (retryAfterMs(error) !== undefined) throw error;
+        // This chat refuses the bot (blocked, kicked): says nothing about drafts for other chats.
+        if (isApiError(error, 403)) throw error;
         // An older Bot API (or one that refuses drafts for this bot): stream by edits from now on.
         this.o.drafts.enabled = false;
         this.o.logger.info(apiErrorFields(error, 'sendMessageDraft', this.o.chatId), 'sendMessageDraft unavailable; streaming by message edits');

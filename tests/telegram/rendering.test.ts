@@ -228,6 +228,18 @@ describe('Telegram resilience', () => {
     expect(all).not.toContain(fake.token.split(':')[1]!);
   });
 
+  it('keeps streaming drafts to others after one user blocked the bot', async () => {
+    const { fake } = await setUp(new ScriptedEngine(() => 'word '.repeat(150).trim(), 100, 20));
+    const [alice, bob] = [fake.user(2014), fake.user(2015)];
+    fake.blockChat(alice.id);
+    await fake.sendPhoto(alice, PNG, { caption: 'hello?' });
+    await fake.waitFor(() => fake!.callsTo('sendMessageDraft', alice.id).find((c) => c.error?.error_code === 403));
+    const photo = await fake.sendPhoto(bob, PNG, { caption: 'and me?' });
+    await settledReplies(fake, bob.id, photo.message_id);
+    expect(fake.callsTo('sendMessageDraft', bob.id).filter((c) => c.ok).length).toBeGreaterThan(0);
+    expect(fake.callsTo('editMessageText', bob.id).filter((c) => c.params.text !== t('en', 'thinking'))).toEqual([]);
+  });
+
   it('logs a failure while handling an album (it runs from a timer) and keeps serving', async () => {
     const logs = new LogCapture();
     const { fake, bot } = await setUp(new ScriptedEngine(() => 'Still here.', 1, 100), { logs, tuning: { albumWindowMs: 100 } });
