@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createBotCore } from '../../src/bot/core.js';
 import { errorMessage, t } from '../../src/bot/i18n.js';
-import type { AskOutcome, BotRequest } from '../../src/bot/types.js';
+import type { AskOutcome, AskTicket, BotRequest } from '../../src/bot/types.js';
 import { VistyleError } from '../../src/errors.js';
 import { registerSecret } from '../../src/log.js';
 import { Store } from '../../src/store/store.js';
@@ -441,11 +441,22 @@ describe('bot core: queue, limits, cancel, time-out, crash', () => {
     engine.wordDelayMs = 1;
     const { core } = setup(engine, coreConfig({ limits: { userInFlight: 2, maxQueueLength: 30 } }));
     const calls = new Map<number, number>();
-    const tickets = Array.from({ length: 60 }, (_, i) => {
+    // These are cancelled once the queue has them (waiting or running, whichever comes first).
+    const toCancel = new Set([5, 17]);
+    const cancelOnce = (i: number) => {
+      if (toCancel.delete(i)) core.cancel(tickets[i]!.requestId);
+    };
+    const tickets: AskTicket[] = Array.from({ length: 60 }, (_, i) => {
       const sink = new RecordingSink();
       const countingSink = {
-        queued: (p: number) => sink.queued(p),
-        started: () => sink.started(),
+        queued: (p: number) => {
+          sink.queued(p);
+          cancelOnce(i);
+        },
+        started: () => {
+          sink.started();
+          cancelOnce(i);
+        },
         progress: (text: string) => sink.progress(text),
         finished: async (text: string) => {
           calls.set(i, (calls.get(i) ?? 0) + 1);
@@ -459,9 +470,10 @@ describe('bot core: queue, limits, cancel, time-out, crash', () => {
       if (i % 13 === 0) engine.crashNextAfterWords = 1;
       return core.ask(photoRequest(String(i % 15), `q${i}`), countingSink);
     });
-    for (const i of [5, 17, 33]) core.cancel(tickets[i]!.requestId);
     const outcomes = await Promise.all(tickets.map((tk) => tk.done));
     for (let i = 0; i < 60; i++) expect(calls.get(i)).toBe(1);
+    expect(outcomes[5]!.code).toBe('CANCELLED');
+    expect(outcomes[17]!.code).toBe('CANCELLED');
     const codes = new Set(outcomes.flatMap((o) => (o.code ? [o.code] : [])));
     expect(outcomes.some((o) => o.status === 'answered')).toBe(true);
     for (const code of codes) expect(['RATE_LIMITED', 'QUEUE_FULL', 'CANCELLED', 'ENGINE_CRASHED']).toContain(code);
