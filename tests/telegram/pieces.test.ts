@@ -2,7 +2,7 @@
 // a photo size, recognising image documents. The fake server's HTML parser (what Telegram would
 // show) is the judge of the formatting, not the formatter itself.
 import { performance } from 'node:perf_hooks';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Message } from 'telegraf/types';
 import { AlbumCollector } from '../../adapters/telegram/album.js';
 import { GlobalPacer } from '../../adapters/telegram/pacer.js';
@@ -83,21 +83,27 @@ describe('readIncoming', () => {
 });
 
 describe('AlbumCollector', () => {
-  it('hands over the parts of one album together, oldest first, after a quiet window', async () => {
-    const albums: number[][] = [];
-    const collector = new AlbumCollector<{ message_id: number }>(60, (parts) => albums.push(parts.map((p) => p.message_id)));
-    collector.add('c:1', { message_id: 12 });
-    collector.add('c:2', { message_id: 20 });
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    collector.add('c:1', { message_id: 11 });
-    await new Promise((resolve) => setTimeout(resolve, 45));
-    expect(albums).toEqual([[20]]); // c:1 got a new part within the window, so it is still open
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    expect(albums).toEqual([[20], [11, 12]]);
-    collector.add('c:3', { message_id: 30 });
-    collector.flushAll();
-    expect(albums.at(-1)).toEqual([30]);
-    expect(collector.size).toBe(0);
+  it('hands over the parts of one album together, oldest first, after a quiet window', () => {
+    // fake timers: with real ones a busy machine can overshoot the few ms between the steps
+    vi.useFakeTimers();
+    try {
+      const albums: number[][] = [];
+      const collector = new AlbumCollector<{ message_id: number }>(60, (parts) => albums.push(parts.map((p) => p.message_id)));
+      collector.add('c:1', { message_id: 12 });
+      collector.add('c:2', { message_id: 20 });
+      vi.advanceTimersByTime(30);
+      collector.add('c:1', { message_id: 11 });
+      vi.advanceTimersByTime(45);
+      expect(albums).toEqual([[20]]); // c:1 got a new part within the window, so it is still open
+      vi.advanceTimersByTime(40);
+      expect(albums).toEqual([[20], [11, 12]]);
+      collector.add('c:3', { message_id: 30 });
+      collector.flushAll();
+      expect(albums.at(-1)).toEqual([30]);
+      expect(collector.size).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -154,7 +160,8 @@ describe('GlobalPacer as the lanes\' admission gate', () => {
     lane.update('m', 'v2', async (text) => {
       texts.push(text);
     });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // v1 and v2 were both given while the update waited at the gate: only v2 goes out
+    await vi.waitFor(() => expect(texts.length).toBe(2), { timeout: 10_000 });
     expect(texts).toEqual(['first', 'v2']);
     lane.update('m', 'v3', async (text) => {
       texts.push(text);
