@@ -38,15 +38,39 @@ export function precheckImage(source: ImageSource, maxBytes: number): void {
   }
 }
 
-/** Downloads and checks the bytes. Errors are VistyleErrors (NETWORK for a failed download). */
-export async function fetchImage(source: ImageSource, maxBytes: number, signal: AbortSignal): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+/** How long a picture may take to download before the request gives up on it. */
+export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 60_000;
+
+/**
+ * Downloads and checks the bytes. Errors are VistyleErrors (NETWORK for a failed download, or one
+ * that takes longer than `timeoutMs`: the picture downloads while its request waits in the queue,
+ * and a download that never finishes would otherwise hold the engine slot until the request's own
+ * time-out).
+ */
+export async function fetchImage(
+  source: ImageSource,
+  maxBytes: number,
+  signal: AbortSignal,
+  timeoutMs: number = DEFAULT_DOWNLOAD_TIMEOUT_MS,
+): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+  const deadline = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  // A source that ignores its signal still loses the race against the deadline.
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      deadline.abort();
+      reject(new VistyleError('NETWORK', `downloading the picture took longer than ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs);
+  });
   let bytes: Uint8Array;
   try {
-    bytes = await source.fetch({ signal, maxBytes });
+    bytes = await Promise.race([source.fetch({ signal: AbortSignal.any([signal, deadline.signal]), maxBytes }), timedOut]);
   } catch (error) {
     if (isVistyleError(error)) throw error;
     if (signal.aborted) throw new VistyleError('CANCELLED', 'cancelled while downloading the picture');
     throw new VistyleError('NETWORK', `downloading the picture failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
   }
   if (bytes.byteLength > maxBytes) {
     throw new VistyleError('IMAGE_TOO_LARGE', `the picture is ${bytes.byteLength} bytes (limit ${maxBytes})`, {
