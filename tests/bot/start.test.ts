@@ -63,6 +63,12 @@ describe('vistyle start', () => {
         done();
       },
     });
+    // vitest's own listeners (taken before the bot adds its own) would fail the run on these
+    // events: they are handed to the bot's listeners alone below.
+    const saved = {
+      rejection: process.listeners('unhandledRejection'),
+      exception: process.listeners('uncaughtException'),
+    };
     let app: RunningBot | undefined;
     const running = runStart({
       env: {
@@ -78,17 +84,19 @@ describe('vistyle start', () => {
         app = started;
       },
     });
-    // vitest's own listeners would fail the run on these events: hand them to the bot's alone.
-    const saved = {
-      rejection: process.listeners('unhandledRejection'),
-      exception: process.listeners('uncaughtException'),
-    };
     const previousExitCode = process.exitCode;
     try {
-      await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
       for (const listener of saved.rejection) process.off('unhandledRejection', listener);
       for (const listener of saved.exception) process.off('uncaughtException', listener);
+      // during start-up (the model is loading): logged, and start-up goes on
+      process.emit('unhandledRejection', new Error(`stray failure for ${fake.token}`), Promise.resolve());
+      expect(logs).toContain('unhandled promise rejection; the bot keeps running');
+      await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
+      expect(logs).not.toContain('"msg":"shutting down"');
+      expect(logs).not.toContain(fake.token);
 
+      // while running
+      logs = '';
       process.emit('unhandledRejection', new Error(`stray failure for ${fake.token}`), Promise.resolve());
       expect(logs).toContain('unhandled promise rejection; the bot keeps running');
       const alice = fake.user(1002, { language_code: 'en' });

@@ -70,6 +70,9 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   const logger = createLogger({ level: config.logLevel, ...(options.logDestination ? { destination: options.logDestination } : {}) });
   setRootLogger(logger);
   const log = logger.child({ module: 'start' });
+  // From here on a stray rejection (e.g. during a platform login) is logged, not fatal, and an
+  // uncaught exception or a signal leads to the graceful shutdown below once start-up is done.
+  const stop = watchForStop(options.signal, log);
   const closers: Array<{ name: string; close: () => unknown }> = [];
   const closeAll = async () => {
     for (const { name, close } of closers.reverse()) {
@@ -83,7 +86,6 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   };
 
   let core: BotCoreImpl | undefined;
-  let stop: StopRequest | undefined;
   const adapters: PlatformAdapter[] = [];
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
@@ -136,16 +138,17 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
     options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
 
-    stop = await waitForStop(options.signal, log);
-    log.info({ reason: stop.reason }, 'shutting down');
-    if (stop.reason === 'uncaught exception') process.exitCode = 1;
+    const reason = await stop.reason;
+    log.info({ reason }, 'shutting down');
+    if (reason === 'uncaught exception') process.exitCode = 1;
   } catch (error) {
     log.error({ error: errorFields(error) }, 'start failed');
     await stopEverything(core, adapters, 0, closeAll, log);
+    stop.release();
     throw error;
   }
   await stopEverything(core, adapters, config.limits.shutdownDrainMs, closeAll, log);
-  stop?.release();
+  stop.release();
   log.info('stopped');
 }
 
@@ -187,51 +190,65 @@ async function stopEverything(
  * signal (queued users told, running answers drained) with exit status 1, for the supervisor to
  * restart it, rather than an abrupt crash that would drop the queue.
  */
-interface StopRequest {
-  reason: string;
-  /** Stops logging stray rejections (call once everything is closed). */
+interface StopWatch {
+  /** Why to stop: a signal, `signal` aborting, or an uncaught exception. */
+  reason: Promise<string>;
+  /** Removes every process listener (call once everything is closed). */
   release: () => void;
 }
 
-function waitForStop(signal: AbortSignal | undefined, log: Logger): Promise<StopRequest> {
-  return new Promise((settle) => {
-    const release = () => process.off('unhandledRejection', onRejection);
-    const resolve = (reason: string) => settle({ reason, release });
-    const onRejection = (reason: unknown) => {
-      log.error({ error: errorFields(reason) }, 'unhandled promise rejection; the bot keeps running');
-    };
-    const onException = (error: unknown) => {
-      log.fatal({ error: errorFields(error) }, 'uncaught exception; shutting down gracefully');
-      cleanup();
-      resolve('uncaught exception');
-    };
-    const onSignal = (name: NodeJS.Signals) => {
-      cleanup();
-      // A second signal while shutting down: stop waiting.
-      const force = () => {
-        log.warn('second signal: exiting now');
-        process.exit(130);
-      };
-      process.once('SIGINT', force);
-      process.once('SIGTERM', force);
-      resolve(name);
-    };
-    const onAbort = () => {
-      cleanup();
-      resolve('stop requested');
-    };
-    const cleanup = () => {
+/**
+ * Watches for the reason to stop. While the bot runs, a stray promise rejection (a library's
+ * background call failing) is logged and the bot keeps serving; an uncaught exception is logged
+ * and ends in the same graceful shutdown as a signal (queued users told, running answers drained)
+ * with exit status 1, for the supervisor to restart it, rather than an abrupt crash that would
+ * drop the queue. A second signal during shutdown exits at once.
+ */
+function watchForStop(signal: AbortSignal | undefined, log: Logger): StopWatch {
+  let settle: (reason: string) => void = () => undefined;
+  const reason = new Promise<string>((resolve) => {
+    settle = resolve;
+  });
+  let stopping = false;
+  const onRejection = (cause: unknown) => {
+    log.error({ error: errorFields(cause) }, 'unhandled promise rejection; the bot keeps running');
+  };
+  const onException = (error: unknown) => {
+    if (stopping) {
+      log.fatal({ error: errorFields(error) }, 'uncaught exception while shutting down');
+      return;
+    }
+    log.fatal({ error: errorFields(error) }, 'uncaught exception; shutting down gracefully');
+    begin('uncaught exception');
+  };
+  const force = () => {
+    log.warn('second signal: exiting now');
+    process.exit(130);
+  };
+  const onSignal = (name: NodeJS.Signals) => {
+    if (stopping) return force();
+    begin(name);
+  };
+  const onAbort = () => begin('stop requested');
+  const begin = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    settle(why);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    reason,
+    release: () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('unhandledRejection', onRejection);
       process.off('uncaughtException', onException);
       signal?.removeEventListener('abort', onAbort);
-      // Rejections during shutdown are still logged, not fatal; removed once everything is closed.
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    process.on('unhandledRejection', onRejection);
-    process.once('uncaughtException', onException);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
-  });
+    },
+  };
 }
