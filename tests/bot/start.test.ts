@@ -29,6 +29,47 @@ async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
   return { code, stderr };
 }
 
+/** `vistyle start` in this process: real telegraf against a fake Bot API, the real engine. */
+async function startOnFakeTelegram(options: { env?: Record<string, string>; signal?: AbortSignal; beforeStart?: () => void } = {}) {
+  const { modelDir } = await tinyModel();
+  const fake = await FakeTelegram.start();
+  const home = mkdtempSync(join(tmpdir(), 'vistyle-start-'));
+  const bot = {
+    fake,
+    logs: '',
+    app: undefined as RunningBot | undefined,
+    running: undefined as unknown as Promise<void>,
+    async cleanup() {
+      await fake.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+  const logDestination = new Writable({
+    write(chunk, _enc, done) {
+      bot.logs += String(chunk);
+      done();
+    },
+  });
+  options.beforeStart?.();
+  bot.running = runStart({
+    env: {
+      TELEGRAM_BOT_TOKEN: fake.token,
+      TELEGRAM_API_ROOT: fake.apiRoot,
+      VISTYLE_MODEL_DIR: modelDir,
+      VISTYLE_HOME: home,
+      VISTYLE_THREADS: '1',
+      VISTYLE_SHUTDOWN_DRAIN_SECONDS: '5',
+      ...options.env,
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+    logDestination,
+    onStarted: (started) => {
+      bot.app = started;
+    },
+  });
+  return bot;
+}
+
 describe('vistyle start', () => {
   it('says exactly which variables to set and exits non-zero when no platform is configured', async () => {
     vi.stubEnv('VISTYLE_ENV_FILE', '/nonexistent/.env');
@@ -53,110 +94,61 @@ describe('vistyle start', () => {
   });
 
   it('keeps serving after a stray rejection, and shuts down gracefully on an uncaught exception', async () => {
-    const { modelDir } = await tinyModel();
-    const fake = await FakeTelegram.start();
-    const home = mkdtempSync(join(tmpdir(), 'vistyle-start-'));
-    let logs = '';
-    const logDestination = new Writable({
-      write(chunk, _enc, done) {
-        logs += String(chunk);
-        done();
-      },
-    });
     // vitest's own listeners (taken before the bot adds its own) would fail the run on these
     // events: they are handed to the bot's listeners alone below.
-    const saved = {
-      rejection: process.listeners('unhandledRejection'),
-      exception: process.listeners('uncaughtException'),
-    };
-    let app: RunningBot | undefined;
-    const running = runStart({
-      env: {
-        TELEGRAM_BOT_TOKEN: fake.token,
-        TELEGRAM_API_ROOT: fake.apiRoot,
-        VISTYLE_MODEL_DIR: modelDir,
-        VISTYLE_HOME: home,
-        VISTYLE_THREADS: '1',
-        VISTYLE_SHUTDOWN_DRAIN_SECONDS: '5',
-      },
-      logDestination,
-      onStarted: (started) => {
-        app = started;
+    let saved = { rejection: [] as NodeJS.UnhandledRejectionListener[], exception: [] as NodeJS.UncaughtExceptionListener[] };
+    const bot = await startOnFakeTelegram({
+      beforeStart: () => {
+        saved = { rejection: process.listeners('unhandledRejection'), exception: process.listeners('uncaughtException') };
       },
     });
+    const { fake } = bot;
     const previousExitCode = process.exitCode;
     try {
       for (const listener of saved.rejection) process.off('unhandledRejection', listener);
       for (const listener of saved.exception) process.off('uncaughtException', listener);
       // during start-up (the model is loading): logged, and start-up goes on
       process.emit('unhandledRejection', new Error(`stray failure for ${fake.token}`), Promise.resolve());
-      expect(logs).toContain('unhandled promise rejection; the bot keeps running');
-      await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
-      expect(logs).not.toContain('"msg":"shutting down"');
-      expect(logs).not.toContain(fake.token);
+      expect(bot.logs).toContain('unhandled promise rejection; the bot keeps running');
+      await vi.waitFor(() => expect(bot.app).toBeDefined(), { timeout: 120_000, interval: 50 });
+      expect(bot.logs).not.toContain('"msg":"shutting down"');
+      expect(bot.logs).not.toContain(fake.token);
 
       // while running
-      logs = '';
+      bot.logs = '';
       process.emit('unhandledRejection', new Error(`stray failure for ${fake.token}`), Promise.resolve());
-      expect(logs).toContain('unhandled promise rejection; the bot keeps running');
+      expect(bot.logs).toContain('unhandled promise rejection; the bot keeps running');
       const alice = fake.user(1002, { language_code: 'en' });
       await fake.sendPhoto(alice, PNG, { caption: 'still there?' });
-      await fake.waitFor(() => logs.includes('"msg":"request answered"'));
+      await fake.waitFor(() => bot.logs.includes('"msg":"request answered"'));
 
       (process.emit as (event: string, ...args: unknown[]) => boolean)('uncaughtException', new Error('boom'));
-      await running;
-      expect(logs).toContain('uncaught exception; shutting down gracefully');
-      expect(logs).toContain('"msg":"stopped"');
+      await bot.running;
+      expect(bot.logs).toContain('uncaught exception; shutting down gracefully');
+      expect(bot.logs).toContain('"msg":"stopped"');
       expect(process.exitCode).toBe(1);
-      expect(logs).not.toContain(fake.token);
+      expect(bot.logs).not.toContain(fake.token);
       // released once stopped: no listener of the bot's is left behind
       expect(process.listeners('unhandledRejection')).toHaveLength(0);
     } finally {
       for (const listener of saved.rejection) process.on('unhandledRejection', listener);
       for (const listener of saved.exception) process.on('uncaughtException', listener);
       process.exitCode = previousExitCode;
-      await fake.close();
-      rmSync(home, { recursive: true, force: true });
+      await bot.cleanup();
     }
   });
 
   it('runs the Telegram adapter against the model, answers a photo, serves metrics, and shuts down', async () => {
-    const { modelDir } = await tinyModel();
-    const fake = await FakeTelegram.start();
-    const home = mkdtempSync(join(tmpdir(), 'vistyle-start-'));
-    let logs = '';
-    const logDestination = new Writable({
-      write(chunk, _enc, done) {
-        logs += String(chunk);
-        done();
-      },
-    });
     const stop = new AbortController();
-    let app: RunningBot | undefined;
-    const running = runStart({
-      env: {
-        TELEGRAM_BOT_TOKEN: fake.token,
-        TELEGRAM_API_ROOT: fake.apiRoot,
-        VISTYLE_MODEL_DIR: modelDir,
-        VISTYLE_HOME: home,
-        VISTYLE_THREADS: '1',
-        VISTYLE_METRICS_PORT: '0',
-        VISTYLE_LOG_LEVEL: 'info',
-        VISTYLE_SHUTDOWN_DRAIN_SECONDS: '5',
-      },
-      signal: stop.signal,
-      logDestination,
-      onStarted: (started) => {
-        app = started;
-      },
-    });
+    const bot = await startOnFakeTelegram({ env: { VISTYLE_METRICS_PORT: '0', VISTYLE_LOG_LEVEL: 'info' }, signal: stop.signal });
+    const { fake } = bot;
     try {
-      await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
-      expect(app!.adapters.map((a) => a.name)).toEqual(['telegram']);
+      await vi.waitFor(() => expect(bot.app).toBeDefined(), { timeout: 120_000, interval: 50 });
+      expect(bot.app!.adapters.map((a) => a.name)).toEqual(['telegram']);
 
       const alice = fake.user(1001, { language_code: 'en' });
       await fake.sendPhoto(alice, PNG, { caption: 'what is this?' });
-      const metricsUrl = `http://127.0.0.1:${app!.metricsPort}/metrics`;
+      const metricsUrl = `http://127.0.0.1:${bot.app!.metricsPort}/metrics`;
       await vi.waitFor(
         async () => {
           const text = await (await fetch(metricsUrl)).text();
@@ -168,15 +160,14 @@ describe('vistyle start', () => {
 
       // /style is persisted in the configured database
       fake.sendCommand(alice, '/style grumpy');
-      await fake.waitFor(() => app!.core.showStyle({ user: { platform: 'telegram', id: '1001' }, chat: { platform: 'telegram', id: '1001', kind: 'private' } }).current.id === 'grumpy');
+      await fake.waitFor(() => bot.app!.core.showStyle({ user: { platform: 'telegram', id: '1001' }, chat: { platform: 'telegram', id: '1001', kind: 'private' } }).current.id === 'grumpy');
     } finally {
       stop.abort();
-      await running;
-      await fake.close();
+      await bot.running;
+      await bot.cleanup();
     }
-    expect(logs).toContain('"msg":"request answered"');
-    expect(logs).toContain('"msg":"stopped"');
-    expect(logs).not.toContain(fake.token);
-    rmSync(home, { recursive: true, force: true });
+    expect(bot.logs).toContain('"msg":"request answered"');
+    expect(bot.logs).toContain('"msg":"stopped"');
+    expect(bot.logs).not.toContain(fake.token);
   });
 });
