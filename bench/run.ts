@@ -4,9 +4,10 @@
 // question on CPU. Everything generated lives in bench/.work/ (gitignored) and is reused by later
 // runs. Each model is measured in its own process (bench/measure.ts) so peak RSS is its own.
 //
-//   npm run bench -- [--tokens N] [--runs N] [--pair-runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--write-results]
+//   npm run bench -- [--tokens N] [--runs N] [--pair-runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--no-write]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { withEngineSection } from './results-file.js';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,11 +189,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}`);
   writeFileSync(join(work, 'last-results.md'), markdown);
   writeFileSync(join(work, 'last-results.json'), `${JSON.stringify({ subject, pair }, null, 2)}\n`);
-  if (process.argv.includes('--write-results')) {
+  if (!process.argv.includes('--no-write')) {
     const file = join(root, 'bench', 'RESULTS.md');
-    const header = '# Benchmark results\n\nWritten by `npm run bench -- --write-results` (bench/run.ts). See docs/engine.md for what the figures mean.\n\n';
-    writeFileSync(file, header + markdown);
-    log(`wrote ${file}`);
+    writeFileSync(file, withEngineSection(existsSync(file) ? readFileSync(file, 'utf8') : '', markdown));
+    log(`updated the engine section of ${file}`);
   }
 }
 
