@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { runVistyle } from '../support/run-cli.js';
 import { runStart, type RunningBot } from '../../src/cli/commands/start.js';
 import { FakeTelegram } from '../support/fake-telegram/index.js';
 import { tinyModel } from '../support/tiny-model.js';
@@ -18,16 +18,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  const code = await runCli(['node', 'vistyle', ...args]);
-  vi.mocked(process.stderr.write).mockRestore();
-  return { code, stderr };
-}
+const cli = (args: string[]) => runVistyle(args);
 
 /** `vistyle start` in this process: real telegraf against a fake Bot API, the real engine. */
 async function startOnFakeTelegram(options: { env?: Record<string, string>; signal?: AbortSignal; beforeStart?: () => void } = {}) {

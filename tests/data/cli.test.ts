@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runVistyle } from '../support/run-cli.js';
 import { startFakeChatServer, type FakeChatServer } from './fake-chat-server.js';
 
 const KEY = 'sk-cli-test-key-abcdef123456';
@@ -18,35 +18,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const saved: Record<string, string | undefined> = {};
-  for (const name of ['VISTYLE_DATA_API_KEY', 'DEEPSEEK_API_KEY', 'OPENAI_API_KEY', 'VISTYLE_STYLES_FILE', ...Object.keys(env)]) {
-    saved[name] = process.env[name];
-    delete process.env[name];
-  }
-  Object.assign(process.env, Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)));
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await runCli(['node', 'vistyle', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-    process.exitCode = undefined;
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  }
+/** The data API keys and styles file are cleared for every run, then `env` applies. */
+function run(args: string[], env: Record<string, string | undefined>) {
+  const cleared = { VISTYLE_DATA_API_KEY: undefined, DEEPSEEK_API_KEY: undefined, OPENAI_API_KEY: undefined, VISTYLE_STYLES_FILE: undefined };
+  return runVistyle(args, { ...cleared, ...env });
 }
 
 describe('vistyle data make / check', () => {
