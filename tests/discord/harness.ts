@@ -101,6 +101,7 @@ export async function startEngine(
   const engine = await createEngine({
     modelDir: model.modelDir,
     threads: 1,
+    slots: 1, // one slot, as the queue tests expect
     restartDelayMs: 50,
     maxContextTokens: options.maxContextTokens ?? 4096,
     ...(options.debugCrashAfterTokens ? crashingWorker(options.debugCrashAfterTokens) : {}),

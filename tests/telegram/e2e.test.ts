@@ -26,7 +26,8 @@ const bots: BotUnderTest[] = [];
 
 beforeAll(async () => {
   modelDir = (await tinyModel()).modelDir;
-  engine = await createEngine({ modelDir, threads: 1 });
+  // one slot, as the queue tests expect (users wait while one answer runs)
+  engine = await createEngine({ modelDir, threads: 1, slots: 1 });
 });
 
 afterAll(async () => {
