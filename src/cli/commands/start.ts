@@ -14,7 +14,8 @@ import { loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
 import { VistyleError } from '../../errors.js';
-import { createLogger, errorFields, setRootLogger, type Logger } from '../../log.js';
+import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
+import { registerFaultMetrics } from '../../fault-metrics.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
 import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
 import { Store } from '../../store/store.js';
@@ -67,7 +68,14 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   const config = loadConfig(options.model ? { ...env, VISTYLE_MODEL_DIR: options.model } : env);
   if (!config.telegram && !config.discord) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
 
-  const logger = createLogger({ level: config.logLevel, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  // Nothing that happens to stdout/stderr (a closed pipe, a full disk) may stop or spin the bot.
+  guardStdout();
+  const logger = createLogger({
+    level: config.logLevel,
+    file: config.logFile,
+    ...(config.logFormat ? { format: config.logFormat } : {}),
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  });
   setRootLogger(logger);
   const log = logger.child({ module: 'start' });
   // From here on a stray rejection (e.g. during a platform login) is logged, not fatal, and an
@@ -96,6 +104,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
     closers.push({ name: 'engine', close: () => engine.close() });
     const metrics = new BotMetrics({ defaultMetrics: true });
+    registerFaultMetrics(metrics.registry);
     let metricsServer: MetricsServer | undefined;
     if (config.metrics) {
       metricsServer = await startMetricsServer(metrics, config.metrics);
