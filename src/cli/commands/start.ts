@@ -13,7 +13,7 @@ import type { PlatformAdapter } from '../../bot/types.js';
 import { loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
-import { VistyleError } from '../../errors.js';
+import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
 import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
 import { registerFaultMetrics } from '../../fault-metrics.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
@@ -56,7 +56,12 @@ export function registerStartCommand(program: Command): void {
     )
     .option('-m, --model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
     .action(async (options: { model?: string }) => {
-      await runStart(options.model ? { model: options.model } : {});
+      try {
+        await runStart(options.model ? { model: options.model } : {});
+      } catch (error) {
+        // a start-up that cannot work says so in its status (docs/deploy.md), for systemd/Docker
+        throw withExitStatus(error, startupExitStatus(error));
+      }
       // Everything is closed; if a library still holds a handle open, don't hang on it.
       setTimeout(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0), 3_000).unref();
     });
@@ -232,7 +237,7 @@ function watchForStop(signal: AbortSignal | undefined, log: Logger): StopWatch {
   };
   const force = () => {
     log.warn('second signal: exiting now');
-    process.exit(130);
+    process.exit(EXIT.FORCED);
   };
   const onSignal = (name: NodeJS.Signals) => {
     if (stopping) return force();
