@@ -103,13 +103,13 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
     closers.push({ name: 'styles', close: () => styles.close() });
-    const store = Store.open(config.dbPath);
+    const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
     log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
     const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
     closers.push({ name: 'engine', close: () => engine.close() });
     const metrics = new BotMetrics({ defaultMetrics: true });
-    registerFaultMetrics(metrics.registry);
+    registerFaultMetrics(metrics.registry, { store });
     let metricsServer: MetricsServer | undefined;
     if (config.metrics) {
       metricsServer = await startMetricsServer(metrics, config.metrics);
