@@ -157,6 +157,10 @@ export class LogSink {
   private droppedWhilePaused = 0;
   private pauseReason = '';
   private readonly onTargetError = (error: unknown) => this.targetFailed(error);
+  /** Write callbacks see failures that emit no 'error' event too. */
+  private readonly onWritten = (error?: Error | null) => {
+    if (error) this.targetFailed(error);
+  };
 
   constructor(private options: LogSinkOptions) {
     this.target = options.target;
@@ -211,15 +215,21 @@ export class LogSink {
       this.droppedWhilePaused++;
       return false;
     }
+    const stream = this.target as { destroyed?: boolean; writableEnded?: boolean };
+    if (stream.destroyed === true || stream.writableEnded === true) {
+      // a destroyed stream (not stdio, which un-destroys itself) fails writes without an event
+      this.targetFailed(Object.assign(new Error('the log stream is closed'), { code: 'ERR_STREAM_DESTROYED' }));
+      return false;
+    }
     try {
       if (this.droppedWhilePaused > 0) {
         const note = noteLine(40, `${this.droppedWhilePaused} log lines were dropped while the log output was ${this.pauseReason}`, {
           droppedLines: this.droppedWhilePaused,
         }, now);
         this.droppedWhilePaused = 0;
-        this.target.write(this.forTarget(note));
+        this.target.write(this.forTarget(note), this.onWritten);
       }
-      this.target.write(this.forTarget(line));
+      this.target.write(this.forTarget(line), this.onWritten);
       return this.primaryFailure === undefined;
     } catch (error) {
       // a synchronous destination (a file as stderr) throws instead of emitting
