@@ -11,6 +11,7 @@ import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { loadDotEnv } from '../config/dotenv.js';
 import { explainConfiguredValues } from '../config/provenance.js';
 import { VERSION } from '../version.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerDataCommands(program);
   registerStartCommand(program);
   registerDemoCommand(program);
+  registerDoctorCommand(program);
   oneLineUsageErrors(program);
   return program;
 }
