@@ -16,6 +16,7 @@ import type { Engine } from '../../engine/types.js';
 import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
 import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
 import { registerFaultMetrics } from '../../fault-metrics.js';
+import { checkBeforeLoading } from '../../doctor/preflight.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
 import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
 import { Store } from '../../store/store.js';
@@ -105,6 +106,8 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     closers.push({ name: 'styles', close: () => styles.close() });
     const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
+    // The fast checks (model folder, platform tokens) before the slow model load.
+    await checkBeforeLoading(config, { model: !options.engineFactory, env, log });
     log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
     const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
     closers.push({ name: 'engine', close: () => engine.close() });
