@@ -1,4 +1,4 @@
-// `vistyle ask [--model DIR] --image FILE [--style ID] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
+// `vistyle ask [--model DIR] --image FILE [--style ID] [--styles-file FILE] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
 // Streams the answer to stdout. The engine runs on this thread (a one-shot CLI has no heartbeats
 // to keep alive). Style, adapter and raw mode are resolved by src/styles (resolveAskRequest), the
 // same way the bot resolves them.
