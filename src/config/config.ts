@@ -67,7 +67,25 @@ export interface AppConfig {
   access: AccessConfig;
   defaultLanguage: Language;
   logLevel: string;
+  /** Deprecated: VISTYLE_METRICS_PORT, now the port of the health/metrics server when VISTYLE_HTTP_PORT is unset. */
   metrics?: { port: number; host: string };
+  http: HttpConfig;
+}
+
+/** The HTTP server (src/http): health, metrics, and the OpenAI-compatible API with its web page. */
+export interface HttpConfig {
+  /** VISTYLE_HTTP_PORT; when set, `vistyle start` serves the API and the web page too. */
+  port?: number;
+  /** VISTYLE_HTTP_HOST (default 127.0.0.1). */
+  host: string;
+  /** VISTYLE_API_KEYS, unparsed (src/http/keys.ts reads it); a secret. */
+  apiKeys: string | null;
+  /** VISTYLE_API_KEYS_FILE: YAML/JSON keys with per-key limits and style allow-lists. */
+  apiKeysFile: string | null;
+  /** VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: let image URLs reach loopback/private/link-local addresses. */
+  allowPrivateImageUrls: boolean;
+  /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
+  maxImagesPerMessage: number;
 }
 
 const MiB = 1024 * 1024;
@@ -137,12 +155,18 @@ const EnvSchema = z.object({
   VISTYLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }).default('info'),
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_HTTP_PORT: optionalInt(0, 65535),
+  VISTYLE_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_API_KEYS: optionalText,
+  VISTYLE_API_KEYS_FILE: optionalText,
+  VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: bool(false),
+  VISTYLE_MAX_IMAGES_PER_MESSAGE: int(1, 64, 4),
 });
 
 export type EnvVars = z.input<typeof EnvSchema>;
 
 /** Variables whose values are secrets: registered for redaction and never echoed in errors. */
-export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET'] as const;
+export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET', 'VISTYLE_API_KEYS'] as const;
 
 /** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
@@ -207,6 +231,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     defaultLanguage: e.VISTYLE_DEFAULT_LANGUAGE,
     logLevel: e.VISTYLE_LOG_LEVEL,
+    http: {
+      ...(e.VISTYLE_HTTP_PORT === undefined ? {} : { port: e.VISTYLE_HTTP_PORT }),
+      host: e.VISTYLE_HTTP_HOST,
+      apiKeys: e.VISTYLE_API_KEYS ?? null,
+      apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
+      allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
+      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    },
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {

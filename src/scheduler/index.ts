@@ -1,3 +1,2 @@
 export { Scheduler, LimitError, type Job, type JobSpec, type RunContext, type SchedulerOptions, type SchedulerStatus } from './scheduler.js';
-export { BotMetrics } from './metrics.js';
-export { startMetricsServer, type MetricsServer } from './metrics-server.js';
+export { BotMetrics } from '../metrics/metrics.js';

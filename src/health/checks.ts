@@ -1,0 +1,67 @@
+// The readiness checks `vistyle start` and `vistyle serve` register for the parts they own: the
+// engine, the store and each platform adapter. Other parts (the queue and its workers) register
+// their own checks into the same Readiness (src/health/readiness.ts).
+import { accessSync, constants, statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Engine } from '../engine/types.js';
+import type { CheckResult } from './readiness.js';
+
+/**
+ * What an engine may offer to say whether it answers now (the worker engine: its worker is up, not
+ * restarting after a crash). Engines without it count as answering once loaded.
+ */
+export interface ReportsReadiness {
+  readiness(): CheckResult;
+}
+
+function hasReadiness(value: unknown): value is ReportsReadiness {
+  return typeof (value as Partial<ReportsReadiness> | null)?.readiness === 'function';
+}
+
+/** The engine's state, once it is loaded (before that, report `engine` not ready yourself). */
+export function engineCheck(engine: Engine): () => CheckResult {
+  return () => (hasReadiness(engine) ? engine.readiness() : { ready: true });
+}
+
+/**
+ * The SQLite store can take writes: the database file (or, before it exists, its folder) is
+ * writable and the disk has room. A store that offers its own `checkWritable()` is asked instead.
+ */
+export function storeCheck(dbPath: string, store?: unknown): () => CheckResult {
+  return () => {
+    const own = (store as { checkWritable?: () => CheckResult } | undefined)?.checkWritable;
+    if (typeof own === 'function') return own.call(store);
+    try {
+      accessSync(dbPath, constants.W_OK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return { ready: false, detail: `the database file is not writable (${(error as NodeJS.ErrnoException).code})` };
+      try {
+        accessSync(dirname(dbPath), constants.W_OK);
+      } catch {
+        return { ready: false, detail: 'the database folder is not writable' };
+      }
+    }
+    try {
+      const fs = statfsSync(dirname(dbPath));
+      if (fs.bavail === 0) return { ready: false, detail: 'the disk holding the database is full' };
+    } catch {
+      // statfs is informative only
+    }
+    return { ready: true };
+  };
+}
+
+/**
+ * A platform adapter: not ready until its start() resolved; after that, its own `status()` when it
+ * has one (`{ connected, detail? }` or a CheckResult), else ready.
+ */
+export function adapterCheck(adapter: object, started: () => boolean): () => CheckResult {
+  return () => {
+    if (!started()) return { ready: false, detail: 'connecting' };
+    const status = (adapter as { status?: () => unknown }).status;
+    if (typeof status !== 'function') return { ready: true };
+    const value = status.call(adapter) as { ready?: boolean; connected?: boolean; detail?: string } | undefined;
+    const ready = value?.ready ?? value?.connected ?? false;
+    return value?.detail === undefined ? { ready } : { ready, detail: value.detail };
+  };
+}

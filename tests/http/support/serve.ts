@@ -1,0 +1,69 @@
+// `vistyle serve` in this process on 127.0.0.1 (a free port) with the tiny model: the real HTTP
+// server, bot core, scheduler and engine worker. Logs are kept for assertions.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { runServe } from '../../../src/cli/commands/serve.js';
+import type { RunningBot, StartOptions } from '../../../src/cli/commands/start.js';
+import { tinyModel } from '../../support/tiny-model.js';
+
+export const PNG = new Uint8Array(readFileSync(new URL('../../fixtures/images/test_image_64x48.png', import.meta.url)));
+export const PNG_DATA_URL = `data:image/png;base64,${Buffer.from(PNG).toString('base64')}`;
+
+export interface Served {
+  url: string;
+  /** http://127.0.0.1:PORT/v1 */
+  baseURL: string;
+  app: RunningBot;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export async function serve(
+  env: Record<string, string> = {},
+  extra: Pick<StartOptions, 'engineFactory' | 'imageUrlCa'> = {},
+): Promise<Served> {
+  const { modelDir } = await tinyModel();
+  const home = mkdtempSync(join(tmpdir(), 'vistyle-serve-'));
+  let logs = '';
+  const logDestination = new Writable({
+    write(chunk, _encoding, done) {
+      logs += String(chunk);
+      done();
+    },
+  });
+  const stop = new AbortController();
+  let started!: (app: RunningBot) => void;
+  const ready = new Promise<RunningBot>((resolve) => (started = resolve));
+  const running = runServe(
+    { port: 0, host: '127.0.0.1' },
+    {
+      env: {
+        VISTYLE_MODEL_DIR: modelDir,
+        VISTYLE_HOME: home,
+        VISTYLE_THREADS: '1',
+        VISTYLE_SHUTDOWN_DRAIN_SECONDS: '2',
+        VISTYLE_LOG_LEVEL: 'debug',
+        ...env,
+      },
+      signal: stop.signal,
+      logDestination,
+      onStarted: started,
+      ...extra,
+    },
+  );
+  const app = await Promise.race([ready, running.then(() => Promise.reject(new Error(`serve stopped early:\n${logs}`)))]);
+  const url = `http://127.0.0.1:${app.httpPort}`;
+  return {
+    url,
+    baseURL: `${url}/v1`,
+    app,
+    logs: () => logs,
+    async stop() {
+      stop.abort();
+      await running;
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
