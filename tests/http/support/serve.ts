@@ -1,6 +1,6 @@
 // `vistyle serve` in this process on 127.0.0.1 (a free port) with the tiny model: the real HTTP
 // server, bot core, scheduler and engine worker. Logs are kept for assertions.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -8,8 +8,7 @@ import { runServe } from '../../../src/cli/commands/serve.js';
 import type { RunningBot, StartOptions } from '../../../src/cli/commands/start.js';
 import { tinyModel } from '../../support/tiny-model.js';
 
-export const PNG = new Uint8Array(readFileSync(new URL('../../fixtures/images/test_image_64x48.png', import.meta.url)));
-export const PNG_DATA_URL = `data:image/png;base64,${Buffer.from(PNG).toString('base64')}`;
+export { PNG, PNG_2, PNG_DATA_URL, dataUrl } from './fixtures.js';
 
 export interface Served {
   url: string;
