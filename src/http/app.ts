@@ -18,7 +18,8 @@ import type { StyleRegistry } from '../styles/types.js';
 import { ApiKeys } from './keys.js';
 import { OpenAiApi, type ApiAccess } from './openai-api.js';
 import { PageAssets } from './page.js';
-import { DEFAULT_HTTP_PORT, startHttpServer, type HttpServer } from './server.js';
+import { DEFAULT_HTTP_PORT } from './defaults.js';
+import { startHttpServer, type HttpServer } from './server.js';
 
 /** Pictures today's engine takes in one conversation. */
 export const ENGINE_IMAGES_PER_CONVERSATION = 1;

@@ -11,8 +11,7 @@ import { ApiError } from './api-error.js';
 import { sendJson, type OpenAiApi } from './openai-api.js';
 import type { PageAssets } from './page.js';
 
-/** The port `vistyle start` serves health and metrics on when VISTYLE_HTTP_PORT is not set. */
-export const DEFAULT_HTTP_PORT = 8484;
+export { DEFAULT_HTTP_PORT } from './defaults.js';
 
 export interface HttpServerOptions {
   host: string;
