@@ -19,50 +19,68 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export async function serve(
-  env: Record<string, string> = {},
-  extra: Pick<StartOptions, 'engineFactory' | 'imageUrlCa'> = {},
-): Promise<Served> {
-  const { modelDir } = await tinyModel();
-  const home = mkdtempSync(join(tmpdir(), 'vistyle-serve-'));
+export interface Starting {
+  /** The HTTP server's URL, once it listens (before the model has loaded). */
+  listening: Promise<string>;
+  /** Once everything has started. */
+  started: Promise<Served>;
+}
+
+/** Starts `vistyle serve`; `listening` resolves as soon as the HTTP server is up. */
+export function startServe(env: Record<string, string> = {}, extra: Pick<StartOptions, 'engineFactory' | 'imageUrlCa'> = {}): Starting {
   let logs = '';
+  let listened!: (url: string) => void;
+  const listening = new Promise<string>((resolve) => (listened = resolve));
   const logDestination = new Writable({
     write(chunk, _encoding, done) {
       logs += String(chunk);
+      const url = /"url":"(http:[^"]+)"/.exec(String(chunk))?.[1];
+      if (url) listened(url);
       done();
     },
   });
   const stop = new AbortController();
-  let started!: (app: RunningBot) => void;
-  const ready = new Promise<RunningBot>((resolve) => (started = resolve));
-  const running = runServe(
-    { port: 0, host: '127.0.0.1' },
-    {
-      env: {
-        VISTYLE_MODEL_DIR: modelDir,
-        VISTYLE_HOME: home,
-        VISTYLE_THREADS: '1',
-        VISTYLE_SHUTDOWN_DRAIN_SECONDS: '2',
-        VISTYLE_LOG_LEVEL: 'debug',
-        ...env,
+  let home = '';
+  const started = (async (): Promise<Served> => {
+    const { modelDir } = await tinyModel();
+    home = mkdtempSync(join(tmpdir(), 'vistyle-serve-'));
+    let onStarted!: (app: RunningBot) => void;
+    const ready = new Promise<RunningBot>((resolve) => (onStarted = resolve));
+    const running = runServe(
+      { port: 0, host: '127.0.0.1' },
+      {
+        env: {
+          VISTYLE_MODEL_DIR: modelDir,
+          VISTYLE_HOME: home,
+          VISTYLE_THREADS: '1',
+          VISTYLE_SHUTDOWN_DRAIN_SECONDS: '2',
+          VISTYLE_LOG_LEVEL: 'debug',
+          ...env,
+        },
+        signal: stop.signal,
+        logDestination,
+        onStarted,
+        ...extra,
       },
-      signal: stop.signal,
-      logDestination,
-      onStarted: started,
-      ...extra,
-    },
-  );
-  const app = await Promise.race([ready, running.then(() => Promise.reject(new Error(`serve stopped early:\n${logs}`)))]);
-  const url = `http://127.0.0.1:${app.httpPort}`;
-  return {
-    url,
-    baseURL: `${url}/v1`,
-    app,
-    logs: () => logs,
-    async stop() {
-      stop.abort();
-      await running;
-      rmSync(home, { recursive: true, force: true });
-    },
-  };
+    );
+    const app = await Promise.race([ready, running.then(() => Promise.reject(new Error(`serve stopped early:\n${logs}`)))]);
+    const url = `http://127.0.0.1:${app.httpPort}`;
+    return {
+      url,
+      baseURL: `${url}/v1`,
+      app,
+      logs: () => logs,
+      async stop() {
+        stop.abort();
+        await running;
+        rmSync(home, { recursive: true, force: true });
+      },
+    };
+  })();
+  return { listening, started };
+}
+
+/** `vistyle serve` once it has started. */
+export function serve(env: Record<string, string> = {}, extra: Pick<StartOptions, 'engineFactory' | 'imageUrlCa'> = {}): Promise<Served> {
+  return startServe(env, extra).started;
 }
