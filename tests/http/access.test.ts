@@ -68,13 +68,13 @@ describe('API access', () => {
   it('is open on loopback without keys: the styles are listed, a completion waits for the model (503)', async () => {
     const http = (await start({}, true).server)!;
     try {
-      const models = await (await fetch(`${http.url}/v1/models`)).json();
+      const models = (await (await fetch(`${http.url}/v1/models`)).json()) as { object: string; data: Array<{ id: string }> };
       expect(models.object).toBe('list');
       expect(models.data.map((m: { id: string }) => m.id)).toContain('vistyle/grumpy');
       const response = await fetch(`${http.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'vistyle', messages: [{ role: 'user', content: 'hi' }] }) });
       expect(response.status).toBe(503);
       expect(response.headers.get('retry-after')).toBe('5');
-      expect((await response.json()).error.code).toBe('model_loading');
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('model_loading');
       const page = await fetch(`${http.url}/`);
       expect(page.status).toBe(200);
       expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
