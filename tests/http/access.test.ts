@@ -40,6 +40,24 @@ function start(env: Record<string, string>, serve: boolean, overrides: { host?: 
   return { server, logs: () => logs };
 }
 
+describe('the HTTP configuration', () => {
+  it('reads the HTTP variables, and never echoes the API keys in an error', () => {
+    expect(config().http).toEqual({ host: '127.0.0.1', apiKeys: null, apiKeysFile: null, allowPrivateImageUrls: false, maxImagesPerMessage: 4 });
+    expect(
+      config({
+        VISTYLE_HTTP_PORT: '8080',
+        VISTYLE_HTTP_HOST: '0.0.0.0',
+        VISTYLE_API_KEYS: 'a=sk-a-0123456789abcdef',
+        VISTYLE_API_KEYS_FILE: '/etc/vistyle/keys.yaml',
+        VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: 'true',
+        VISTYLE_MAX_IMAGES_PER_MESSAGE: '2',
+      }).http,
+    ).toEqual({ port: 8080, host: '0.0.0.0', apiKeys: 'a=sk-a-0123456789abcdef', apiKeysFile: '/etc/vistyle/keys.yaml', allowPrivateImageUrls: true, maxImagesPerMessage: 2 });
+    expect(() => config({ VISTYLE_HTTP_PORT: 'eighty' })).toThrow(/VISTYLE_HTTP_PORT: expected a number/);
+    expect(() => config({ VISTYLE_MAX_IMAGES_PER_MESSAGE: '0' })).toThrow(/VISTYLE_MAX_IMAGES_PER_MESSAGE/);
+  });
+});
+
 describe('the HTTP plan', () => {
   it('serves health and metrics only for `vistyle start` unless VISTYLE_HTTP_PORT is set', () => {
     expect(httpPlan(config(), false)).toEqual({ host: '127.0.0.1', port: 8484, api: false, explicit: false });
