@@ -23,14 +23,21 @@ export function engineCheck(engine: Engine): () => CheckResult {
   return () => (hasReadiness(engine) ? engine.readiness() : { ready: true });
 }
 
+/** What the store reports about its writes (src/store/store.ts Store.health()). */
+interface StoreHealthSource {
+  health(): { writable: boolean; lastFailure?: string };
+}
+
 /**
- * The SQLite store can take writes: the database file (or, before it exists, its folder) is
- * writable and the disk has room. A store that offers its own `checkWritable()` is asked instead.
+ * The SQLite store can take writes: its last write went through (Store.health()), the database
+ * file (or, before it exists, its folder) is writable and the disk has room.
  */
-export function storeCheck(dbPath: string, store?: unknown): () => CheckResult {
+export function storeCheck(dbPath: string, store?: StoreHealthSource): () => CheckResult {
   return () => {
-    const own = (store as { checkWritable?: () => CheckResult } | undefined)?.checkWritable;
-    if (typeof own === 'function') return own.call(store);
+    const health = store?.health();
+    if (health && !health.writable) {
+      return { ready: false, detail: `the database refused a write${health.lastFailure ? ` (${health.lastFailure})` : ''}` };
+    }
     try {
       accessSync(dbPath, constants.W_OK);
     } catch (error) {

@@ -49,7 +49,9 @@ describe('the readiness registry', () => {
       writeFileSync(join(dir, 'old.db'), '');
       expect(storeCheck(join(dir, 'old.db'))()).toEqual({ ready: true });
       expect(storeCheck(join(dir, 'gone', 'x.db'))()).toEqual({ ready: false, detail: 'the database folder is not writable' });
-      expect(storeCheck(join(dir, 'x.db'), { checkWritable: () => ({ ready: false, detail: 'disk I/O error' }) })()).toEqual({ ready: false, detail: 'disk I/O error' });
+      // what the store itself saw: its last write was refused
+      expect(storeCheck(join(dir, 'x.db'), { health: () => ({ writable: false, lastFailure: 'SQLITE_FULL' }) })()).toEqual({ ready: false, detail: 'the database refused a write (SQLITE_FULL)' });
+      expect(storeCheck(join(dir, 'x.db'), { health: () => ({ writable: true }) })()).toEqual({ ready: true });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -3,7 +3,7 @@
 // without the adapters: the same engine, scheduler, limits and styles (src/http/app.ts says where it
 // listens and who may call it).
 import type { Command } from 'commander';
-import { VistyleError } from '../../errors.js';
+import { startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
 import { runStart, type StartOptions } from './start.js';
 
 export function registerServeCommand(program: Command): void {
@@ -14,7 +14,12 @@ export function registerServeCommand(program: Command): void {
     .option('--host <address>', 'address to listen on (default: VISTYLE_HTTP_HOST, else 127.0.0.1)')
     .option('--port <number>', 'port to listen on (default: VISTYLE_HTTP_PORT, else 8484; 0 picks a free one)')
     .action(async (options: { model?: string; host?: string; port?: string }) => {
-      await runServe(options);
+      try {
+        await runServe(options);
+      } catch (error) {
+        // the same documented exit statuses as `vistyle start` (docs/deploy.md)
+        throw withExitStatus(error, startupExitStatus(error));
+      }
       setTimeout(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0), 3_000).unref();
     });
 }

@@ -15,8 +15,9 @@ import type { PlatformAdapter } from '../../bot/types.js';
 import { loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
-import { VistyleError } from '../../errors.js';
-import { createLogger, errorFields, setRootLogger, type Logger } from '../../log.js';
+import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
+import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
+import { registerFaultMetrics } from '../../fault-metrics.js';
 import { adapterCheck, engineCheck, storeCheck } from '../../health/checks.js';
 import { Readiness } from '../../health/readiness.js';
 import { httpPlan, startVistyleHttp, type HttpPlanOverrides } from '../../http/app.js';
@@ -70,7 +71,12 @@ export function registerStartCommand(program: Command): void {
     )
     .option('-m, --model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
     .action(async (options: { model?: string }) => {
-      await runStart(options.model ? { model: options.model } : {});
+      try {
+        await runStart(options.model ? { model: options.model } : {});
+      } catch (error) {
+        // a start-up that cannot work says so in its status (docs/deploy.md), for systemd/Docker
+        throw withExitStatus(error, startupExitStatus(error));
+      }
       // Everything is closed; if a library still holds a handle open, don't hang on it.
       setTimeout(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0), 3_000).unref();
     });
@@ -83,7 +89,14 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   const serve = options.serve === true;
   if (!serve && !config.telegram && !config.discord && config.http.port === undefined) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
 
-  const logger = createLogger({ level: config.logLevel, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  // Nothing that happens to stdout/stderr (a closed pipe, a full disk) may stop or spin the bot.
+  guardStdout();
+  const logger = createLogger({
+    level: config.logLevel,
+    file: config.logFile,
+    ...(config.logFormat ? { format: config.logFormat } : {}),
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  });
   setRootLogger(logger);
   const log = logger.child({ module: 'start' });
   // From here on a stray rejection (e.g. during a platform login) is logged, not fatal, and an
@@ -107,11 +120,12 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
     closers.push({ name: 'styles', close: () => styles.close() });
-    const store = Store.open(config.dbPath);
+    const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
     readiness.register('store', storeCheck(config.dbPath, store));
     // The HTTP server is up before the model loads: /healthz answers, /readyz says what it waits for.
     const metrics = new BotMetrics({ defaultMetrics: true });
+    registerFaultMetrics(metrics.registry, { store });
     readiness.report('engine', false, 'loading the model');
     const http: HttpServer | undefined = await startVistyleHttp({
       config,
@@ -253,7 +267,7 @@ function watchForStop(signal: AbortSignal | undefined, log: Logger): StopWatch {
   };
   const force = () => {
     log.warn('second signal: exiting now');
-    process.exit(130);
+    process.exit(EXIT.FORCED);
   };
   const onSignal = (name: NodeJS.Signals) => {
     if (stopping) return force();
