@@ -14,13 +14,13 @@ export interface StatelessRequest {
   /** Style id or display name; undefined: the registry's default. */
   style?: string;
   /**
-   * The conversation, oldest first, ending with the user message to answer. System messages are
-   * the caller's own instructions (they follow the style's system prompt); at most one user
-   * message has `image: true` (today's engine takes one picture per conversation).
+   * The conversation, oldest first, ending with the user message to answer, in the engine's shape
+   * (image parts index `images`). System messages are the caller's own instructions; they follow
+   * the style's system prompt.
    */
   messages: ChatMessage[];
-  /** The picture's bytes, already checked (JPEG, PNG, GIF or WebP); required when a message has `image: true`. */
-  image?: Uint8Array;
+  /** The pictures' bytes, already checked (JPEG, PNG, GIF or WebP). */
+  images?: Uint8Array[];
   /** The caller's sampling settings; they win over the style's. */
   sampling?: Partial<SamplingOptions>;
   /** Language of the default question when the last message is a picture with no text (default en). */
@@ -51,41 +51,55 @@ export interface StatelessAnswer {
   waitedMs: number;
 }
 
+/** The text of a message (its text parts joined). */
+export function messageText(message: ChatMessage): string {
+  return typeof message.content === 'string' ? message.content : message.content.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('');
+}
+
+function messageImages(message: ChatMessage): number[] {
+  return typeof message.content === 'string' ? [] : message.content.flatMap((part) => (part.type === 'image' ? [part.image] : []));
+}
+
 /**
  * The engine request for a stateless conversation in `style`. Throws QUESTION_EMPTY (the last
  * message is not a user message, or it has neither text nor a picture), PROMPT_TOO_LONG (the
- * question is over `maxQuestionChars`), IMAGE_MISSING (a message shows a picture, none was given).
+ * question is over `maxQuestionChars`), IMAGE_MISSING (an image part names no given picture).
  */
 export function styledStatelessRequest(style: Style, request: StatelessRequest, maxQuestionChars: number): GenerateRequest {
   const messages = request.messages;
+  const images = request.images ?? [];
   const last = messages[messages.length - 1];
   if (!last || last.role !== 'user') throw new VistyleError('QUESTION_EMPTY', 'the conversation must end with a user message');
-  const question = last.text.trim();
+  const question = messageText(last).trim();
   if (question.length > maxQuestionChars) {
     throw new VistyleError('PROMPT_TOO_LONG', `the question has ${question.length} characters (limit ${maxQuestionChars})`);
   }
-  // Like the bots: a picture without a question gets the style's default question; words are needed otherwise.
-  if (!question && last.image !== true) throw new VistyleError('QUESTION_EMPTY', 'the last user message has no question');
-  const hasImage = messages.some((message) => message.image === true);
-  if (hasImage && !request.image) throw new VistyleError('IMAGE_MISSING', 'a message shows a picture, but no picture was given');
+  const questionImages = messageImages(last);
+  // Like the bots: pictures without a question get the style's default question; words are needed otherwise.
+  if (!question && questionImages.length === 0) throw new VistyleError('QUESTION_EMPTY', 'the last user message has no question');
+  for (const index of messages.flatMap(messageImages)) {
+    if (!Number.isInteger(index) || index < 0 || index >= images.length) {
+      throw new VistyleError('IMAGE_MISSING', `a message shows picture ${index}, but ${images.length} picture(s) were given`);
+    }
+  }
 
   const history = messages.slice(0, -1).filter((message) => message.role !== 'system');
-  const styled = buildStyledRequest(style, { question, language: request.language ?? 'en', history, image: hasImage });
+  const styled = buildStyledRequest(style, { question, language: request.language ?? 'en', history, images: questionImages });
   const callerSystem = messages
     .filter((message) => message.role === 'system')
-    .map((message) => message.text.trim())
+    .map((message) => messageText(message).trim())
     .filter(Boolean);
   const out = styled.messages;
   if (callerSystem.length > 0) {
     // One system message: the style's voice first, then the caller's instructions.
     const first = out[0];
-    if (first?.role === 'system') out[0] = { role: 'system', text: [first.text, ...callerSystem].join('\n\n') };
-    else out.unshift({ role: 'system', text: callerSystem.join('\n\n') });
+    if (first?.role === 'system') out[0] = { role: 'system', content: [messageText(first), ...callerSystem].join('\n\n') };
+    else out.unshift({ role: 'system', content: callerSystem.join('\n\n') });
   }
   return {
-    ...(hasImage && request.image ? { image: request.image } : {}),
+    ...(images.length > 0 ? { images } : {}),
     messages: out,
-    adapter: styled.adapter,
+    lora: styled.lora,
     sampling: { ...styled.sampling, ...request.sampling },
   };
 }

@@ -53,7 +53,14 @@ export function apiErrorFrom(error: unknown): ApiError {
     IMAGE_TOO_LARGE: () => new ApiError(413, `Image too large: ${message}`, 'invalid_request_error', 'image_too_large', 'messages'),
     IMAGE_MISSING: () => badRequest(message, 'messages', 'image_missing'),
     QUESTION_EMPTY: () => badRequest(`Empty question: ${message}`, 'messages', 'question_empty'),
-    PROMPT_TOO_LONG: () => badRequest(`The conversation is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded'),
+    PROMPT_TOO_LONG: () => {
+      const { maxImages, imageCount } = error.details ?? {};
+      // Pictures are most of a prompt (729 image tokens each on the real model): say how many fit.
+      if (typeof maxImages === 'number' && typeof imageCount === 'number' && imageCount > maxImages) {
+        return new ApiError(400, `Too many pictures for the model's context: the conversation has ${imageCount}; at most ${maxImages} fit with this text.`, 'invalid_request_error', 'too_many_images', 'messages');
+      }
+      return badRequest(`The conversation is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded');
+    },
     NETWORK: () => badRequest(`Could not fetch the image: ${message}`, 'messages', 'image_download_failed'),
     STYLE_UNKNOWN: () => modelNotFound(String(error.details?.style ?? '')),
     RATE_LIMITED: () => new ApiError(429, 'Rate limit reached for this caller. Try again later.', 'requests', 'rate_limit_exceeded', null, seconds(error.details?.retryAfterMs, 1)),

@@ -21,9 +21,6 @@ import { PageAssets } from './page.js';
 import { DEFAULT_HTTP_PORT } from './defaults.js';
 import { startHttpServer, type HttpServer } from './server.js';
 
-/** Pictures today's engine takes in one conversation. */
-export const ENGINE_IMAGES_PER_CONVERSATION = 1;
-
 export interface HttpPlan {
   host: string;
   port: number;
@@ -89,7 +86,6 @@ export async function startVistyleHttp(options: StartHttpOptions): Promise<HttpS
       defaults,
       maxImageBytes: config.limits.maxImageBytes,
       maxImagesPerMessage: config.http.maxImagesPerMessage,
-      maxImagesPerConversation: ENGINE_IMAGES_PER_CONVERSATION,
       allowPrivateImageUrls: config.http.allowPrivateImageUrls,
       ...(options.imageUrlCa ? { imageUrlCa: options.imageUrlCa } : {}),
       logger: logger.child({ module: 'api' }),

@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BotCoreImpl } from '../bot/core.js';
 import { languageFromCode } from '../bot/i18n.js';
 import type { StatelessAnswer } from '../bot/stateless.js';
-import type { ChatMessage } from '../engine/types.js';
+import type { ChatMessage, MessagePart } from '../engine/types.js';
 import { VistyleError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Style, StyleRegistry } from '../styles/types.js';
-import { ApiError, apiErrorFrom, badRequest, modelNotFound } from './api-error.js';
+import { ApiError, apiErrorFrom, modelNotFound } from './api-error.js';
 import { readJsonBody } from './body.js';
 import { parseChatRequest, type ChatRequest, type ChatTurn } from './chat-request.js';
 import { ChatStream, type Usage } from './chat-stream.js';
@@ -34,8 +34,6 @@ export interface OpenAiApiOptions {
   defaults: KeyDefaults;
   maxImageBytes: number;
   maxImagesPerMessage: number;
-  /** Pictures the engine takes in one conversation. */
-  maxImagesPerConversation: number;
   allowPrivateImageUrls: boolean;
   /** Extra CA certificates trusted for https image URLs (tests). */
   imageUrlCa?: string | Buffer;
@@ -159,15 +157,6 @@ export class OpenAiApi {
   private async chat(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const key = this.authenticate(request);
     const chat = parseChatRequest(await readJsonBody(request, this.maxBodyBytes), { maxImagesPerMessage: this.options.maxImagesPerMessage });
-    if (chat.imageCount > this.options.maxImagesPerConversation) {
-      throw new ApiError(
-        400,
-        `Too many pictures: the conversation has ${chat.imageCount}; this engine takes ${this.options.maxImagesPerConversation} per conversation.`,
-        'invalid_request_error',
-        'too_many_images',
-        'messages',
-      );
-    }
     const core = this.options.core();
     if (!core) throw new ApiError(503, 'The model is still loading. Try again shortly.', 'server_error', 'model_loading', null, 5);
     const style = this.styleFor(chat.model, key);
@@ -237,7 +226,7 @@ export class OpenAiApi {
           caller: `api:${key.name}`,
           style: style.id,
           messages: engineInput.messages,
-          ...(engineInput.image ? { image: engineInput.image } : {}),
+          images: engineInput.images,
           sampling: chat.sampling,
           language,
           exemptFromUserLimits: true,
@@ -272,7 +261,7 @@ export class OpenAiApi {
       prompt_tokens: result.promptTokens,
       completion_tokens: result.tokens.length,
       total_tokens: result.promptTokens + result.tokens.length,
-      ...cachedTokens(result),
+      prompt_tokens_details: { cached_tokens: result.cachedPromptTokens },
     };
     const finishReason = result.finishReason === 'length' ? 'length' : 'stop';
     if (stream) {
@@ -297,20 +286,20 @@ export class OpenAiApi {
   }
 }
 
-/** `prompt_tokens_details.cached_tokens` once the engine reports prefix-cache hits. */
-function cachedTokens(result: object): { prompt_tokens_details?: { cached_tokens: number } } {
-  const cached = (result as { cachedPromptTokens?: unknown }).cachedPromptTokens;
-  return typeof cached === 'number' ? { prompt_tokens_details: { cached_tokens: cached } } : {};
-}
-
-/** The API's turns in today's engine shape: text parts joined, the one picture on its message. */
-function engineConversation(turns: ChatTurn[], images: Uint8Array[]): { messages: ChatMessage[]; image?: Uint8Array } {
-  if (images.length > 1) throw badRequest('This engine takes one picture per conversation.', 'messages', 'too_many_images');
+/**
+ * The API's turns in the engine's shape: text and picture parts in the caller's order, the
+ * pictures numbered in the order they appear (indexes into `images`).
+ */
+function engineConversation(turns: ChatTurn[], images: Uint8Array[]): { messages: ChatMessage[]; images: Uint8Array[] } {
+  let next = 0;
   const messages = turns.map((turn): ChatMessage => {
-    const text = turn.parts.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('\n');
-    return turn.parts.some((part) => part.type === 'image') ? { role: turn.role, text, image: true } : { role: turn.role, text };
+    if (!turn.parts.some((part) => part.type === 'image')) {
+      return { role: turn.role, content: turn.parts.map((part) => (part.type === 'text' ? part.text : '')).join('') };
+    }
+    const content: MessagePart[] = turn.parts.map((part) => (part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: next++ }));
+    return { role: turn.role, content };
   });
-  return images[0] ? { messages, image: images[0] } : { messages };
+  return { messages, images };
 }
 
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -65,13 +65,48 @@ describe('vistyle serve, open on loopback', () => {
 
     // what the engine was asked: grumpy's voice, the picture on the question, our sampling
     const call = engine.calls.at(-1)!;
-    expect(call.request.messages[0]).toEqual({ role: 'system', text: builtinStyles().find((s) => s.id === 'grumpy')!.systemPrompt });
-    expect(call.request.messages.at(-1)).toEqual({ role: 'user', text: 'What is in this picture?', image: true });
-    expect(Buffer.from(call.request.image!).equals(Buffer.from(PNG))).toBe(true);
+    expect(call.request.messages[0]).toEqual({ role: 'system', content: builtinStyles().find((s) => s.id === 'grumpy')!.systemPrompt });
+    expect(call.request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] });
+    expect(call.request.images).toHaveLength(1);
+    expect(Buffer.from(call.request.images![0]!).equals(Buffer.from(PNG))).toBe(true);
     expect(call.request.sampling).toMatchObject({ maxNewTokens: 8, seed: 7 });
     const result = await call.result;
     expect(result.tokens.length).toBe(usage.completion_tokens);
     expect(result.promptTokens).toBe(usage.prompt_tokens);
+    expect(usage.prompt_tokens_details?.cached_tokens).toBe(result.cachedPromptTokens);
+  });
+
+  it('takes several pictures in a message, and new pictures in a follow-up', async () => {
+    const two = await openai.chat.completions.create({
+      model: 'vistyle/plain',
+      max_tokens: 2,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Which is brighter?' }, { type: 'image_url', image_url: { url: PNG_DATA_URL } }, { type: 'image_url', image_url: { url: dataUrl(PNG_2) } }] }],
+    });
+    let call = engine.calls.at(-1)!;
+    expect(call.request.images!.map((bytes) => bytes.byteLength)).toEqual([PNG.byteLength, PNG_2.byteLength]);
+    expect(call.request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'image', image: 1 }, { type: 'text', text: 'Which is brighter?' }] });
+    expect((await call.result).imageCount).toBe(2);
+    const onePicture = await openai.chat.completions.create({ model: 'vistyle/plain', max_tokens: 2, messages: picture('One?') });
+    // each picture costs its image tokens
+    expect(two.usage!.prompt_tokens).toBeGreaterThan(onePicture.usage!.prompt_tokens);
+
+    await openai.chat.completions.create({
+      model: 'vistyle/plain',
+      max_tokens: 2,
+      messages: [
+        ...picture('What is this?'),
+        { role: 'assistant', content: 'A thing.' },
+        { role: 'user', content: [{ type: 'text', text: 'And this one?' }, { type: 'image_url', image_url: { url: dataUrl(PNG_2) } }] },
+      ],
+    });
+    call = engine.calls.at(-1)!;
+    expect(call.request.images).toHaveLength(2);
+    expect(call.request.messages.slice(-3)).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image', image: 0 }] },
+      { role: 'assistant', content: 'A thing.' },
+      { role: 'user', content: [{ type: 'image', image: 1 }, { type: 'text', text: 'And this one?' }] },
+    ]);
+    expect((await call.result).imageCount).toBe(2);
   });
 
   it('streams in OpenAI chunks: role first, content deltas, finish_reason, then usage', async () => {
@@ -131,7 +166,7 @@ describe('vistyle serve, open on loopback', () => {
       const completion = await openai.chat.completions.create({ model, messages: picture('Hm?'), max_tokens: 2 });
       expect(completion.model).toBe(echoed);
       const style = builtinStyles().find((s) => s.id === id)!;
-      expect(engine.calls.at(-1)!.request.messages[0]!.text).toBe(style.systemPrompt);
+      expect(engine.calls.at(-1)!.request.messages[0]!.content).toBe(style.systemPrompt);
     }
 
     await openai.chat.completions.create({
@@ -150,28 +185,28 @@ describe('vistyle serve, open on loopback', () => {
     const request = engine.calls.at(-1)!.request;
     const plain = builtinStyles().find((s) => s.id === 'plain')!;
     expect(request.messages).toEqual([
-      { role: 'system', text: `${plain.systemPrompt}\n\nAnswer in one word.` },
-      { role: 'user', text: 'What is it?', image: true },
-      { role: 'assistant', text: 'A cat.' },
-      { role: 'user', text: 'What colour?' },
+      { role: 'system', content: `${plain.systemPrompt}\n\nAnswer in one word.` },
+      { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is it?' }] },
+      { role: 'assistant', content: 'A cat.' },
+      { role: 'user', content: [{ type: 'text', text: 'What colour?' }] },
     ]);
     expect(request.sampling).toMatchObject({ temperature: 0, topP: 0.5, stopStrings: ['END'], maxNewTokens: 2 });
   });
 
   it('answers a picture without a question with the style’s default question, and a text-only chat', async () => {
     await openai.chat.completions.create({ model: 'vistyle/plain', max_tokens: 2, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: PNG_DATA_URL } }] }] });
-    expect(engine.calls.at(-1)!.request.messages.at(-1)).toEqual({ role: 'user', text: 'What is in this picture?', image: true });
+    expect(engine.calls.at(-1)!.request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] });
     await openai.chat.completions.create({ model: 'vistyle/plain', max_tokens: 2, messages: [{ role: 'user', content: 'Hello there' }] });
     const request = engine.calls.at(-1)!.request;
-    expect(request.image).toBeUndefined();
-    expect(request.messages.at(-1)).toEqual({ role: 'user', text: 'Hello there' });
+    expect(request.images).toBeUndefined();
+    expect(request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'text', text: 'Hello there' }] });
   });
 
   it('refuses bad requests with OpenAI errors and the right status', async () => {
     const cases: Array<[string, Promise<unknown>, number, string | null, string | RegExp]> = [
       ['not a picture', openai.chat.completions.create({ model: 'vistyle', messages: picture('?', dataUrl(new TextEncoder().encode('plain text, not a picture'))) }), 400, 'invalid_image', /Invalid image/],
       ['empty question', openai.chat.completions.create({ model: 'vistyle', messages: [{ role: 'user', content: '   ' }] }), 400, 'question_empty', /Empty question/],
-      ['two pictures', openai.chat.completions.create({ model: 'vistyle', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: PNG_DATA_URL } }, { type: 'image_url', image_url: { url: dataUrl(PNG_2) } }] }] }), 400, 'too_many_images', /Too many pictures/],
+      ['five pictures', openai.chat.completions.create({ model: 'vistyle', messages: [{ role: 'user', content: Array.from({ length: 5 }, () => ({ type: 'image_url' as const, image_url: { url: PNG_DATA_URL } })) }] }), 400, 'too_many_images', /Too many pictures: messages\[0\] has 5; at most 4 per message/],
       ['frequency_penalty', openai.chat.completions.create({ model: 'vistyle', messages: picture('?'), frequency_penalty: 0.5 }), 400, 'unsupported_parameter', /frequency_penalty is not supported/],
       ['presence_penalty', openai.chat.completions.create({ model: 'vistyle', messages: picture('?'), presence_penalty: 1 }), 400, 'unsupported_parameter', /presence_penalty/],
       ['n', openai.chat.completions.create({ model: 'vistyle', messages: picture('?'), n: 2 }), 400, 'unsupported_value', /n must be 1/],

@@ -11,6 +11,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type Served } from './support/serve.js';
 import { recordingEngineFactory, type RecordingEngine } from './support/recording-engine.js';
+import { messageText } from '../../src/bot/stateless.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -98,9 +99,9 @@ describe.skipIf(!haveChromium)('the web page', () => {
       await page.keyboard.press('Enter'); // the question box has the focus after an answer
       await expect.poll(() => page.locator('#status').textContent(), { timeout: 60_000 }).toBe('Done.');
       const followUp = engine.calls.at(-1)!.request;
-      expect(followUp.messages.filter((m) => m.role === 'user').map((m) => m.text).slice(-2)).toEqual(['What is in this picture?', 'And what colour is it?']);
-      expect(followUp.messages.find((m) => m.role === 'assistant' && m.text === first.text)).toBeDefined();
-      expect(followUp.image).toBeDefined();
+      expect(followUp.messages.filter((m) => m.role === 'user').map(messageText).slice(-2)).toEqual(['What is in this picture?', 'And what colour is it?']);
+      expect(followUp.messages.find((m) => m.role === 'assistant' && m.content === first.text)).toBeDefined();
+      expect(followUp.images).toHaveLength(1);
 
       // a second request, cancelled while it streams
       const calls = engine.calls.length;
@@ -150,7 +151,7 @@ describe.skipIf(!haveChromium)('the web page', () => {
       await page.keyboard.type('这是什么？');
       await page.keyboard.press('Enter');
       await expect.poll(() => page.locator('#status').textContent(), { timeout: 60_000 }).toBe('完成。');
-      expect(engine.calls.at(-1)!.request.messages.at(-1)).toMatchObject({ role: 'user', text: '这是什么？', image: true });
+      expect(engine.calls.at(-1)!.request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: '这是什么？' }] });
       await page.screenshot({ path: join(ARTIFACTS, 'page-phone-zh.png'), fullPage: true });
     } finally {
       await close();
