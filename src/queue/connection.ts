@@ -3,6 +3,7 @@
 // `describeRedisUrl()`, which leaves the password out. Every connection retries for ever (a Redis
 // restart is a pause, not a failure): commands issued while it is down wait in ioredis's offline
 // queue and go out, in order, once it is back.
+import type { ConnectionOptions as BullConnectionOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { VistyleError } from '../errors.js';
 
@@ -50,6 +51,11 @@ export function connectionOptions(target: RedisTarget, name: string): RedisOptio
     // 100 ms, 200 ms, ... up to 2 s between attempts, for ever
     retryStrategy: (times: number) => Math.min(2_000, 100 * times),
   };
+}
+
+/** The same, typed for BullMQ's constructors (its RedisOptions mirror ioredis's). */
+export function bullConnection(target: RedisTarget, name: string): BullConnectionOptions {
+  return connectionOptions(target, name) as BullConnectionOptions;
 }
 
 export function openRedis(target: RedisTarget, name: string): Redis {
