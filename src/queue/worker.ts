@@ -255,9 +255,12 @@ export class QueueWorker {
   /** SIGTERM: no new jobs; the running ones finish; then the worker leaves the directory. */
   drain(): Promise<void> {
     this.draining ??= (async () => {
+      // close() marks the BullMQ worker closing at once: a job finishing from now on does not fetch
+      // the next one (moveToCompleted's fetchNext), and the fetch loop stops.
+      const closing = this.worker?.close();
       this.log.info({ running: this.running.size }, 'draining: finishing running jobs, taking no new ones');
       await this.registration?.drain().catch(() => undefined);
-      await this.worker?.close();
+      await closing;
       await this.close();
     })();
     return this.draining;
