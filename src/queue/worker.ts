@@ -89,6 +89,15 @@ export class QueueWorker {
     return this.redis.status === 'ready';
   }
 
+  /** For /readyz: taking jobs (started, Redis reachable, not draining). */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.worker) reasons.push('not started');
+    if (this.draining) reasons.push('draining (stopping)');
+    if (!this.redisUp()) reasons.push(`Redis (${this.target.description}) is not reachable`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
   async start(): Promise<void> {
     this.adapters = await this.checkAdapters();
     this.queueName = profileQueueName(this.adapters);

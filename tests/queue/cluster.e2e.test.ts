@@ -206,7 +206,7 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
     // restart Redis once a few answers are out and the rest are queued or running
     await fake.waitFor(() => frontEnd.lines.filter((l) => l.msg === 'request answered').length >= 2, 60_000, 'the first answers');
     const restartedAt = Date.now();
-    await redis.restart(800);
+    await redis.restart(1500);
 
     const refusals = [t('en', 'rateLimitedInFlight'), t('en', 'rateLimitedPerMinute', { seconds: 0 })].map((text) => text.slice(0, 12));
     const byUser = new Map<number, { answered: number; refused: number }>();
@@ -243,7 +243,9 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
     }
     // the restart was mid-burst: answers went on after it, once everyone had reconnected
     await expect.poll(() => frontEnd.has('reconnected to Redis', restartedAt), { timeout: 15_000 }).toBeDefined();
-    expect(frontEnd.lines.filter((l) => l.msg === 'request answered' && l.time > restartedAt + 800).length).toBeGreaterThan(0);
+    expect(frontEnd.lines.filter((l) => l.msg === 'request answered' && l.time > restartedAt + 1500).length).toBeGreaterThan(0);
+    // and the users waiting meanwhile were told
+    expect(fake.calls.some((call) => JSON.stringify(call.params).includes(t('en', 'queueReconnecting').slice(0, 30)))).toBe(true);
   }, 240_000);
 
   it('restarts an answer on the other worker when its worker is killed with SIGKILL', async () => {

@@ -173,3 +173,48 @@ describe.skipIf(skipWithoutRedis())('RemoteEngine with two QueueWorkers', () => 
     }
   });
 });
+
+describe.skipIf(skipWithoutRedis())('a job whose worker dies, with VISTYLE_QUEUE_STALLED_RETRIES=0', () => {
+  it('ends with ENGINE_CRASHED (the user gets the crash message), not silence', async () => {
+    const server = await TestRedis.start();
+    const root = mkdtempSync(join(tmpdir(), 'vistyle-stall-'));
+    const { modelDir } = await tinyModel();
+    const engine = await createEngine({ modelDir, threads: 1 });
+    const config = loadConfig({
+      VISTYLE_QUEUE_URL: server.url,
+      VISTYLE_QUEUE_LOCK_SECONDS: '2',
+      VISTYLE_QUEUE_STALLED_RETRIES: '0',
+      VISTYLE_HOME: root,
+    }) as AppConfig & { queue: QueueConfig };
+    const doomed = new QueueWorker({ queue: { ...config.queue, workerName: 'doomed' }, engine, logger, concurrency: 1, debugDeltaDelayMs: 200 });
+    let survivor: QueueWorker | undefined;
+    const frontEnd = new QueueFrontEnd(config, logger, new BotMetrics());
+    try {
+      await doomed.start();
+      await frontEnd.start();
+      // a request whose answer comes in many deltas (200 ms apart on the doomed worker)
+      const stream = frontEnd.engine.generate({
+        image: new Uint8Array(readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url))),
+        messages: [
+          { role: 'system', text: 'Answer.' },
+          { role: 'user', text: 'what is this?', image: true },
+        ],
+        sampling: { greedy: true, maxNewTokens: 48, stopStrings: [] },
+      });
+      const iterator = stream[Symbol.asyncIterator]();
+      await iterator.next(); // the doomed worker is answering
+      survivor = new QueueWorker({ queue: { ...config.queue, workerName: 'survivor' }, engine, logger, concurrency: 1 });
+      await survivor.start();
+      await doomed.close(); // like a SIGKILL: its lock is no longer renewed, its connections are gone
+      const started = Date.now();
+      await expect(stream.result).rejects.toSatisfy((error: unknown) => isVistyleError(error, 'ENGINE_CRASHED'));
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await frontEnd.close();
+      await survivor?.close();
+      await engine.close();
+      await server.remove();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
