@@ -61,6 +61,7 @@ const PLACEHOLDER_INFO: ModelInfo = {
   imageTokens: 0,
   eosTokenIds: [],
   loraTargets: [],
+  slots: 1,
 };
 
 export class RemoteEngine implements Engine {
@@ -79,9 +80,7 @@ export class RemoteEngine implements Engine {
   get info(): ModelInfo {
     const alive = this.o.directory.alive;
     const base = alive.find((worker) => worker.info)?.info ?? PLACEHOLDER_INFO;
-    const info = { ...base } as ModelInfo & { slots?: number };
-    info.slots = Math.max(1, alive.reduce((sum, worker) => sum + (worker.draining ? 0 : worker.slots), 0));
-    return info;
+    return { ...base, slots: Math.max(1, alive.reduce((sum, worker) => sum + (worker.draining ? 0 : worker.slots), 0)) };
   }
 
   /** Jobs of this front end not finished. */

@@ -86,7 +86,10 @@ export function cancelledResult(text: string): GenerationResult {
     promptTokens: 0,
     ttftMs: 0,
     tokensPerSecond: 0,
+    cachedPromptTokens: 0,
+    imageCount: 0,
+    droppedMessages: 0,
     finishReason: 'cancelled',
     timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
-  } as GenerationResult;
+  };
 }

@@ -11,7 +11,7 @@
 // - drain() (SIGTERM): advertises zero slots, takes no new job, lets the running ones finish.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueueConfig } from '../config/config.js';
 import type { Engine, GenerationResult } from '../engine/types.js';
@@ -65,8 +65,7 @@ export class QueueWorker {
     this.keys = new QueueKeys(o.queue.prefix);
     this.name = o.queue.workerName ?? defaultWorkerName();
     this.log = o.logger;
-    const info = o.engine.info as { slots?: number };
-    this.concurrency = o.concurrency ?? o.queue.workerConcurrency ?? info.slots ?? 1;
+    this.concurrency = o.concurrency ?? o.queue.workerConcurrency ?? o.engine.info.slots ?? 1;
     this.redis = openRedis(this.target, `vistyle-worker-${this.name}`);
     this.subscriber = openRedis(this.target, `vistyle-worker-cancel-${this.name}`);
     this.admissions = new Admissions(this.redis, this.keys);
@@ -146,7 +145,7 @@ export class QueueWorker {
         continue;
       }
       try {
-        const probe = this.o.engine.generate({ messages: [{ role: 'user', text: 'hi' }], adapter: { path }, sampling: { maxNewTokens: 1, temperature: 0 } });
+        const probe = this.o.engine.generate({ messages: [{ role: 'user', content: 'hi' }], lora: { path }, sampling: { maxNewTokens: 1, temperature: 0 } });
         await probe.result;
         names.push(name);
       } catch (error) {
@@ -174,18 +173,25 @@ export class QueueWorker {
     const jobId = job.id!;
     const attempt = token ?? `${this.name}:${Date.now()}`;
     const log = this.log.child({ jobId, requestId: data.requestId, userKey: data.userKey });
+    if (this.draining) {
+      // Fetched just as SIGTERM came: not started, so back to the front of the line for another worker.
+      await job.moveToWait(token);
+      log.info('draining: job handed back to the queue');
+      throw new WaitingError();
+    }
+    log.info({ attempt, stalled: job.stalledCounter ?? 0 }, 'job started');
     const [[, cancelled], [, frontEndAlive]] = ((await this.redis
       .pipeline()
       .exists(this.keys.cancelled(jobId))
       .exists(`${this.keys.prefix}:frontend:${data.frontEnd}`)
       .exec()) ?? [[null, 0], [null, 0]]) as [[unknown, number], [unknown, number]];
     if (cancelled) {
-      log.info('job was cancelled before it started; skipped');
+      log.info({ finishReason: 'cancelled', skipped: 'cancelled before it started' }, 'job finished');
       this.o.metrics?.jobs.inc({ outcome: 'cancelled' });
       return { finishReason: 'cancelled', tokens: 0 };
     }
     if (!frontEndAlive) {
-      log.warn({ frontEnd: data.frontEnd }, 'the front end that asked is gone; job skipped');
+      log.warn({ frontEnd: data.frontEnd, finishReason: 'cancelled', skipped: 'the front end that asked is gone' }, 'job finished');
       this.o.metrics?.jobs.inc({ outcome: 'cancelled' });
       return { finishReason: 'cancelled', tokens: 0 };
     }
@@ -201,7 +207,6 @@ export class QueueWorker {
       await this.admissions.started(data.requestId);
       await reply({ type: 'started', jobId, attempt, worker: this.name });
       await this.redis.pexpire(data.replyTo, 3600_000);
-      log.info({ attempt, stalled: job.stalledCounter ?? 0 }, 'job started');
       this.o.metrics?.queueWait.observe(Math.max(0, startedAt - data.acceptedAt) / 1000);
 
       const blobs = await this.loadBlobs(jobId, data.blobs);

@@ -92,8 +92,8 @@ describe.skipIf(skipWithoutRedis())('RemoteEngine with two QueueWorkers', () => 
   });
 
   const ask = (extra: Partial<GenerateRequest> = {}, maxNewTokens = 8): GenerateRequest => ({
-    image: IMAGE,
-    messages: [{ role: 'user', text: 'What is in this picture?', image: true }],
+    images: [IMAGE],
+    messages: [{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] }],
     sampling: { greedy: true, maxNewTokens, stopStrings: [] },
     ...extra,
   });
@@ -107,7 +107,7 @@ describe.skipIf(skipWithoutRedis())('RemoteEngine with two QueueWorkers', () => 
   });
 
   it('streams greedy answers identical to the local engine’s, for the base model and a LoRA style', async () => {
-    for (const request of [ask(), ask({ adapter: { path: adapterPath } })]) {
+    for (const request of [ask(), ask({ lora: { path: adapterPath } })]) {
       const local = await collect(engine.generate(request));
       const remote = await collect(frontEnd.engine.generate(request));
       expect(remote.result.tokens).toEqual(local.result.tokens);
@@ -120,7 +120,7 @@ describe.skipIf(skipWithoutRedis())('RemoteEngine with two QueueWorkers', () => 
   });
 
   it('refuses a LoRA adapter that no worker serves', async () => {
-    const stream = frontEnd.engine.generate(ask({ adapter: { path: join(root, 'nowhere', 'salesman-lora') } }));
+    const stream = frontEnd.engine.generate(ask({ lora: { path: join(root, 'nowhere', 'salesman-lora') } }));
     await expect(stream.result).rejects.toSatisfy((error: unknown) => isVistyleError(error, 'ADAPTER_INVALID'));
   });
 
@@ -194,10 +194,10 @@ describe.skipIf(skipWithoutRedis())('a job whose worker dies, with VISTYLE_QUEUE
       await frontEnd.start();
       // a request whose answer comes in many deltas (200 ms apart on the doomed worker)
       const stream = frontEnd.engine.generate({
-        image: new Uint8Array(readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url))),
+        images: [new Uint8Array(readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url)))],
         messages: [
-          { role: 'system', text: 'Answer.' },
-          { role: 'user', text: 'what is this?', image: true },
+          { role: 'system', content: 'Answer.' },
+          { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'what is this?' }] },
         ],
         sampling: { greedy: true, maxNewTokens: 48, stopStrings: [] },
       });
