@@ -377,7 +377,9 @@ export class BotCoreImpl implements BotCore {
         messageIds: [...liveRequest.messageIds, ...answerIds],
       });
     } catch (error) {
-      // The user has the answer; only follow-ups on it are lost.
+      // The user has the answer; only follow-ups on it are lost. A refusing disk is logged by the
+      // store itself, once a minute.
+      if (isVistyleError(error, 'STORE_UNAVAILABLE')) return;
       log.error({ error: errorFields(error, { stack: true }) }, 'could not store the conversation turn');
     }
   }
@@ -458,8 +460,14 @@ export class BotCoreImpl implements BotCore {
       return { ...status, ok: false, code: 'STYLE_UNKNOWN', text };
     }
     const scope = options.scope ?? (ctx.chat.kind === 'private' ? 'user' : 'chat');
-    if (scope === 'user') this.store.setStyle('user', ctx.user.platform, ctx.user.id, style.id);
-    else this.store.setStyle('chat', ctx.chat.platform, ctx.chat.id, style.id);
+    try {
+      if (scope === 'user') this.store.setStyle('user', ctx.user.platform, ctx.user.id, style.id);
+      else this.store.setStyle('chat', ctx.chat.platform, ctx.chat.id, style.id);
+    } catch (error) {
+      // the disk refuses writes (the store logs it, once a minute): say so, keep the old style
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ...this.showStyle(ctx), ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(lang, 'STORE_UNAVAILABLE') };
+    }
     this.logger.info({ platform: ctx.user.platform, chatId: ctx.chat.id, userId: ctx.user.id, scope, style: style.id }, 'style set');
     const status = this.showStyle(ctx);
     const summary = summarize(style, lang);
@@ -487,7 +495,13 @@ export class BotCoreImpl implements BotCore {
     const lang = this.languageOf(ctx.user, ctx.locale);
     const denied = this.denied(ctx, lang);
     if (denied) return denied;
-    const forgotten = this.store.resetChat(ctx.chat.platform, ctx.chat.id);
+    let forgotten: number;
+    try {
+      forgotten = this.store.resetChat(ctx.chat.platform, ctx.chat.id);
+    } catch (error) {
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(lang, 'STORE_UNAVAILABLE') };
+    }
     this.logger.info({ platform: ctx.chat.platform, chatId: ctx.chat.id, userId: ctx.user.id, forgotten }, 'conversation reset');
     return { ok: true, text: t(lang, forgotten > 0 ? 'resetDone' : 'resetNothing') };
   }
@@ -515,7 +529,12 @@ export class BotCoreImpl implements BotCore {
     const current = this.languageOf(ctx.user, ctx.locale);
     const denied = this.denied(ctx, current);
     if (denied) return denied;
-    this.store.setLanguage('user', ctx.user.platform, ctx.user.id, language);
+    try {
+      this.store.setLanguage('user', ctx.user.platform, ctx.user.id, language);
+    } catch (error) {
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(current, 'STORE_UNAVAILABLE') };
+    }
     const lang = this.languageOf(ctx.user, ctx.locale);
     return { ok: true, text: t(lang, 'languageSet') };
   }
@@ -589,6 +608,7 @@ export class BotCoreImpl implements BotCore {
       const forgotten = this.store.expire(this.config.limits.conversationTtlMs);
       if (forgotten > 0) this.logger.info({ forgotten }, 'forgot idle conversations');
     } catch (error) {
+      if (isVistyleError(error, 'STORE_UNAVAILABLE')) return; // logged by the store
       this.logger.warn({ error: errorFields(error) }, 'conversation expiry failed');
     }
   }

@@ -93,6 +93,10 @@ const ERRORS: Partial<Record<ErrorCode, LocalizedText>> = {
   SHUTTING_DOWN: { en: 'The bot is restarting and cannot take this request. Please ask again in a minute.', zh: '机器人正在重启，无法处理这个请求，请过一分钟再问。' },
   STYLE_UNKNOWN: { en: 'There is no style called “{name}”. Available: {available}.', zh: '没有名为「{name}」的风格。可选：{available}。' },
   NETWORK: { en: 'I could not download that picture. Please send it again.', zh: '图片下载失败，请再发一次。' },
+  STORE_UNAVAILABLE: {
+    en: 'Sorry, I cannot save changes right now (the server’s storage is not taking writes). Nothing was changed; questions about pictures still work. Please try again later.',
+    zh: '抱歉，现在无法保存更改（服务器存储暂时无法写入）。设置没有改变，看图问答仍然可用，请稍后再试。',
+  },
   INTERNAL: { en: 'Sorry, something went wrong on my side. Please try again.', zh: '抱歉，我这边出了点问题，请再试一次。' },
 };
 

@@ -2,7 +2,7 @@
 // The `vistyle` command line. Each command lives in its own module under ./commands and registers
 // itself on the program; this file only wires them up and turns failures into one clear line.
 import { Command, CommanderError } from 'commander';
-import { VistyleError } from '../errors.js';
+import { exitStatusOf, VistyleError } from '../errors.js';
 import { redactSecrets } from '../log.js';
 import { registerModelCommands } from './commands/model.js';
 import { registerAskCommand } from './commands/ask.js';
@@ -62,7 +62,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode;
     }
     printError(error, verbose);
-    return 1;
+    return exitStatusOf(error);
   }
 }
 

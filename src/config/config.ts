@@ -67,6 +67,10 @@ export interface AppConfig {
   access: AccessConfig;
   defaultLanguage: Language;
   logLevel: string;
+  /** json or pretty; unset: pretty when stderr is a terminal, else JSON (VISTYLE_LOG_FORMAT). */
+  logFormat?: 'json' | 'pretty';
+  /** Where logs go once stderr is gone for good (VISTYLE_LOG_FILE); null: dropped and counted. */
+  logFile: string | null;
   metrics?: { port: number; host: string };
   /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
   queue?: QueueConfig;
@@ -159,6 +163,8 @@ const EnvSchema = z.object({
   VISTYLE_ADMIN_IDS: idList,
   VISTYLE_DEFAULT_LANGUAGE: z.enum(['en', 'zh'], { error: 'expected en or zh' }).default('en'),
   VISTYLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }).default('info'),
+  VISTYLE_LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'expected json or pretty' }).optional(),
+  VISTYLE_LOG_FILE: optionalText,
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
   VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
@@ -241,6 +247,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     defaultLanguage: e.VISTYLE_DEFAULT_LANGUAGE,
     logLevel: e.VISTYLE_LOG_LEVEL,
+    ...(e.VISTYLE_LOG_FORMAT ? { logFormat: e.VISTYLE_LOG_FORMAT } : {}),
+    logFile: e.VISTYLE_LOG_FILE ?? null,
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {
