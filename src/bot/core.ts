@@ -11,6 +11,7 @@ import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
 import { BotMetrics } from '../scheduler/metrics.js';
+import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
@@ -58,6 +59,8 @@ export interface BotCoreDeps {
   config: CoreConfig;
   logger?: Logger;
   metrics?: BotMetrics;
+  /** The queue and limits (default: the in-process Scheduler; src/queue's RedisScheduler for a front end). */
+  scheduler?: AnswerScheduler;
   /** How often to forget idle conversations (default hourly). */
   expirySweepMs?: number;
 }
@@ -92,7 +95,7 @@ export class BotCoreImpl implements BotCore {
   private readonly store: Store;
   private readonly config: CoreConfig;
   private readonly logger: Logger;
-  private readonly scheduler: Scheduler;
+  private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
   private readonly outstanding = new Set<Promise<AskOutcome>>();
   private readonly expiryTimer: NodeJS.Timeout;
@@ -107,14 +110,16 @@ export class BotCoreImpl implements BotCore {
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
-    this.scheduler = new Scheduler({
-      slots: limits.engineSlots,
-      userInFlight: limits.userInFlight,
-      userPerMinute: limits.userPerMinute,
-      maxQueueLength: limits.maxQueueLength,
-      requestTimeoutMs: limits.requestTimeoutMs,
-      metrics: this.metrics,
-    });
+    this.scheduler =
+      deps.scheduler ??
+      new Scheduler({
+        slots: limits.engineSlots,
+        userInFlight: limits.userInFlight,
+        userPerMinute: limits.userPerMinute,
+        maxQueueLength: limits.maxQueueLength,
+        requestTimeoutMs: limits.requestTimeoutMs,
+        metrics: this.metrics,
+      });
     this.sweepExpired();
     this.expiryTimer = setInterval(() => this.sweepExpired(), deps.expirySweepMs ?? 3600_000);
     this.expiryTimer.unref();
@@ -230,10 +235,11 @@ export class BotCoreImpl implements BotCore {
         exempt: false,
         onPosition: (position) => driver.queued(position),
         onStart: () => driver.started(),
-        run: async ({ signal, waitedMs }) => {
+        onNotice: (notice) => driver.progress(t(lang, notice)),
+        run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
           const image = await imageBytes;
-          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver });
+          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver, onRestart });
         },
       });
       liveRequest.scheduled = true;
@@ -296,20 +302,28 @@ export class BotCoreImpl implements BotCore {
     image: Uint8Array;
     signal: AbortSignal;
     driver: SinkDriver;
+    onRestart?: ((listener: () => void) => void) | undefined;
   }): Promise<Answer> {
+    // A distributed job that starts over on another worker: the text so far is forgotten.
+    let restarted = false;
+    input.onRestart?.(() => {
+      restarted = true;
+    });
     const turns = input.conversation?.turns ?? [];
     let keep = Math.min(turns.length, this.config.limits.historyTurns);
     for (;;) {
       const history = historyMessages(turns.slice(turns.length - keep));
-      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, image: true });
+      // One picture per conversation for now: the oldest turn kept shows it, else this question.
+      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, images: history.length === 0 ? [0] : [] });
       try {
         const stream = this.engine.generate(
-          { image: input.image, messages: styled.messages, adapter: styled.adapter, sampling: styled.sampling },
+          { images: [input.image], messages: styled.messages, lora: styled.lora, sampling: styled.sampling },
           { signal: input.signal },
         );
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
         let text = '';
         for await (const delta of stream) {
+          if (restarted) [text, restarted] = ['', false];
           text += delta;
           if (text.trim()) input.driver.progress(text);
         }
@@ -629,8 +643,8 @@ function answerQuestion(style: Style, lang: Language): string {
 function historyMessages(turns: ConversationWithTurns['turns']): ChatMessage[] {
   const messages: ChatMessage[] = [];
   turns.forEach((turn, index) => {
-    messages.push(index === 0 ? { role: 'user', text: turn.question, image: true } : { role: 'user', text: turn.question });
-    messages.push({ role: 'assistant', text: turn.answer });
+    messages.push(index === 0 ? { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: turn.question }] } : { role: 'user', content: turn.question });
+    messages.push({ role: 'assistant', content: turn.answer });
   });
   return messages;
 }

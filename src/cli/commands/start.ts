@@ -5,6 +5,8 @@
 // SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
 // running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
 // the store close. A second signal exits at once.
+// With VISTYLE_QUEUE_URL it is a front end only: no model here; answers go through Redis (BullMQ)
+// to `vistyle worker`s (src/queue), with the same limits, positions and streaming.
 import type { Command } from 'commander';
 import { createDiscordAdapter } from '../../../adapters/discord/index.js';
 import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
@@ -18,6 +20,7 @@ import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } fr
 import { registerFaultMetrics } from '../../fault-metrics.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
 import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
+import { QueueFrontEnd, hasQueue } from '../../queue/front-end.js';
 import { Store } from '../../store/store.js';
 import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
 
@@ -46,6 +49,8 @@ export interface RunningBot {
   core: BotCoreImpl;
   adapters: PlatformAdapter[];
   metricsPort?: number;
+  /** With VISTYLE_QUEUE_URL: the queue client (readiness, metrics). */
+  queue?: QueueFrontEnd;
 }
 
 export function registerStartCommand(program: Command): void {
@@ -105,10 +110,19 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     closers.push({ name: 'styles', close: () => styles.close() });
     const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
-    log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
-    const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
-    closers.push({ name: 'engine', close: () => engine.close() });
     const metrics = new BotMetrics({ defaultMetrics: true });
+    let engine: Engine;
+    let frontEnd: QueueFrontEnd | undefined;
+    if (hasQueue(config)) {
+      frontEnd = new QueueFrontEnd(config, logger.child({ module: 'queue' }), metrics);
+      closers.push({ name: 'queue', close: () => frontEnd!.close() });
+      await frontEnd.start();
+      engine = frontEnd.engine;
+    } else {
+      log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
+      engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
+      closers.push({ name: 'engine', close: () => engine.close() });
+    }
     registerFaultMetrics(metrics.registry, { store });
     let metricsServer: MetricsServer | undefined;
     if (config.metrics) {
@@ -116,7 +130,15 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       closers.push({ name: 'metrics', close: () => metricsServer!.close() });
       log.info({ port: metricsServer.port, host: config.metrics.host }, 'metrics on /metrics');
     }
-    core = createBotCore({ engine, styles, store, config, logger: logger.child({ module: 'bot' }), metrics });
+    core = createBotCore({
+      engine,
+      styles,
+      store,
+      config,
+      logger: logger.child({ module: 'bot' }),
+      metrics,
+      ...(frontEnd ? { scheduler: frontEnd.scheduler } : {}),
+    });
 
     if (config.telegram) {
       adapters.push(
@@ -150,7 +172,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       log.info({ platform: adapter.name }, 'adapter started');
     }
     log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
-    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
+    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
 
     const reason = await stop.reason;
     log.info({ reason }, 'shutting down');
