@@ -11,6 +11,7 @@ import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
 import { BotMetrics } from '../metrics/metrics.js';
+import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
@@ -59,6 +60,8 @@ export interface BotCoreDeps {
   config: CoreConfig;
   logger?: Logger;
   metrics?: BotMetrics;
+  /** The queue and limits (default: the in-process Scheduler; src/queue's RedisScheduler for a front end). */
+  scheduler?: AnswerScheduler;
   /** How often to forget idle conversations (default hourly). */
   expirySweepMs?: number;
 }
@@ -93,7 +96,7 @@ export class BotCoreImpl implements BotCore {
   private readonly store: Store;
   private readonly config: CoreConfig;
   private readonly logger: Logger;
-  private readonly scheduler: Scheduler;
+  private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
   private readonly outstanding = new Set<Promise<unknown>>();
   private readonly expiryTimer: NodeJS.Timeout;
@@ -108,14 +111,16 @@ export class BotCoreImpl implements BotCore {
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
-    this.scheduler = new Scheduler({
-      slots: limits.engineSlots,
-      userInFlight: limits.userInFlight,
-      userPerMinute: limits.userPerMinute,
-      maxQueueLength: limits.maxQueueLength,
-      requestTimeoutMs: limits.requestTimeoutMs,
-      metrics: this.metrics,
-    });
+    this.scheduler =
+      deps.scheduler ??
+      new Scheduler({
+        slots: limits.engineSlots,
+        userInFlight: limits.userInFlight,
+        userPerMinute: limits.userPerMinute,
+        maxQueueLength: limits.maxQueueLength,
+        requestTimeoutMs: limits.requestTimeoutMs,
+        metrics: this.metrics,
+      });
     this.sweepExpired();
     this.expiryTimer = setInterval(() => this.sweepExpired(), deps.expirySweepMs ?? 3600_000);
     this.expiryTimer.unref();
@@ -231,10 +236,11 @@ export class BotCoreImpl implements BotCore {
         exempt: false,
         onPosition: (position) => driver.queued(position),
         onStart: () => driver.started(),
-        run: async ({ signal, waitedMs }) => {
+        onNotice: (notice) => driver.progress(t(lang, notice)),
+        run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
           const image = await imageBytes;
-          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver });
+          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver, onRestart });
         },
       });
       liveRequest.scheduled = true;
@@ -297,7 +303,13 @@ export class BotCoreImpl implements BotCore {
     image: Uint8Array;
     signal: AbortSignal;
     driver: SinkDriver;
+    onRestart?: ((listener: () => void) => void) | undefined;
   }): Promise<Answer> {
+    // A distributed job that starts over on another worker: the text so far is forgotten.
+    let restarted = false;
+    input.onRestart?.(() => {
+      restarted = true;
+    });
     const turns = input.conversation?.turns ?? [];
     let keep = Math.min(turns.length, this.config.limits.historyTurns);
     for (;;) {
@@ -312,6 +324,7 @@ export class BotCoreImpl implements BotCore {
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
         let text = '';
         for await (const delta of stream) {
+          if (restarted) [text, restarted] = ['', false];
           text += delta;
           if (text.trim()) input.driver.progress(text);
         }

@@ -11,6 +11,7 @@ import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
 import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
 import { loadDotEnv } from '../config/dotenv.js';
 import { VERSION } from '../version.js';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerDataCommands(program);
   registerStartCommand(program);
   registerServeCommand(program);
+  registerWorkerCommand(program);
   oneLineUsageErrors(program);
   return program;
 }

@@ -55,9 +55,10 @@ export interface StartHttpOptions {
   plan: HttpPlan;
   metrics: BotMetrics;
   readiness: Readiness;
-  styles: StyleRegistry;
-  /** The bot core once the model is loaded. */
-  core: () => BotCoreImpl | undefined;
+  /** Needed when the plan serves the API. */
+  styles?: StyleRegistry;
+  /** The bot core once the model is loaded (API only). */
+  core?: () => BotCoreImpl | undefined;
   logger: Logger;
   /** Extra CA certificates for https image URLs (tests). */
   imageUrlCa?: string | Buffer;
@@ -72,6 +73,7 @@ export async function startVistyleHttp(options: StartHttpOptions): Promise<HttpS
   let api: OpenAiApi | undefined;
   let page: PageAssets | undefined;
   if (plan.api) {
+    if (!options.styles || !options.core) throw new VistyleError('INTERNAL', 'the API needs the style registry and the bot core');
     const defaults = { inFlight: config.limits.userInFlight, perMinute: config.limits.userPerMinute };
     const keys = ApiKeys.load({ envValue: config.http.apiKeys, file: config.http.apiKeysFile, defaults });
     const access: ApiAccess = keys.size > 0 ? 'keys' : isLoopbackAddress(plan.host) ? 'open' : 'off';

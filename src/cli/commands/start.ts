@@ -7,6 +7,8 @@
 // the store close. A second signal exits at once. The HTTP server (src/http/app.ts) starts before
 // the model loads: health and metrics always (127.0.0.1:8484 by default), the OpenAI-compatible API
 // and web page too when VISTYLE_HTTP_PORT is set; `vistyle serve` runs the same without platforms.
+// With VISTYLE_QUEUE_URL it is a front end only: no model here; answers go through Redis (BullMQ)
+// to `vistyle worker`s (src/queue), with the same limits, positions and streaming.
 import type { Command } from 'commander';
 import { createDiscordAdapter } from '../../../adapters/discord/index.js';
 import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
@@ -23,6 +25,7 @@ import { Readiness } from '../../health/readiness.js';
 import { httpPlan, startVistyleHttp, type HttpPlanOverrides } from '../../http/app.js';
 import type { HttpServer } from '../../http/server.js';
 import { BotMetrics } from '../../metrics/metrics.js';
+import { QueueFrontEnd, hasQueue } from '../../queue/front-end.js';
 import { Store } from '../../store/store.js';
 import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
 
@@ -61,6 +64,8 @@ export interface RunningBot {
   httpPort?: number;
   /** The readiness registry behind /readyz; other parts register their checks here. */
   readiness: Readiness;
+  /** With VISTYLE_QUEUE_URL: the queue client (readiness, metrics). */
+  queue?: QueueFrontEnd;
 }
 
 export function registerStartCommand(program: Command): void {
@@ -126,7 +131,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     // The HTTP server is up before the model loads: /healthz answers, /readyz says what it waits for.
     const metrics = new BotMetrics({ defaultMetrics: true });
     registerFaultMetrics(metrics.registry, { store });
-    readiness.report('engine', false, 'loading the model');
+    readiness.report('engine', false, hasQueue(config) ? 'connecting to the queue' : 'loading the model');
     const http: HttpServer | undefined = await startVistyleHttp({
       config,
       plan: httpPlan(config, serve, options.http),
@@ -138,11 +143,33 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       ...(options.imageUrlCa ? { imageUrlCa: options.imageUrlCa } : {}),
     });
     if (http) closers.push({ name: 'http', close: () => http.close() });
-    log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
-    const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
-    closers.push({ name: 'engine', close: () => engine.close() });
+    let engine: Engine;
+    let frontEnd: QueueFrontEnd | undefined;
+    if (hasQueue(config)) {
+      frontEnd = new QueueFrontEnd(config, logger.child({ module: 'queue' }), metrics);
+      closers.push({ name: 'queue', close: () => frontEnd!.close() });
+      await frontEnd.start();
+      engine = frontEnd.engine;
+      const queue = frontEnd;
+      readiness.register('queue', () => {
+        const state = queue.readiness();
+        return state.ready ? { ready: true } : { ready: false, detail: state.reasons.join('; ') };
+      });
+    } else {
+      log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
+      engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
+      closers.push({ name: 'engine', close: () => engine.close() });
+    }
     readiness.register('engine', engineCheck(engine));
-    core = createBotCore({ engine, styles, store, config, logger: logger.child({ module: 'bot' }), metrics });
+    core = createBotCore({
+      engine,
+      styles,
+      store,
+      config,
+      logger: logger.child({ module: 'bot' }),
+      metrics,
+      ...(frontEnd ? { scheduler: frontEnd.scheduler } : {}),
+    });
 
     if (config.telegram && !serve) {
       adapters.push(
@@ -179,7 +206,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       log.info({ platform: adapter.name }, 'adapter started');
     }
     log.info({ platforms: adapters.map((a) => a.name), ...(http ? { http: http.url } : {}) }, 'vistyle is running');
-    options.onStarted?.({ config, core, adapters, readiness, ...(http ? { metricsPort: http.port, httpPort: http.port } : {}) });
+    options.onStarted?.({ config, core, adapters, readiness, ...(http ? { metricsPort: http.port, httpPort: http.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
 
     const reason = await stop.reason;
     readiness.report('shutdown', false, 'shutting down');
