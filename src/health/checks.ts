@@ -60,15 +60,18 @@ export function storeCheck(dbPath: string, store?: StoreHealthSource): () => Che
 
 /**
  * A platform adapter: not ready until its start() resolved; after that, its own `status()` when it
- * has one (`{ connected, detail? }` or a CheckResult), else ready.
+ * has one (the platform adapters' AdapterStatus: `{ state, connected, lastError }`, or a
+ * CheckResult), else ready.
  */
 export function adapterCheck(adapter: object, started: () => boolean): () => CheckResult {
   return () => {
     if (!started()) return { ready: false, detail: 'connecting' };
     const status = (adapter as { status?: () => unknown }).status;
     if (typeof status !== 'function') return { ready: true };
-    const value = status.call(adapter) as { ready?: boolean; connected?: boolean; detail?: string } | undefined;
+    const value = status.call(adapter) as { ready?: boolean; connected?: boolean; detail?: string; state?: string; lastError?: string | null } | undefined;
     const ready = value?.ready ?? value?.connected ?? false;
-    return value?.detail === undefined ? { ready } : { ready, detail: value.detail };
+    if (ready) return { ready: true };
+    const detail = value?.detail ?? [value?.state, value?.lastError].filter(Boolean).join(': ');
+    return detail ? { ready: false, detail } : { ready: false };
   };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storeCheck } from '../../src/health/checks.js';
+import { adapterCheck, storeCheck } from '../../src/health/checks.js';
 import { Readiness } from '../../src/health/readiness.js';
 import { healthTarget } from '../../src/http/healthcheck.js';
 import { startHttpServer, type HttpServer } from '../../src/http/server.js';
@@ -40,6 +40,18 @@ describe('the readiness registry', () => {
       slow: { ready: false, detail: 'no answer within 100 ms' },
       async: { ready: true },
     });
+  });
+
+  it('reads an adapter\'s connection status', () => {
+    let started = false;
+    let status = { platform: 'telegram', state: 'reconnecting', connected: false, reconnectingSince: 1, lastError: 'getUpdates: 502 Bad Gateway', lastErrorAt: 1 };
+    const check = adapterCheck({ status: () => status }, () => started);
+    expect(check()).toEqual({ ready: false, detail: 'connecting' });
+    started = true;
+    expect(check()).toEqual({ ready: false, detail: 'reconnecting: getUpdates: 502 Bad Gateway' });
+    status = { ...status, state: 'connected', connected: true, lastError: null as unknown as string };
+    expect(check()).toEqual({ ready: true });
+    expect(adapterCheck({}, () => true)()).toEqual({ ready: true });
   });
 
   it('checks that the store can be written', () => {
