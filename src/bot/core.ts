@@ -10,7 +10,7 @@ import { idListMatches } from '../config/config.js';
 import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
-import { BotMetrics } from '../scheduler/metrics.js';
+import { BotMetrics } from '../metrics/metrics.js';
 import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
@@ -19,6 +19,7 @@ import type { Style, StyleRegistry } from '../styles/types.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
 import { fetchImage, precheckImage } from './image-input.js';
 import { SinkDriver } from './sink-driver.js';
+import { styledStatelessRequest, type StatelessAnswer, type StatelessHooks, type StatelessRequest } from './stateless.js';
 import type {
   AccessDecision,
   AnswerSink,
@@ -97,7 +98,7 @@ export class BotCoreImpl implements BotCore {
   private readonly logger: Logger;
   private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
-  private readonly outstanding = new Set<Promise<AskOutcome>>();
+  private readonly outstanding = new Set<Promise<unknown>>();
   private readonly expiryTimer: NodeJS.Timeout;
   private closing = false;
 
@@ -412,6 +413,88 @@ export class BotCoreImpl implements BotCore {
     return params;
   }
 
+  // ---------------------------------------------------------------- stateless (the HTTP API)
+
+  /**
+   * Answers a whole conversation the caller gives (src/bot/stateless.ts) through the same styles,
+   * scheduler (queue cap, positions, time-outs, cancellation) and engine as the bots, storing
+   * nothing. Rejects with a VistyleError (a LimitError when refused by a limit).
+   */
+  askStateless(request: StatelessRequest, hooks: StatelessHooks = {}): Promise<StatelessAnswer> {
+    const done = this.answerStateless(request, hooks);
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.outstanding.add(settled);
+    void settled.finally(() => this.outstanding.delete(settled));
+    return done;
+  }
+
+  private async answerStateless(request: StatelessRequest, hooks: StatelessHooks): Promise<StatelessAnswer> {
+    const id = randomUUID();
+    const log = this.logger.child({ requestId: id, platform: 'api', caller: request.caller });
+    const startedAt = Date.now();
+    let style: Style | undefined;
+    try {
+      if (this.closing) throw new VistyleError('SHUTTING_DOWN', 'shutting down');
+      style = request.style === undefined ? this.styles.defaultStyle() : this.findStyle(request.style);
+      if (!style) throw new VistyleError('STYLE_UNKNOWN', `unknown style "${request.style}"`, { details: { style: request.style } });
+      const chosen = style;
+      const engineRequest = styledStatelessRequest(chosen, request, this.config.limits.maxQuestionChars);
+      if (hooks.signal?.aborted) throw new VistyleError('CANCELLED', 'cancelled before it was queued');
+      const job = this.scheduler.submit<StatelessAnswer>({
+        id,
+        userKey: request.caller,
+        exempt: request.exemptFromUserLimits === true,
+        ...(hooks.onPosition ? { onPosition: hooks.onPosition } : {}),
+        ...(hooks.onStart ? { onStart: hooks.onStart } : {}),
+        run: async ({ signal, waitedMs }) => {
+          const stream = this.engine.generate(engineRequest, { signal });
+          stream.result.catch(() => undefined); // observed below
+          let text = '';
+          for await (const delta of stream) {
+            text += delta;
+            try {
+              hooks.onDelta?.(delta);
+            } catch (error) {
+              log.warn({ error: errorFields(error) }, 'stateless delta hook failed');
+            }
+          }
+          const result = await stream.result;
+          if (result.finishReason === 'cancelled' || signal.aborted) throw signal.reason ?? new VistyleError('CANCELLED', 'cancelled');
+          this.metrics.generation.observe(result.timings.totalMs / 1000);
+          this.metrics.timeToFirstToken.observe(result.ttftMs / 1000);
+          if (result.tokens.length > 1) this.metrics.tokensPerSecond.observe(result.tokensPerSecond);
+          this.metrics.generatedTokens.inc(result.tokens.length);
+          return { text: result.text || text, result, style: chosen, waitedMs };
+        },
+      });
+      // The caller went away: leave the queue, or stop the engine at its next step.
+      const onAbort = () => this.scheduler.cancel(id, 'CANCELLED');
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      let answer: StatelessAnswer;
+      try {
+        answer = await job.result;
+      } finally {
+        hooks.signal?.removeEventListener('abort', onAbort);
+      }
+      this.metrics.requests.inc({ platform: 'api', outcome: 'answered' });
+      log.info(
+        { style: chosen.id, outcome: 'answered', waitMs: answer.waitedMs, promptTokens: answer.result.promptTokens, tokens: answer.result.tokens.length, finishReason: answer.result.finishReason, totalMs: Date.now() - startedAt },
+        'request answered',
+      );
+      return answer;
+    } catch (error) {
+      const code: ErrorCode = isVistyleError(error) ? error.code : 'INTERNAL';
+      this.metrics.requests.inc({ platform: 'api', outcome: 'failed' });
+      this.metrics.errors.inc({ code });
+      const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
+      log[level]({ style: style?.id, outcome: 'failed', code, err: redactSecrets(String((error as Error)?.message ?? error)), totalMs: Date.now() - startedAt }, 'request failed');
+      throw error;
+    }
+  }
+
   // ---------------------------------------------------------------- cancelling
 
   cancel(requestId: string, by?: BotUser): CommandResult {
@@ -582,7 +665,7 @@ export class BotCoreImpl implements BotCore {
   }
 
   /** By id, else by a display name (case-insensitive). */
-  private findStyle(name: string): Style | undefined {
+  findStyle(name: string): Style | undefined {
     const wanted = name.trim();
     const byId = this.styles.get(wanted) ?? this.styles.get(wanted.toLowerCase());
     if (byId) return byId;

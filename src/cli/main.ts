@@ -10,6 +10,7 @@ import { registerTokenizeCommand } from './commands/tokenize.js';
 import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerServeCommand } from './commands/serve.js';
 import { registerWorkerCommand } from './commands/worker.js';
 import { loadDotEnv } from '../config/dotenv.js';
 import { VERSION } from '../version.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerStylesCommand(program);
   registerDataCommands(program);
   registerStartCommand(program);
+  registerServeCommand(program);
   registerWorkerCommand(program);
   oneLineUsageErrors(program);
   return program;

@@ -71,7 +71,9 @@ export interface AppConfig {
   logFormat?: 'json' | 'pretty';
   /** Where logs go once stderr is gone for good (VISTYLE_LOG_FILE); null: dropped and counted. */
   logFile: string | null;
+  /** Deprecated: VISTYLE_METRICS_PORT, now the port of the health/metrics server when VISTYLE_HTTP_PORT is unset. */
   metrics?: { port: number; host: string };
+  http: HttpConfig;
   /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
   queue?: QueueConfig;
 }
@@ -96,6 +98,22 @@ export interface QueueConfig {
   adaptersDir: string;
   /** Name of this worker in metrics and logs (default host:pid). */
   workerName?: string;
+}
+
+/** The HTTP server (src/http): health, metrics, and the OpenAI-compatible API with its web page. */
+export interface HttpConfig {
+  /** VISTYLE_HTTP_PORT; when set, `vistyle start` serves the API and the web page too. */
+  port?: number;
+  /** VISTYLE_HTTP_HOST (default 127.0.0.1). */
+  host: string;
+  /** VISTYLE_API_KEYS, unparsed (src/http/keys.ts reads it); a secret. */
+  apiKeys: string | null;
+  /** VISTYLE_API_KEYS_FILE: YAML/JSON keys with per-key limits and style allow-lists. */
+  apiKeysFile: string | null;
+  /** VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: let image URLs reach loopback/private/link-local addresses. */
+  allowPrivateImageUrls: boolean;
+  /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
+  maxImagesPerMessage: number;
 }
 
 const MiB = 1024 * 1024;
@@ -167,6 +185,12 @@ const EnvSchema = z.object({
   VISTYLE_LOG_FILE: optionalText,
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_HTTP_PORT: optionalInt(0, 65535),
+  VISTYLE_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_API_KEYS: optionalText,
+  VISTYLE_API_KEYS_FILE: optionalText,
+  VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: bool(false),
+  VISTYLE_MAX_IMAGES_PER_MESSAGE: int(1, 64, 4),
   VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
   VISTYLE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1-32 characters A-Z, a-z, 0-9, _ or -' }).default('vistyle'),
   VISTYLE_WORKER_CONCURRENCY: optionalInt(1, 256),
@@ -181,7 +205,7 @@ const EnvSchema = z.object({
 export type EnvVars = z.input<typeof EnvSchema>;
 
 /** Variables whose values are secrets: registered for redaction and never echoed in errors. */
-export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET'] as const;
+export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET', 'VISTYLE_API_KEYS'] as const;
 
 /** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
@@ -249,6 +273,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     logLevel: e.VISTYLE_LOG_LEVEL,
     ...(e.VISTYLE_LOG_FORMAT ? { logFormat: e.VISTYLE_LOG_FORMAT } : {}),
     logFile: e.VISTYLE_LOG_FILE ?? null,
+    http: {
+      ...(e.VISTYLE_HTTP_PORT === undefined ? {} : { port: e.VISTYLE_HTTP_PORT }),
+      host: e.VISTYLE_HTTP_HOST,
+      apiKeys: e.VISTYLE_API_KEYS ?? null,
+      apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
+      allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
+      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    },
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {
