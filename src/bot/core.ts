@@ -10,7 +10,8 @@ import { idListMatches } from '../config/config.js';
 import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
-import { BotMetrics } from '../scheduler/metrics.js';
+import { BotMetrics } from '../metrics/metrics.js';
+import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
@@ -18,6 +19,7 @@ import type { Style, StyleRegistry } from '../styles/types.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
 import { fetchImage, precheckImage } from './image-input.js';
 import { SinkDriver } from './sink-driver.js';
+import { styledStatelessRequest, type StatelessAnswer, type StatelessHooks, type StatelessRequest } from './stateless.js';
 import type {
   AccessDecision,
   AnswerSink,
@@ -58,6 +60,8 @@ export interface BotCoreDeps {
   config: CoreConfig;
   logger?: Logger;
   metrics?: BotMetrics;
+  /** The queue and limits (default: the in-process Scheduler; src/queue's RedisScheduler for a front end). */
+  scheduler?: AnswerScheduler;
   /** How often to forget idle conversations (default hourly). */
   expirySweepMs?: number;
 }
@@ -92,9 +96,9 @@ export class BotCoreImpl implements BotCore {
   private readonly store: Store;
   private readonly config: CoreConfig;
   private readonly logger: Logger;
-  private readonly scheduler: Scheduler;
+  private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
-  private readonly outstanding = new Set<Promise<AskOutcome>>();
+  private readonly outstanding = new Set<Promise<unknown>>();
   private readonly expiryTimer: NodeJS.Timeout;
   private closing = false;
 
@@ -107,14 +111,16 @@ export class BotCoreImpl implements BotCore {
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
-    this.scheduler = new Scheduler({
-      slots: limits.engineSlots,
-      userInFlight: limits.userInFlight,
-      userPerMinute: limits.userPerMinute,
-      maxQueueLength: limits.maxQueueLength,
-      requestTimeoutMs: limits.requestTimeoutMs,
-      metrics: this.metrics,
-    });
+    this.scheduler =
+      deps.scheduler ??
+      new Scheduler({
+        slots: limits.engineSlots,
+        userInFlight: limits.userInFlight,
+        userPerMinute: limits.userPerMinute,
+        maxQueueLength: limits.maxQueueLength,
+        requestTimeoutMs: limits.requestTimeoutMs,
+        metrics: this.metrics,
+      });
     this.sweepExpired();
     this.expiryTimer = setInterval(() => this.sweepExpired(), deps.expirySweepMs ?? 3600_000);
     this.expiryTimer.unref();
@@ -230,10 +236,11 @@ export class BotCoreImpl implements BotCore {
         exempt: false,
         onPosition: (position) => driver.queued(position),
         onStart: () => driver.started(),
-        run: async ({ signal, waitedMs }) => {
+        onNotice: (notice) => driver.progress(t(lang, notice)),
+        run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
           const image = await imageBytes;
-          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver });
+          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver, onRestart });
         },
       });
       liveRequest.scheduled = true;
@@ -296,20 +303,28 @@ export class BotCoreImpl implements BotCore {
     image: Uint8Array;
     signal: AbortSignal;
     driver: SinkDriver;
+    onRestart?: ((listener: () => void) => void) | undefined;
   }): Promise<Answer> {
+    // A distributed job that starts over on another worker: the text so far is forgotten.
+    let restarted = false;
+    input.onRestart?.(() => {
+      restarted = true;
+    });
     const turns = input.conversation?.turns ?? [];
     let keep = Math.min(turns.length, this.config.limits.historyTurns);
     for (;;) {
       const history = historyMessages(turns.slice(turns.length - keep));
-      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, image: true });
+      // One picture per conversation for now: the oldest turn kept shows it, else this question.
+      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, images: history.length === 0 ? [0] : [] });
       try {
         const stream = this.engine.generate(
-          { image: input.image, messages: styled.messages, adapter: styled.adapter, sampling: styled.sampling },
+          { images: [input.image], messages: styled.messages, lora: styled.lora, sampling: styled.sampling },
           { signal: input.signal },
         );
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
         let text = '';
         for await (const delta of stream) {
+          if (restarted) [text, restarted] = ['', false];
           text += delta;
           if (text.trim()) input.driver.progress(text);
         }
@@ -396,6 +411,88 @@ export class BotCoreImpl implements BotCore {
     }
     if (error.code === 'STYLE_UNKNOWN' && typeof error.details?.style === 'string') params.name = error.details.style;
     return params;
+  }
+
+  // ---------------------------------------------------------------- stateless (the HTTP API)
+
+  /**
+   * Answers a whole conversation the caller gives (src/bot/stateless.ts) through the same styles,
+   * scheduler (queue cap, positions, time-outs, cancellation) and engine as the bots, storing
+   * nothing. Rejects with a VistyleError (a LimitError when refused by a limit).
+   */
+  askStateless(request: StatelessRequest, hooks: StatelessHooks = {}): Promise<StatelessAnswer> {
+    const done = this.answerStateless(request, hooks);
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.outstanding.add(settled);
+    void settled.finally(() => this.outstanding.delete(settled));
+    return done;
+  }
+
+  private async answerStateless(request: StatelessRequest, hooks: StatelessHooks): Promise<StatelessAnswer> {
+    const id = randomUUID();
+    const log = this.logger.child({ requestId: id, platform: 'api', caller: request.caller });
+    const startedAt = Date.now();
+    let style: Style | undefined;
+    try {
+      if (this.closing) throw new VistyleError('SHUTTING_DOWN', 'shutting down');
+      style = request.style === undefined ? this.styles.defaultStyle() : this.findStyle(request.style);
+      if (!style) throw new VistyleError('STYLE_UNKNOWN', `unknown style "${request.style}"`, { details: { style: request.style } });
+      const chosen = style;
+      const engineRequest = styledStatelessRequest(chosen, request, this.config.limits.maxQuestionChars);
+      if (hooks.signal?.aborted) throw new VistyleError('CANCELLED', 'cancelled before it was queued');
+      const job = this.scheduler.submit<StatelessAnswer>({
+        id,
+        userKey: request.caller,
+        exempt: request.exemptFromUserLimits === true,
+        ...(hooks.onPosition ? { onPosition: hooks.onPosition } : {}),
+        ...(hooks.onStart ? { onStart: hooks.onStart } : {}),
+        run: async ({ signal, waitedMs }) => {
+          const stream = this.engine.generate(engineRequest, { signal });
+          stream.result.catch(() => undefined); // observed below
+          let text = '';
+          for await (const delta of stream) {
+            text += delta;
+            try {
+              hooks.onDelta?.(delta);
+            } catch (error) {
+              log.warn({ error: errorFields(error) }, 'stateless delta hook failed');
+            }
+          }
+          const result = await stream.result;
+          if (result.finishReason === 'cancelled' || signal.aborted) throw signal.reason ?? new VistyleError('CANCELLED', 'cancelled');
+          this.metrics.generation.observe(result.timings.totalMs / 1000);
+          this.metrics.timeToFirstToken.observe(result.ttftMs / 1000);
+          if (result.tokens.length > 1) this.metrics.tokensPerSecond.observe(result.tokensPerSecond);
+          this.metrics.generatedTokens.inc(result.tokens.length);
+          return { text: result.text || text, result, style: chosen, waitedMs };
+        },
+      });
+      // The caller went away: leave the queue, or stop the engine at its next step.
+      const onAbort = () => this.scheduler.cancel(id, 'CANCELLED');
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      let answer: StatelessAnswer;
+      try {
+        answer = await job.result;
+      } finally {
+        hooks.signal?.removeEventListener('abort', onAbort);
+      }
+      this.metrics.requests.inc({ platform: 'api', outcome: 'answered' });
+      log.info(
+        { style: chosen.id, outcome: 'answered', waitMs: answer.waitedMs, promptTokens: answer.result.promptTokens, tokens: answer.result.tokens.length, finishReason: answer.result.finishReason, totalMs: Date.now() - startedAt },
+        'request answered',
+      );
+      return answer;
+    } catch (error) {
+      const code: ErrorCode = isVistyleError(error) ? error.code : 'INTERNAL';
+      this.metrics.requests.inc({ platform: 'api', outcome: 'failed' });
+      this.metrics.errors.inc({ code });
+      const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
+      log[level]({ style: style?.id, outcome: 'failed', code, err: redactSecrets(String((error as Error)?.message ?? error)), totalMs: Date.now() - startedAt }, 'request failed');
+      throw error;
+    }
   }
 
   // ---------------------------------------------------------------- cancelling
@@ -568,7 +665,7 @@ export class BotCoreImpl implements BotCore {
   }
 
   /** By id, else by a display name (case-insensitive). */
-  private findStyle(name: string): Style | undefined {
+  findStyle(name: string): Style | undefined {
     const wanted = name.trim();
     const byId = this.styles.get(wanted) ?? this.styles.get(wanted.toLowerCase());
     if (byId) return byId;
@@ -629,8 +726,8 @@ function answerQuestion(style: Style, lang: Language): string {
 function historyMessages(turns: ConversationWithTurns['turns']): ChatMessage[] {
   const messages: ChatMessage[] = [];
   turns.forEach((turn, index) => {
-    messages.push(index === 0 ? { role: 'user', text: turn.question, image: true } : { role: 'user', text: turn.question });
-    messages.push({ role: 'assistant', text: turn.answer });
+    messages.push(index === 0 ? { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: turn.question }] } : { role: 'user', content: turn.question });
+    messages.push({ role: 'assistant', content: turn.answer });
   });
   return messages;
 }

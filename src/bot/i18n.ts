@@ -64,6 +64,9 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
     zh: '你问得有点快了，请等 {seconds} 秒再试。',
   },
   unsupportedDocument: { en: 'I can only look at pictures (JPEG, PNG, WebP or GIF).', zh: '我只能看图片（JPEG、PNG、WebP 或 GIF）。' },
+  // notices of the distributed queue (src/queue), shown as the answer's text for the moment
+  answerRestarted: { en: 'The model server answering you stopped; starting your answer again on another one…', zh: '正在回答你的模型服务器停了，换一台重新开始回答…' },
+  queueReconnecting: { en: 'The queue server is reconnecting; your request is kept and goes on in a moment…', zh: '队列服务器正在重连，你的请求仍在，稍后继续…' },
 };
 
 /** What the user is told for each error code; codes not listed fall back to INTERNAL. */

@@ -10,6 +10,8 @@ import { registerTokenizeCommand } from './commands/tokenize.js';
 import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { loadDotEnv } from '../config/dotenv.js';
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   registerStylesCommand(program);
   registerDataCommands(program);
   registerStartCommand(program);
+  registerServeCommand(program);
+  registerWorkerCommand(program);
   registerDemoCommand(program);
   registerDoctorCommand(program);
   oneLineUsageErrors(program);

@@ -13,8 +13,10 @@ import { platformTokenProblems } from './checks/platforms.js';
 export const PREFLIGHT_TIMEOUT_MS = 10_000;
 
 export interface PreflightOptions {
-  /** Check the model folder (not when a test supplies its own engine). */
+  /** Check the model folder (not when a test supplies its own engine, nor on a queue front end). */
   model: boolean;
+  /** Check the platform tokens (not for `vistyle serve`, which runs no platform). */
+  platforms?: boolean;
   env: NodeJS.ProcessEnv;
   log: Logger;
 }
@@ -22,6 +24,7 @@ export interface PreflightOptions {
 export async function checkBeforeLoading(config: AppConfig, options: PreflightOptions): Promise<void> {
   for (const warning of unknownVariables({ env: options.env })) options.log.warn({ fix: warning.fix }, warning.text);
   if (options.model) openModelFolder(config.model.dir);
+  if (options.platforms === false) return;
   const { rejected, unreachable } = await platformTokenProblems(config, PREFLIGHT_TIMEOUT_MS);
   for (const message of unreachable) options.log.warn(message);
   if (rejected.length > 0) {

@@ -27,8 +27,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A long answer (greedy, many tokens) about the picture. */
 function longAnswer(): GenerateRequest {
   return {
-    image: PNG,
-    messages: [{ role: 'user', text: 'Describe this picture at length.', image: true }],
+    images: [PNG],
+    messages: [{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'Describe this picture at length.' }] }],
     sampling: { greedy: true, maxNewTokens: 200 },
   };
 }

@@ -24,7 +24,7 @@ export async function runDemo(question: string | undefined, flags: DemoFlags, ve
   const image = flags.image ?? (await ensureDemoPicture());
   const options: AskOptions = {
     model: dir,
-    image,
+    image: [image],
     maxTokens: flags.maxTokens,
     // a fixed seed: the same noise each time, so two runs can be compared
     seed: '1',

@@ -10,12 +10,12 @@ import type { GenerateRequest } from '../../engine/types.js';
 import { isVistyleError } from '../../errors.js';
 import { result, type CheckResult, type DoctorContext } from '../types.js';
 
-/** The one-token request (the engine's request shape lives here only). */
+/** The one-token request: one picture, one question. */
 function smokeRequest(image: Uint8Array): GenerateRequest {
   return {
-    image,
-    messages: [{ role: 'user', text: 'What is in this picture?', image: true }],
-    adapter: null,
+    images: [image],
+    messages: [{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] }],
+    lora: null,
     sampling: { maxNewTokens: 1, greedy: true },
   };
 }
