@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { runCli } from '../../src/cli/main.js';
 import { generateCheckpoint } from '../../models/checkpoint/generate.js';
 import { ModelManifestSchema } from '../../models/manifest.js';
+import { defaultPullDtype } from '../../src/cli/commands/model-pull.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vistyle-cli-build-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -113,6 +114,13 @@ describe('vistyle model build', () => {
     expect(await cli('--checkpoint', ckpt, '--out', join(root, 't3'), '--lora-targets', 'qq_proj')).toBe(1);
     expect(stderr).toMatch(/LoRA target "qq_proj" matches no attention projection/);
     expect(stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+
+  it('model pull builds int4 on CPU and fp16 for the GPU providers by default', () => {
+    expect(defaultPullDtype({})).toBe('int4');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'cpu' })).toBe('int4');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: ' CUDA ' })).toBe('fp16');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'webgpu' })).toBe('fp16');
   });
 
   it('names a missing checkpoint folder', async () => {
