@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import type { KvCache } from './kv-cache.js';
+import type { HostKvCache } from './kv-cache.js';
 import type { LruCache } from './lru.js';
 import type { GraphSession, ModelSessions } from './session.js';
 import { StopStringFilter, isStuckInLoop } from './stopping.js';
@@ -80,7 +80,7 @@ export interface GeneratorOptions {
   sessions: ModelSessions;
   manifest: ModelManifest;
   text: TextParts;
-  cache: KvCache;
+  cache: HostKvCache;
   /** Image features by image hash (+ adapter): follow-up questions skip the vision graph. */
   featureCache?: LruCache<string, Float32Array> | undefined;
   /** Loop guard for sampled answers (greedy runs are left exactly as the model decides). */
@@ -115,7 +115,7 @@ export class Generator {
   private readonly sessions: ModelSessions;
   private readonly manifest: ModelManifest;
   private readonly text: TextParts;
-  private readonly cache: KvCache;
+  private readonly cache: HostKvCache;
   private readonly featureCache: LruCache<string, Float32Array> | undefined;
   private readonly loopGuard: boolean;
   private readonly visionZeroLora: Record<string, ort.Tensor>;

@@ -5,7 +5,7 @@
 import { VistyleError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { Generator, type LoadedLora } from './generator.js';
-import { HostKvCache, kvCacheBytes, type KvCache } from './kv-cache.js';
+import { HostKvCache, kvCacheBytes } from './kv-cache.js';
 import { LoraCache, defaultLoraLoader, type LoraLoader } from './lora.js';
 import { LruCache } from './lru.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
@@ -57,7 +57,7 @@ export class LocalEngine implements Engine {
   constructor(
     folder: ModelFolder,
     private readonly sessions: ModelSessions,
-    private readonly cache: KvCache,
+    private readonly cache: HostKvCache,
     generator: Generator,
     loras: LoraCache,
     provider: ProviderConfig,
