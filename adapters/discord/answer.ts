@@ -5,8 +5,8 @@
 // its token expires (or as soon as Discord says the token is dead), so a long queue still ends in
 // a delivered answer.
 import { ButtonStyle, ComponentType } from 'discord.js';
-import type { EditScheduler } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import type { EditScheduler } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
 import type { AnswerSink, AskTicket, Language, Translate } from '../../src/bot/types.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';

@@ -14,8 +14,8 @@ import {
   type PartialMessage,
   type User,
 } from 'discord.js';
-import { EditSchedulers } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import { EditSchedulers } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
 import type {
   AskTicket,
   BotChat,

@@ -4,8 +4,8 @@
 import { createServer, type Server } from 'node:http';
 import { Telegraf } from 'telegraf';
 import type { CallbackQuery, InlineKeyboardMarkup, Message, User } from 'telegraf/types';
-import { EditSchedulers } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import { EditSchedulers } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
 import type {
   BotChat,
   BotCore,

@@ -11,8 +11,8 @@
 //   follows it as new messages (drafts, which Telegram wants persisted by sendMessage).
 import type { Telegram } from 'telegraf';
 import type { InlineKeyboardMarkup, Message } from 'telegraf/types';
-import type { EditScheduler } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import type { EditScheduler } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
 import type { AnswerSink, Language, Translate } from '../../src/bot/types.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';

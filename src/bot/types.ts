@@ -114,10 +114,10 @@ export interface AnswerSink {
   queued(position: number): void | Promise<void>;
   /** The engine started on this request (stop showing the queue position; show typing). */
   started(): void | Promise<void>;
-  /** The answer so far (whole text, not a delta). Adapters throttle their edits (EditScheduler). */
+  /** The answer so far (whole text, not a delta). Adapters throttle their edits (adapters/shared/edit-scheduler.ts). */
   progress(textSoFar: string): void | Promise<void>;
   /**
-   * The final answer. The adapter splits it at the platform's length limit (splitMessage), sends
+   * The final answer. The adapter splits it at the platform's length limit (adapters/shared/split-message.ts), sends
    * or edits it, and returns the ids of every message that carries it so that replies to any of
    * them continue this conversation. Rejecting means the adapter could not deliver it; the core
    * logs the failure and makes no further sink calls.
@@ -356,6 +356,3 @@ export interface DiscordAdapterOptions extends AdapterDeps {
   /** Answer a mention with an image attachment in a channel (needs the MessageContent intent). */
   mentionMode: boolean;
 }
-
-export type CreateTelegramAdapter = (options: TelegramAdapterOptions) => PlatformAdapter;
-export type CreateDiscordAdapter = (options: DiscordAdapterOptions) => PlatformAdapter;
