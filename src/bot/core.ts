@@ -15,9 +15,10 @@ import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
 import type { Style, StyleRegistry } from '../styles/types.js';
+import { helpText } from './commands.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
 import { fetchImage, precheckImage } from './image-input.js';
-import { SinkDriver } from './sink-driver.js';
+import { finalAnswerText, SinkDriver } from './sink-driver.js';
 import type {
   AccessDecision,
   AnswerSink,
@@ -86,7 +87,6 @@ const key = (platform: string, id: string) => `${platform}:${id}`;
 export class BotCoreImpl implements BotCore {
   readonly limits: CoreLimits;
   readonly metrics: BotMetrics;
-  readonly t = t;
   private readonly engine: Engine;
   private readonly styles: ReloadableRegistry;
   private readonly store: Store;
@@ -131,7 +131,10 @@ export class BotCoreImpl implements BotCore {
       chatKind: request.chat.kind,
       userId: request.user.id,
     });
-    const driver = new SinkDriver(sink, log);
+    const language = this.safeLanguage(request);
+    const driver = new SinkDriver(sink, log, language);
+    let decide: (accepted: boolean) => void = () => undefined;
+    const accepted = new Promise<boolean>((resolve) => (decide = resolve));
     const liveRequest: LiveRequest = {
       id: requestId,
       user: request.user,
@@ -141,33 +144,43 @@ export class BotCoreImpl implements BotCore {
       download: new AbortController(),
     };
     this.live.set(requestId, liveRequest);
-    const done = this.handle(request, liveRequest, driver, log)
+    const done = this.handle(request, liveRequest, driver, log, language, decide)
       .catch(async (error: unknown): Promise<AskOutcome> => {
         // Last line of defence: nothing accepted is dropped.
         log.error({ error: errorFields(error, { stack: true }) }, 'request pipeline failed unexpectedly');
-        const lang = this.safeLanguage(request);
-        const text = errorMessage(lang, 'INTERNAL');
-        await driver.failed(text, 'INTERNAL');
+        const text = errorMessage(language, 'INTERNAL');
+        const refused = !liveRequest.scheduled;
+        decide(false);
+        await driver.failed(text, 'INTERNAL', refused);
         return { status: 'failed', code: 'INTERNAL', text, messageIds: [] };
       })
       .finally(() => {
+        decide(false); // no-op once decided
         this.live.delete(requestId);
         this.outstanding.delete(done);
       });
     this.outstanding.add(done);
-    return { requestId, done };
+    return { requestId, language, accepted, done };
   }
 
-  private async handle(request: BotRequest, liveRequest: LiveRequest, driver: SinkDriver, log: Logger): Promise<AskOutcome> {
+  private async handle(
+    request: BotRequest,
+    liveRequest: LiveRequest,
+    driver: SinkDriver,
+    log: Logger,
+    lang: Language,
+    decide: (accepted: boolean) => void,
+  ): Promise<AskOutcome> {
     await Promise.resolve(); // no sink call before ask() has returned its ticket
     const startedAt = Date.now();
-    const lang = this.languageOf(request.user, request.locale);
     const record: Record<string, unknown> = { lang, hasImage: request.image !== undefined, replyImage: request.replyImage !== undefined };
     let style: Style | undefined;
 
     const fail = async (error: unknown): Promise<AskOutcome> => {
       const { code, text } = this.describeFailure(error, lang, liveRequest);
-      await driver.failed(text, code);
+      const refused = !liveRequest.scheduled;
+      decide(false);
+      await driver.failed(text, code, refused);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'failed' });
       this.metrics.errors.inc({ code });
       const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
@@ -237,6 +250,7 @@ export class BotCoreImpl implements BotCore {
         },
       });
       liveRequest.scheduled = true;
+      decide(true);
 
       // The picture downloads while the request waits; a failed download takes it out of the line.
       imageBytes = newImage
@@ -266,18 +280,18 @@ export class BotCoreImpl implements BotCore {
         tokensPerSecond: Math.round(answer.result.tokensPerSecond * 10) / 10,
       });
 
-      // 6. deliver, then remember
-      const text = answer.text.trim() ? answer.text.trim() : t(lang, 'emptyAnswer');
+      // 6. deliver (the driver cleans the text and never hands over a blank one), then remember
       let messageIds: string[];
+      let text: string;
       try {
-        ({ messageIds } = await driver.finished(text));
+        ({ messageIds, text } = await driver.finished(answer.text));
       } catch (error) {
         this.metrics.requests.inc({ platform: request.user.platform, outcome: 'undelivered' });
         this.metrics.errors.inc({ code: 'NETWORK' });
         log.warn({ ...record, style: style.id, outcome: 'undelivered', err: String((error as Error)?.message ?? error), totalMs: Date.now() - startedAt }, 'the adapter could not deliver the answer');
-        return { status: 'failed', code: 'NETWORK', text, messageIds: [] };
+        return { status: 'failed', code: 'NETWORK', text: finalAnswerText(answer.text, lang), messageIds: [] };
       }
-      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), answer.text.trim(), style, messageIds, log);
+      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), text, style, messageIds, log);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'answered' });
       log.info({ ...record, style: style.id, outcome: 'answered', answerChars: text.length, totalMs: Date.now() - startedAt }, 'request answered');
       return { status: 'answered', text, messageIds };
@@ -466,7 +480,7 @@ export class BotCoreImpl implements BotCore {
 
   help(ctx: CommandContext): CommandResult {
     const lang = this.languageOf(ctx.user, ctx.locale);
-    return this.denied(ctx, lang) ?? { ok: true, text: t(lang, 'help') };
+    return this.denied(ctx, lang) ?? { ok: true, text: helpText(lang, { platform: ctx.user.platform, admin: this.isAdmin(ctx.user) }) };
   }
 
   reset(ctx: CommandContext): CommandResult {

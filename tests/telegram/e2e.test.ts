@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import { helpText } from '../../src/bot/commands.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
 import { builtinStyles } from '../../src/styles/index.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
@@ -297,7 +298,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     expect(observed.calls[1]!.request.messages.at(-1)?.text).toBe('is it a cat?');
     const command = fake.sendCommand(alice, `/help@${fake.botUser.username}`, { chat: group });
     const [help] = await settledReplies(fake, group.id, command.message_id);
-    expect(help!.text).toBe(t('en', 'help'));
+    expect(help!.text).toBe(helpText('en', { platform: 'telegram', admin: false }));
 
     // a mention in reply to someone's photo asks about that photo
     const aboutCat = fake.sendText(bob, `@${fake.botUser.username} what breed?`, { chat: group, replyTo: cat.message_id });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import { helpText } from '../../src/bot/commands.js';
 import { DeltaStream } from '../../src/engine/stream.js';
 import type { Engine, GenerateRequest, GenerationStream, ModelInfo } from '../../src/engine/types.js';
 import { VistyleError } from '../../src/errors.js';
@@ -276,14 +277,14 @@ describe('Telegram resilience', () => {
     );
     expect(forged).toBe(403);
     await sleep(300);
-    expect(fake.visibleMessagesIn(alice.id).some((m) => m.text === t('en', 'help'))).toBe(false);
+    expect(fake.visibleMessagesIn(alice.id).some((m) => m.text === helpText('en', { platform: 'telegram', admin: false }))).toBe(false);
   });
 
   it('answers /help, /styles, /reset and refuses /queue to non-admins', async () => {
     const { fake } = await setUp(new ScriptedEngine(() => 'ok'), { env: { VISTYLE_ADMIN_IDS: 'telegram:2032' } });
     const [user, admin] = [fake.user(2031, { language_code: 'zh-CN' }), fake.user(2032)];
     const help = fake.sendCommand(user, '/start');
-    expect((await settledReplies(fake, user.id, help.message_id))[0]!.text).toBe(t('zh', 'help'));
+    expect((await settledReplies(fake, user.id, help.message_id))[0]!.text).toBe(helpText('zh', { platform: 'telegram', admin: false }));
     const styles = fake.sendCommand(user, '/styles');
     const listed = (await settledReplies(fake, user.id, styles.message_id)).map((m) => m.text).join('\n');
     for (const id of ['plain', 'grumpy', 'cantonese', 'salesman']) expect(listed).toContain(id);
