@@ -531,6 +531,16 @@ describe('discord commands and settings', () => {
     const reset = fake.slashCommand('reset', {}, { user });
     await fake.waitFor(() => reset.callback, '/reset reply');
     expect(reset.callback!.data?.content).toBe(t('en', 'resetNothing'));
+
+    // /language exists on Discord too (the core's command table): a saved choice beats the locale.
+    const language = fake.slashCommand('language', { language: 'zh' }, { user, locale: 'en-US' });
+    await fake.waitFor(() => language.callback, '/language reply');
+    expect(language.callback!.data?.content).toBe(t('zh', 'languageSet'));
+    expect(Number(language.callback!.data?.flags) & 64).toBe(64);
+    const helpAfter = fake.slashCommand('help', {}, { user, locale: 'en-US' });
+    await fake.waitFor(() => helpAfter.callback, '/help after /language');
+    expect(helpAfter.callback!.data?.content).toBe(helpText('zh', { platform: 'discord', admin: false }));
+    expect(String(helpAfter.callback!.data?.content)).toContain('/language');
   });
 
   it('continues a settings reply longer than 2000 characters in private follow-ups', async () => {

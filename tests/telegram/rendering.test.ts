@@ -245,12 +245,12 @@ describe('Telegram resilience', () => {
     const logs = new LogCapture();
     const { fake, bot } = await setUp(new ScriptedEngine(() => 'Still here.', 1, 100), { logs, tuning: { albumWindowMs: 100 } });
     const alice = fake.user(2013);
-    // the first album meets a broken store (say, a locked database file)
-    const languageOf = bot.core.languageOf.bind(bot.core);
+    // the first album meets a broken core (a bug, or a store that throws)
+    const ask = bot.core.ask.bind(bot.core);
     let failures = 0;
-    bot.core.languageOf = (...args: Parameters<typeof languageOf>) => {
+    bot.core.ask = (...args: Parameters<typeof ask>) => {
       if (failures++ === 0) throw new Error('database is locked');
-      return languageOf(...args);
+      return ask(...args);
     };
     await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken', caption: 'two?' });
     await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken' });
@@ -296,6 +296,16 @@ describe('Telegram resilience', () => {
     expect((await settledReplies(fake, user.id, reset.message_id))[0]!.text).toBe(t('zh', 'resetNothing'));
     const text = fake.sendText(user, 'what is this?');
     expect((await settledReplies(fake, user.id, text.message_id))[0]!.text).toBe(t('zh', 'error.IMAGE_MISSING'));
+
+    // /language (from the core's command table, in the menu and the help) switches the language
+    const english = fake.sendCommand(user, '/language en');
+    expect((await settledReplies(fake, user.id, english.message_id))[0]!.text).toBe(t('en', 'languageSet'));
+    const helpAgain = fake.sendCommand(user, '/help');
+    const helpShown = (await settledReplies(fake, user.id, helpAgain.message_id))[0]!.text;
+    expect(helpShown).toBe(helpText('en', { platform: 'telegram', admin: false }));
+    expect(helpShown).toMatch(/^\/language \[zh\|en\|auto\] – /m);
+    const auto = fake.sendCommand(user, '/lang auto');
+    expect((await settledReplies(fake, user.id, auto.message_id))[0]!.text).toBe(t('zh', 'languageSet'));
   });
 });
 
