@@ -38,6 +38,8 @@ export class ConnectionTracker {
   private lastError: string | null = null;
   private lastErrorAt: number | null = null;
   private lastReportAt = 0;
+  /** The current outage (or failing start) has had its first warning. */
+  private outageReported = false;
   private everConnected = false;
   private readonly now: () => number;
   private readonly reportEveryMs: number;
@@ -89,6 +91,7 @@ export class ConnectionTracker {
     this.downSince = null;
     this.failures = 0;
     this.lastReportAt = 0;
+    this.outageReported = false;
   }
 
   /** An error worth showing in status() and the outage log (already log-safe). */
@@ -105,7 +108,8 @@ export class ConnectionTracker {
     if (this.state === 'stopped') return;
     if (detail) this.error(detail);
     const now = this.now();
-    const first = this.downSince === null || this.state === 'connected';
+    const first = !this.outageReported;
+    this.outageReported = true;
     if (this.state === 'connected' || this.downSince === null) this.downSince = now;
     if (this.state !== 'starting') this.state = 'reconnecting';
     this.failures += 1;

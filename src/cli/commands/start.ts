@@ -4,7 +4,8 @@
 // token it says exactly what to set and exits non-zero, before loading anything.
 // SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
 // running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
-// the store close. A second signal exits at once.
+// the store close. A second signal exits at once. A signal while an adapter is still connecting
+// stops at once (no waiting for its retries).
 import type { Command } from 'commander';
 import { createDiscordAdapter } from '../../../adapters/discord/index.js';
 import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
@@ -131,9 +132,25 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
         }),
       );
     }
+    // A signal while an adapter is still connecting (an unreachable platform is retried for a
+    // while) stops at once: stopEverything's adapter.stop() ends the pending start().
+    let stoppedEarly: string | undefined;
     for (const adapter of adapters) {
-      await adapter.start();
+      const starting = adapter.start();
+      const outcome = await Promise.race([starting.then(() => undefined), stop.reason]);
+      if (outcome !== undefined) {
+        starting.catch(() => undefined); // it ends with CANCELLED once the adapter stops
+        stoppedEarly = outcome;
+        break;
+      }
       log.info({ platform: adapter.name }, 'adapter started');
+    }
+    if (stoppedEarly !== undefined) {
+      log.info({ reason: stoppedEarly }, 'stop requested during start-up; stopping now');
+      await stopEverything(core, adapters, 0, closeAll, log);
+      stop.release();
+      log.info('stopped');
+      return;
     }
     log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
     options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
