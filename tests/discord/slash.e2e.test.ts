@@ -10,6 +10,7 @@ import { helpText } from '../../src/bot/commands.js';
 import type { Engine, GenerateRequest, GenerationStream } from '../../src/engine/types.js';
 import { openStyleRegistry } from '../../src/styles/registry.js';
 import { FakeDiscord, type FakeInteraction } from '../support/fake-discord/index.js';
+import { ScriptedEngine } from '../support/scripted-engine.js';
 import {
   FIXTURE_PNG,
   finalReply,
@@ -315,6 +316,19 @@ describe('discord /ask end to end', () => {
     expect(fake.visibleTo(fake.createUser('anyone')).map((m) => m.id)).toContain(brokenReply.original!.id);
     expect(fake.calls.filter((c) => c.method === 'DELETE')).toEqual([]);
   }, 120_000);
+
+  it('never sends control characters, and says something polite for an answer that is only control characters', async () => {
+    fake = await FakeDiscord.start();
+    const scripted = new ScriptedEngine((request) => (request.messages.at(-1)?.text === 'blank?' ? '\u0000\u0001\n\u0007 ' : 'A \u0000cat\u0007 on a\r\nsofa.\u009b'), 150, 5);
+    await start({ engine: scripted });
+    const user = fake.createUser('cora');
+    const reply = await finalReply(fake, fake.slashCommand('ask', { image: picture(), question: 'what?' }, { user }));
+    expect(reply.original!.content).toBe('A cat on a\nsofa.');
+    const written = fake.calls.filter((c) => c.method === 'PATCH' || c.method === 'POST').map((c) => (c.body as { content?: string } | undefined)?.content ?? '');
+    for (const content of written) expect(content).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    const blank = await finalReply(fake, fake.slashCommand('ask', { image: picture(), question: 'blank?' }, { user }));
+    expect(blank.original!.content).toBe(t('en', 'emptyAnswer'));
+  });
 
   it('retries an edit answered with 429 after retry_after and loses nothing', async () => {
     fake = await FakeDiscord.start();
