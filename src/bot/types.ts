@@ -108,7 +108,8 @@ export interface FailureContext {
   /**
    * True when the core refused the request before it entered the queue (allow-lists, limits, a
    * full queue, a picture refused from its metadata, an unknown style...): no `queued` or
-   * `started` call came first and `AskTicket.accepted` resolves false. Discord answers these
+   * `started` call came first and `AskTicket.accepted` resolves false. (A download that fails
+   * before the scheduler's first report counts too: either way the user is told privately.) Discord answers these
    * privately before acknowledging anything; later failures replace the status message.
    */
   refused: boolean;
@@ -137,7 +138,12 @@ export interface AnswerSink {
   queued(position: number, status: StatusText): void | Promise<void>;
   /** The engine started on this request (stop showing the queue position; show typing). */
   started(status: StatusText): void | Promise<void>;
-  /** The answer so far (whole text, not a delta). Adapters throttle their edits (adapters/shared/edit-scheduler.ts). */
+  /**
+   * The answer so far (whole text, not a delta). Adapters throttle their edits
+   * (adapters/shared/edit-scheduler.ts). With the distributed queue it may also carry a notice
+   * (the answer restarted on another worker, the queue is reconnecting), also while the request
+   * still waits.
+   */
   progress(textSoFar: string): void | Promise<void>;
   /**
    * The final answer, non-blank (an empty model answer arrives as a polite "nothing to say"
@@ -169,10 +175,11 @@ export interface AskTicket {
   /** The user's language for this request (for the few texts an adapter writes itself). */
   language: Language;
   /**
-   * Settles as soon as the core has decided whether it takes the request, within a few
-   * milliseconds of `ask` (every up-front check is local): true once it is in the queue, false
-   * when it was refused (its only sink call is then `failed` with `refused: true`). Never rejects.
-   * Discord defers the interaction only after this says true.
+   * Settles as soon as the core has decided whether it takes the request, within milliseconds of
+   * `ask` (the checks are local; with the Redis queue, one round trip): true once the scheduler
+   * has admitted it (its first `queued` or `started`), false when it was refused (its only sink
+   * call is then `failed` with `refused: true`). Never rejects. Discord defers the interaction
+   * only after this says true.
    */
   accepted: Promise<boolean>;
   /** Settles when the terminal sink call has returned. Never rejects. */
@@ -281,6 +288,8 @@ export type MessageKey =
   | 'cancelDone'
   | 'rateLimitedInFlight'
   | 'rateLimitedPerMinute'
+  | 'answerRestarted'
+  | 'queueReconnecting'
   | `error.${ErrorCode}`;
 
 export type MessageParams = Record<string, string | number>;

@@ -2,6 +2,7 @@
 // answers without control characters and never blank, whether a failure was a refusal before the
 // queue, and a ticket that says when the request was accepted. Real core (scheduler, SQLite store,
 // styles) over the test engine.
+import { messageText } from '../../src/engine/prompt.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isBlankAnswer, stripControlChars } from '../../src/bot/control-chars.js';
 import { errorMessage, t } from '../../src/bot/i18n.js';
@@ -81,7 +82,7 @@ describe('what the core hands the adapter', () => {
 
   it('answers without control characters, and a polite text instead of a blank answer, stored as shown', async () => {
     const engine = new FakeEngine();
-    engine.answerFor = (request) => (request.messages.at(-1)?.text === 'blank' ? '\u0000\u0001\n \u0007' : 'A\u0000 cat\u0007 on a\r\nsofa.\u009b');
+    engine.answerFor = (request) => (messageText(request.messages.at(-1)!) === 'blank' ? '\u0000\u0001\n \u0007' : 'A\u0000 cat\u0007 on a\r\nsofa.\u009b');
     harness = makeHarness(engine);
     const sink = new TextSink();
     const outcome = await harness.core.ask(photoRequest('1', 'what?', { messageId: 'p1' }), sink).done;
@@ -113,7 +114,14 @@ describe('what the core hands the adapter', () => {
     // Accepted, then the picture turns out not to be one: a failure after the queue.
     const lateSink = new TextSink();
     const notAPicture = photoRequest('2', 'what?');
-    notAPicture.image = { sizeBytes: 10, mime: 'application/octet-stream', fetch: async () => new TextEncoder().encode('plain text') };
+    notAPicture.image = {
+      sizeBytes: 10,
+      mime: 'application/octet-stream',
+      fetch: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // a download takes a moment
+        return new TextEncoder().encode('plain text');
+      },
+    };
     const late = harness.core.ask(notAPicture, lateSink);
     expect(await late.accepted).toBe(true);
     await late.done;

@@ -2,6 +2,7 @@
 // the real core and the real engine on a tiny generated checkpoint: slash commands, the context
 // menu, buttons, streaming, splitting, rate limits, queueing, limits, bad input, crashes, the
 // 15-minute token and command registration.
+import { messageText } from '../../src/engine/prompt.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -319,7 +320,7 @@ describe('discord /ask end to end', () => {
 
   it('never sends control characters, and says something polite for an answer that is only control characters', async () => {
     fake = await FakeDiscord.start();
-    const scripted = new ScriptedEngine((request) => (request.messages.at(-1)?.text === 'blank?' ? '\u0000\u0001\n\u0007 ' : 'A \u0000cat\u0007 on a\r\nsofa.\u009b'), 150, 5);
+    const scripted = new ScriptedEngine((request) => (messageText(request.messages.at(-1)!) === 'blank?' ? '\u0000\u0001\n\u0007 ' : 'A \u0000cat\u0007 on a\r\nsofa.\u009b'), 150, 5);
     await start({ engine: scripted });
     const user = fake.createUser('cora');
     const reply = await finalReply(fake, fake.slashCommand('ask', { image: picture(), question: 'what?' }, { user }));

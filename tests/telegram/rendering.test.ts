@@ -2,6 +2,7 @@
 // real bot core. The engine here is a scripted one (it streams a given text): these tests need
 // answers with known Markdown and known length, which a random tiny model cannot give. What the
 // real engine produces is covered by e2e.test.ts.
+import { messageText } from '../../src/engine/prompt.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -114,7 +115,7 @@ describe('Telegram rendering', () => {
 describe('Telegram answers the model should not have written', () => {
   it('strips control characters from streamed and final text, and sends a polite text for a blank answer', async () => {
     const dirty = 'A \u0000cat\u0007 on a\r\nsofa.\u001b[0m Nice\u009b.';
-    const engine = new ScriptedEngine((request) => (request.messages.at(-1)?.text === 'blank?' ? '\u0000\u0001 \n\u0007' : dirty), 150, 6);
+    const engine = new ScriptedEngine((request) => (messageText(request.messages.at(-1)!) === 'blank?' ? '\u0000\u0001 \n\u0007' : dirty), 150, 6);
     const { fake } = await setUp(engine, { fake: { drafts: false } });
     const alice = fake.user(2061);
     const photo = await fake.sendPhoto(alice, PNG, { caption: 'what?' });
