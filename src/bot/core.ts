@@ -16,9 +16,10 @@ import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
 import type { Style, StyleRegistry } from '../styles/types.js';
+import { helpText } from './commands.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
 import { fetchImage, precheckImage } from './image-input.js';
-import { SinkDriver } from './sink-driver.js';
+import { finalAnswerText, SinkDriver } from './sink-driver.js';
 import { styledStatelessRequest, type StatelessAnswer, type StatelessHooks, type StatelessRequest } from './stateless.js';
 import type {
   AccessDecision,
@@ -73,6 +74,12 @@ interface LiveRequest {
   messageIds: Set<string>;
   /** Set once the request is in the scheduler. */
   scheduled: boolean;
+  /**
+   * Set when the scheduler has taken the request into the line (its first position or start). The
+   * in-process scheduler decides its limits in submit(); the Redis one a moment later, so a limit
+   * refusal can still come after submit() returned.
+   */
+  admitted: boolean;
   /** Aborts the picture download (cancel before the engine starts). */
   download: AbortController;
   cancelledBy?: 'user' | 'shutdown';
@@ -90,7 +97,6 @@ const key = (platform: string, id: string) => `${platform}:${id}`;
 export class BotCoreImpl implements BotCore {
   readonly limits: CoreLimits;
   readonly metrics: BotMetrics;
-  readonly t = t;
   private readonly engine: Engine;
   private readonly styles: ReloadableRegistry;
   private readonly store: Store;
@@ -137,43 +143,57 @@ export class BotCoreImpl implements BotCore {
       chatKind: request.chat.kind,
       userId: request.user.id,
     });
-    const driver = new SinkDriver(sink, log);
+    const language = this.safeLanguage(request);
+    const driver = new SinkDriver(sink, log, language);
+    let decide: (accepted: boolean) => void = () => undefined;
+    const accepted = new Promise<boolean>((resolve) => (decide = resolve));
     const liveRequest: LiveRequest = {
       id: requestId,
       user: request.user,
       chat: request.chat,
       messageIds: new Set([request.messageId, ...(request.relatedMessageIds ?? [])].filter((id): id is string => !!id)),
       scheduled: false,
+      admitted: false,
       download: new AbortController(),
     };
     this.live.set(requestId, liveRequest);
-    const done = this.handle(request, liveRequest, driver, log)
+    const done = this.handle(request, liveRequest, driver, log, language, decide)
       .catch(async (error: unknown): Promise<AskOutcome> => {
         // Last line of defence: nothing accepted is dropped.
         log.error({ error: errorFields(error, { stack: true }) }, 'request pipeline failed unexpectedly');
-        const lang = this.safeLanguage(request);
-        const text = errorMessage(lang, 'INTERNAL');
-        await driver.failed(text, 'INTERNAL');
+        const text = errorMessage(language, 'INTERNAL');
+        const refused = !liveRequest.admitted;
+        decide(false);
+        await driver.failed(text, 'INTERNAL', refused);
         return { status: 'failed', code: 'INTERNAL', text, messageIds: [] };
       })
       .finally(() => {
+        decide(false); // no-op once decided
         this.live.delete(requestId);
         this.outstanding.delete(done);
       });
     this.outstanding.add(done);
-    return { requestId, done };
+    return { requestId, language, accepted, done };
   }
 
-  private async handle(request: BotRequest, liveRequest: LiveRequest, driver: SinkDriver, log: Logger): Promise<AskOutcome> {
+  private async handle(
+    request: BotRequest,
+    liveRequest: LiveRequest,
+    driver: SinkDriver,
+    log: Logger,
+    lang: Language,
+    decide: (accepted: boolean) => void,
+  ): Promise<AskOutcome> {
     await Promise.resolve(); // no sink call before ask() has returned its ticket
     const startedAt = Date.now();
-    const lang = this.languageOf(request.user, request.locale);
     const record: Record<string, unknown> = { lang, hasImage: request.image !== undefined, replyImage: request.replyImage !== undefined };
     let style: Style | undefined;
 
     const fail = async (error: unknown): Promise<AskOutcome> => {
       const { code, text } = this.describeFailure(error, lang, liveRequest);
-      await driver.failed(text, code);
+      const refused = !liveRequest.admitted;
+      decide(false);
+      await driver.failed(text, code, refused);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'failed' });
       this.metrics.errors.inc({ code });
       const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
@@ -228,14 +248,25 @@ export class BotCoreImpl implements BotCore {
       style = resolved.style;
       record.styleSource = resolved.source;
 
-      // 5. the queue
+      // 5. the queue; accepted (AskTicket.accepted) once the scheduler has admitted it
+      const admit = () => {
+        if (liveRequest.admitted) return;
+        liveRequest.admitted = true;
+        decide(true);
+      };
       let imageBytes!: Promise<{ bytes: Uint8Array; mime: string | null }>;
       const job = this.scheduler.submit<Answer>({
         id: liveRequest.id,
         userKey: key(request.user.platform, request.user.id),
         exempt: false,
-        onPosition: (position) => driver.queued(position),
-        onStart: () => driver.started(),
+        onPosition: (position) => {
+          admit();
+          driver.queued(position);
+        },
+        onStart: () => {
+          admit();
+          driver.started();
+        },
         onNotice: (notice) => driver.progress(t(lang, notice)),
         run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
@@ -273,18 +304,18 @@ export class BotCoreImpl implements BotCore {
         tokensPerSecond: Math.round(answer.result.tokensPerSecond * 10) / 10,
       });
 
-      // 6. deliver, then remember
-      const text = answer.text.trim() ? answer.text.trim() : t(lang, 'emptyAnswer');
+      // 6. deliver (the driver cleans the text and never hands over a blank one), then remember
       let messageIds: string[];
+      let text: string;
       try {
-        ({ messageIds } = await driver.finished(text));
+        ({ messageIds, text } = await driver.finished(answer.text));
       } catch (error) {
         this.metrics.requests.inc({ platform: request.user.platform, outcome: 'undelivered' });
         this.metrics.errors.inc({ code: 'NETWORK' });
         log.warn({ ...record, style: style.id, outcome: 'undelivered', err: String((error as Error)?.message ?? error), totalMs: Date.now() - startedAt }, 'the adapter could not deliver the answer');
-        return { status: 'failed', code: 'NETWORK', text, messageIds: [] };
+        return { status: 'failed', code: 'NETWORK', text: finalAnswerText(answer.text, lang), messageIds: [] };
       }
-      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), answer.text.trim(), style, messageIds, log);
+      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), text, style, messageIds, log);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'answered' });
       log.info({ ...record, style: style.id, outcome: 'answered', answerChars: text.length, totalMs: Date.now() - startedAt }, 'request answered');
       return { status: 'answered', text, messageIds };
@@ -571,7 +602,7 @@ export class BotCoreImpl implements BotCore {
 
   help(ctx: CommandContext): CommandResult {
     const lang = this.languageOf(ctx.user, ctx.locale);
-    return this.denied(ctx, lang) ?? { ok: true, text: t(lang, 'help') };
+    return this.denied(ctx, lang) ?? { ok: true, text: helpText(lang, { platform: ctx.user.platform, admin: this.isAdmin(ctx.user) }) };
   }
 
   reset(ctx: CommandContext): CommandResult {

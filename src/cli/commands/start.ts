@@ -4,7 +4,8 @@
 // token it says exactly what to set and exits non-zero, before loading anything.
 // SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
 // running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
-// the store close. A second signal exits at once. The HTTP server (src/http/app.ts) starts before
+// the store close. A second signal exits at once. A signal while an adapter is still connecting
+// stops at once (no waiting for its retries). The HTTP server (src/http/app.ts) starts before
 // the model loads: health and metrics always (127.0.0.1:8484 by default), the OpenAI-compatible API
 // and web page too when VISTYLE_HTTP_PORT is set; `vistyle serve` runs the same without platforms.
 // With VISTYLE_QUEUE_URL it is a front end only: no model here; answers go through Redis (BullMQ)
@@ -201,12 +202,29 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
         }),
       );
     }
+    // A signal while an adapter is still connecting (an unreachable platform is retried for a
+    // while) stops at once: stopEverything's adapter.stop() ends the pending start().
+    let stoppedEarly: string | undefined;
     for (const adapter of adapters) {
       let started = false;
       readiness.register(`adapter:${adapter.name}`, adapterCheck(adapter, () => started));
-      await adapter.start();
+      const starting = adapter.start();
+      const outcome = await Promise.race([starting.then(() => undefined), stop.reason]);
+      if (outcome !== undefined) {
+        starting.catch(() => undefined); // it ends with CANCELLED once the adapter stops
+        stoppedEarly = outcome;
+        break;
+      }
       started = true;
       log.info({ platform: adapter.name }, 'adapter started');
+    }
+    if (stoppedEarly !== undefined) {
+      log.info({ reason: stoppedEarly }, 'stop requested during start-up; stopping now');
+      if (stoppedEarly === 'uncaught exception') process.exitCode = 1;
+      await stopEverything(core, adapters, 0, closeAll, log);
+      stop.release();
+      log.info('stopped');
+      return;
     }
     log.info({ platforms: adapters.map((a) => a.name), ...(http ? { http: http.url } : {}) }, 'vistyle is running');
     options.onStarted?.({ config, core, adapters, readiness, ...(http ? { metricsPort: http.port, httpPort: http.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
