@@ -2,7 +2,7 @@
 // The `vistyle` command line. Each command lives in its own module under ./commands and registers
 // itself on the program; this file only wires them up and turns failures into one clear line.
 import { Command, CommanderError } from 'commander';
-import { VistyleError } from '../errors.js';
+import { exitStatusOf, VistyleError } from '../errors.js';
 import { redactSecrets } from '../log.js';
 import { registerModelCommands } from './commands/model.js';
 import { registerAskCommand } from './commands/ask.js';
@@ -10,7 +10,12 @@ import { registerTokenizeCommand } from './commands/tokenize.js';
 import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { loadDotEnv } from '../config/dotenv.js';
+import { explainConfiguredValues } from '../config/provenance.js';
 import { VERSION } from '../version.js';
 
 export function buildProgram(): Command {
@@ -25,6 +30,10 @@ export function buildProgram(): Command {
   registerStylesCommand(program);
   registerDataCommands(program);
   registerStartCommand(program);
+  registerServeCommand(program);
+  registerWorkerCommand(program);
+  registerDemoCommand(program);
+  registerDoctorCommand(program);
   oneLineUsageErrors(program);
   return program;
 }
@@ -48,10 +57,10 @@ function oneLineUsageErrors(command: Command): void {
 
 /** Runs the CLI and returns the process exit code. */
 export async function runCli(argv: string[]): Promise<number> {
-  loadDotEnv();
   const verbose = argv.includes('--verbose');
   const program = buildProgram();
   try {
+    loadDotEnv();
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
@@ -59,8 +68,9 @@ export async function runCli(argv: string[]): Promise<number> {
       // help and version exit "successfully" through commander's exitOverride
       return error.exitCode;
     }
-    printError(error, verbose);
-    return 1;
+    // an error caused by a configured value says where that value came from (.env or environment)
+    printError(explainConfiguredValues(error), verbose);
+    return exitStatusOf(error);
   }
 }
 

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { VistyleError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import { resolveModelDir, vistyleHome } from '../paths.js';
-import type { ExecutionProvider } from '../engine/types.js';
+import { explainConfiguredValues } from './provenance.js';
+import type { EngineOptions, ExecutionProvider } from '../engine/types.js';
 import type { Language } from '../styles/types.js';
 
 export interface TelegramConfig {
@@ -68,7 +69,53 @@ export interface AppConfig {
   access: AccessConfig;
   defaultLanguage: Language;
   logLevel: string;
+  /** json or pretty; unset: pretty when stderr is a terminal, else JSON (VISTYLE_LOG_FORMAT). */
+  logFormat?: 'json' | 'pretty';
+  /** Where logs go once stderr is gone for good (VISTYLE_LOG_FILE); null: dropped and counted. */
+  logFile: string | null;
+  /** Deprecated: VISTYLE_METRICS_PORT, now the port of the health/metrics server when VISTYLE_HTTP_PORT is unset. */
   metrics?: { port: number; host: string };
+  http: HttpConfig;
+  /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
+  queue?: QueueConfig;
+}
+
+/** The Redis/BullMQ queue between front ends and engine workers (src/queue). */
+export interface QueueConfig {
+  /** redis:// or rediss:// URL (may hold user:password; never logged). */
+  url: string;
+  /** Prefix of every Redis key (several deployments can share one Redis). */
+  prefix: string;
+  /** Jobs one `vistyle worker` runs at once (its batch slots); undefined: the engine's slot count. */
+  workerConcurrency?: number;
+  /** How often a job whose worker died is started again on another worker (0: end it with a message). */
+  stalledRetries: number;
+  /** A worker's lock on a job; a job whose lock lapses (worker gone) counts as stalled. */
+  lockMs: number;
+  /** Picture bytes kept in Redis for a job at most this long. */
+  pictureTtlMs: number;
+  /** Picture bytes one job may carry in all. */
+  maxJobBytes: number;
+  /** Folder of LoRA adapter folders this worker serves (each advertised by its folder name). */
+  adaptersDir: string;
+  /** Name of this worker in metrics and logs (default host:pid). */
+  workerName?: string;
+}
+
+/** The HTTP server (src/http): health, metrics, and the OpenAI-compatible API with its web page. */
+export interface HttpConfig {
+  /** VISTYLE_HTTP_PORT; when set, `vistyle start` serves the API and the web page too. */
+  port?: number;
+  /** VISTYLE_HTTP_HOST (default 127.0.0.1). */
+  host: string;
+  /** VISTYLE_API_KEYS, unparsed (src/http/keys.ts reads it); a secret. */
+  apiKeys: string | null;
+  /** VISTYLE_API_KEYS_FILE: YAML/JSON keys with per-key limits and style allow-lists. */
+  apiKeysFile: string | null;
+  /** VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: let image URLs reach loopback/private/link-local addresses. */
+  allowPrivateImageUrls: boolean;
+  /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
+  maxImagesPerMessage: number;
 }
 
 /** The engine's settings (src/engine takes them from here, never from the environment). */
@@ -149,8 +196,25 @@ const EnvSchema = z.object({
   VISTYLE_ADMIN_IDS: idList,
   VISTYLE_DEFAULT_LANGUAGE: z.enum(['en', 'zh'], { error: 'expected en or zh' }).default('en'),
   VISTYLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }).default('info'),
+  VISTYLE_LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'expected json or pretty' }).optional(),
+  VISTYLE_LOG_FILE: optionalText,
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_HTTP_PORT: optionalInt(0, 65535),
+  VISTYLE_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_API_KEYS: optionalText,
+  VISTYLE_API_KEYS_FILE: optionalText,
+  VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: bool(false),
+  VISTYLE_MAX_IMAGES_PER_MESSAGE: int(1, 64, 4),
+  VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+  VISTYLE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1-32 characters A-Z, a-z, 0-9, _ or -' }).default('vistyle'),
+  VISTYLE_WORKER_CONCURRENCY: optionalInt(1, 256),
+  VISTYLE_QUEUE_STALLED_RETRIES: int(0, 10, 1),
+  VISTYLE_QUEUE_LOCK_SECONDS: int(1, 3600, 30),
+  VISTYLE_QUEUE_PICTURE_TTL_SECONDS: int(10, 7 * 86_400, 3600),
+  VISTYLE_QUEUE_MAX_JOB_BYTES: int(1024, 1024 * MiB, 64 * MiB),
+  VISTYLE_ADAPTERS_DIR: optionalText,
+  VISTYLE_WORKER_NAME: z.string().regex(/^[\w.:@-]{1,64}$/, { error: 'expected 1-64 characters A-Z, a-z, 0-9, _ . : @ or -' }).optional(),
   VISTYLE_PREFIX_CACHE_MB: optionalInt(0, 1_000_000),
   VISTYLE_MAX_MEMORY_MB: optionalInt(64, 100_000_000),
 });
@@ -169,7 +233,7 @@ const ENGINE_VARIABLES = [
 export type EnvVars = z.input<typeof EnvSchema>;
 
 /** Variables whose values are secrets: registered for redaction and never echoed in errors. */
-export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET'] as const;
+export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET', 'VISTYLE_API_KEYS'] as const;
 
 function engineConfigOf(e: Pick<z.output<typeof EnvSchema>, (typeof ENGINE_VARIABLES)[number]>): EngineConfig {
   return {
@@ -200,19 +264,38 @@ function parseVariables<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv
     if (value !== undefined && value.trim() !== '') input[name] = value.trim();
   }
   for (const name of SECRET_VARIABLES) registerSecret(input[name]);
+  registerQueueUrlSecrets(input.VISTYLE_QUEUE_URL);
+
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '?');
-      const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
+      const secret = (SECRET_VARIABLES as readonly string[]).includes(name) || name === 'VISTYLE_QUEUE_URL';
       const shown = secret || input[name] === undefined ? '' : ` (got "${input[name]}")`;
       return `${name}: ${issue.message}${shown}`;
     });
-    throw new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
+    const error = new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
       details: { variables: parsed.error.issues.map((issue) => String(issue.path[0])) },
     });
+    throw explainConfiguredValues(error, env);
   }
   return parsed.data;
+}
+
+/** The engine's options from the configuration (`vistyle start` and `vistyle worker` alike). */
+export function engineOptionsOf(config: AppConfig): EngineOptions {
+  const { dir, provider, deviceId, threads, maxContextTokens, prefixCacheBytes, maxMemoryBytes } = config.model;
+  return {
+    modelDir: dir,
+    provider,
+    deviceId,
+    threads,
+    maxImageBytes: config.limits.maxImageBytes,
+    ...(maxContextTokens === undefined ? {} : { maxContextTokens }),
+    ...(config.limits.engineSlots === undefined ? {} : { slots: config.limits.engineSlots }),
+    ...(prefixCacheBytes === undefined ? {} : { prefixCacheBytes }),
+    ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
+  };
 }
 
 /** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
@@ -220,10 +303,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const e = parseVariables(EnvSchema, env);
 
   if (e.TELEGRAM_WEBHOOK_URL && !e.TELEGRAM_WEBHOOK_SECRET) {
-    throw invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)');
+    throw explainConfiguredValues(invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)'), env);
   }
   if (e.DISCORD_TOKEN && !e.DISCORD_APPLICATION_ID) {
-    throw invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)');
+    throw explainConfiguredValues(invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)'), env);
   }
 
   const home = e.VISTYLE_HOME ?? vistyleHome();
@@ -252,6 +335,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     defaultLanguage: e.VISTYLE_DEFAULT_LANGUAGE,
     logLevel: e.VISTYLE_LOG_LEVEL,
+    ...(e.VISTYLE_LOG_FORMAT ? { logFormat: e.VISTYLE_LOG_FORMAT } : {}),
+    logFile: e.VISTYLE_LOG_FILE ?? null,
+    http: {
+      ...(e.VISTYLE_HTTP_PORT === undefined ? {} : { port: e.VISTYLE_HTTP_PORT }),
+      host: e.VISTYLE_HTTP_HOST,
+      apiKeys: e.VISTYLE_API_KEYS ?? null,
+      apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
+      allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
+      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    },
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {
@@ -280,7 +373,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     };
   }
   if (e.VISTYLE_METRICS_PORT !== undefined) config.metrics = { port: e.VISTYLE_METRICS_PORT, host: e.VISTYLE_METRICS_HOST };
+  if (e.VISTYLE_QUEUE_URL) {
+    config.queue = {
+      url: e.VISTYLE_QUEUE_URL,
+      prefix: e.VISTYLE_QUEUE_PREFIX,
+      stalledRetries: e.VISTYLE_QUEUE_STALLED_RETRIES,
+      lockMs: e.VISTYLE_QUEUE_LOCK_SECONDS * 1000,
+      pictureTtlMs: e.VISTYLE_QUEUE_PICTURE_TTL_SECONDS * 1000,
+      maxJobBytes: e.VISTYLE_QUEUE_MAX_JOB_BYTES,
+      adaptersDir: e.VISTYLE_ADAPTERS_DIR ?? join(home, 'adapters'),
+      ...(e.VISTYLE_WORKER_CONCURRENCY === undefined ? {} : { workerConcurrency: e.VISTYLE_WORKER_CONCURRENCY }),
+      ...(e.VISTYLE_WORKER_NAME ? { workerName: e.VISTYLE_WORKER_NAME } : {}),
+    };
+  }
   return config;
+}
+
+/** The password (and user) of a Redis URL are secrets: redacted from every log line and error. */
+function registerQueueUrlSecrets(url: string | undefined): void {
+  if (!url) return;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) {
+      registerSecret(parsed.password);
+      registerSecret(decodeURIComponent(parsed.password));
+    }
+  } catch {
+    // not a URL: validation names the variable without echoing it
+  }
 }
 
 function invalid(variable: string, message: string): VistyleError {
@@ -291,4 +411,9 @@ function invalid(variable: string, message: string): VistyleError {
 export function idListMatches(list: readonly string[], platform: string, id: string | undefined): boolean {
   if (id === undefined) return false;
   return list.some((entry) => entry === id || entry === `${platform}:${id}`);
+}
+
+/** Every variable the configuration reads (for `vistyle doctor`'s check for misspelt names). */
+export function configVariableNames(): string[] {
+  return Object.keys(EnvSchema.shape);
 }
