@@ -112,7 +112,7 @@ const EnvSchema = z.object({
   DISCORD_GATEWAY_URL: optionalUrl,
   DISCORD_MENTION_MODE: bool(false),
   VISTYLE_MODEL_DIR: optionalText,
-  VISTYLE_PROVIDER: z.enum(['cpu', 'cuda'], { error: 'expected cpu or cuda' }).default('cpu'),
+  VISTYLE_PROVIDER: z.enum(['cpu', 'cuda', 'webgpu'], { error: 'expected cpu, cuda or webgpu' }).default('cpu'),
   VISTYLE_DEVICE_ID: int(0, 64, 0),
   VISTYLE_THREADS: int(0, 1024, 0),
   VISTYLE_MAX_CONTEXT_TOKENS: optionalInt(256, 1_000_000),

@@ -80,7 +80,7 @@ export interface GenerationStream extends AsyncIterable<string> {
   readonly result: Promise<GenerationResult>;
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
 export interface EngineOptions {
   /** A folder written by `vistyle model build` (holds vistyle-model.json). */
