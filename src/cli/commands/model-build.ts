@@ -1,4 +1,4 @@
-// `vistyle model build --checkpoint DIR --out DIR [--dtype fp32|fp16] [--lora-targets LIST] [--no-lora]`:
+// `vistyle model build --checkpoint DIR --out DIR [--dtype fp32|fp16] [--lora-targets LIST] [--no-lora] [--device-decoder]`:
 // turns a Hugging Face LLaVA checkpoint folder into a vistyle model folder (see models/build).
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { buildModel, type BuildOptions, type BuildResult } from '../../../models/build/build.js';
@@ -12,6 +12,7 @@ interface BuildFlags {
   dtype: 'fp32' | 'fp16';
   loraTargets?: string[];
   lora: boolean;
+  deviceDecoder?: boolean;
   allPositionLogits?: boolean;
   externalDataThreshold?: number;
 }
@@ -41,6 +42,7 @@ export function registerModelBuildCommand(model: Command): void {
     .addOption(new Option('--dtype <dtype>', 'weight type').choices(['fp32', 'fp16']).default('fp32'))
     .option('--lora-targets <list>', 'comma-separated LoRA targets (default q_proj,k_proj,v_proj,o_proj,out_proj)', targetList)
     .option('--no-lora', 'build without LoRA inputs')
+    .option('--device-decoder', 'also write decoder-device.onnx, the decoder that keeps the KV cache on the GPU (for --provider webgpu)')
     .addOption(new Option('--all-position-logits', 'decoder returns logits for every position (tests)').hideHelp())
     .addOption(new Option('--external-data-threshold <bytes>', 'graph weight size above which weights go to <graph>.onnx.data')
       .argParser(byteCount).hideHelp())
@@ -54,6 +56,7 @@ export function registerModelBuildCommand(model: Command): void {
         dtype: flags.dtype,
         loraTargets: flags.loraTargets,
         noLora: !flags.lora,
+        deviceDecoder: flags.deviceDecoder ?? false,
         allPositionLogits: flags.allPositionLogits ?? false,
         externalDataThreshold: flags.externalDataThreshold,
         onProgress: (message) => process.stderr.write(`${message}\n`),

@@ -26,7 +26,13 @@ interface PullFlags {
 
 /** fp16 halves the weights and runs faster on a GPU; on CPU onnxruntime is faster in fp32. */
 export function defaultPullDtype(env: Record<string, string | undefined> = process.env): PullDtype {
-  return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'cuda' ? 'fp16' : 'fp32';
+  const provider = env.VISTYLE_PROVIDER?.trim().toLowerCase();
+  return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'fp32';
+}
+
+/** With VISTYLE_PROVIDER=webgpu the build also writes the device-cache decoder (decoder-device.onnx). */
+export function pullWantsDeviceDecoder(env: Record<string, string | undefined> = process.env): boolean {
+  return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'webgpu';
 }
 
 function nonNegativeInteger(value: string): number {
@@ -36,13 +42,14 @@ function nonNegativeInteger(value: string): number {
 }
 
 /** Whether `out` already holds a build of this checkpoint, in this dtype, by this version of vistyle. */
-function builtAlready(out: string, checkpoint: string, dtype: PullDtype): boolean {
+function builtAlready(out: string, checkpoint: string, dtype: PullDtype, deviceDecoder = false): boolean {
   const file = resolve(out, MANIFEST_FILE);
   if (!existsSync(file)) return false;
   try {
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { dtype?: string; builder?: string; source?: { checkpoint?: string } };
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { dtype?: string; builder?: string; source?: { checkpoint?: string }; deviceDecoder?: unknown };
     return (
       manifest.dtype === dtype &&
+      (!deviceDecoder || manifest.deviceDecoder !== undefined) &&
       manifest.builder === `vistyle ${VERSION}` &&
       typeof manifest.source?.checkpoint === 'string' &&
       resolve(manifest.source.checkpoint) === resolve(checkpoint)
@@ -71,7 +78,7 @@ export function registerModelPullCommand(model: Command): void {
     .option('--revision <rev>', 'branch, tag or commit (default: main on Hugging Face, master on ModelScope)')
     .option('--dir <dir>', `checkpoint folder (default: ${pulledCheckpointDir()})`)
     .option('--out <dir>', `built model folder (default: ${pulledBuiltDir()})`)
-    .addOption(new Option('--dtype <dtype>', 'weight dtype of the built graphs (default: fp16 when VISTYLE_PROVIDER=cuda, else fp32)').choices(['fp32', 'fp16']))
+    .addOption(new Option('--dtype <dtype>', 'weight dtype of the built graphs (default: fp16 when VISTYLE_PROVIDER=cuda or webgpu, else fp32)').choices(['fp32', 'fp16']))
     .option('--no-build', 'download only, do not build')
     .option('--rebuild', 'build again even when the built model is up to date')
     .option('--retries <n>', 'retries per request on network errors and 5xx answers', nonNegativeInteger, 5)
@@ -111,13 +118,15 @@ export function registerModelPullCommand(model: Command): void {
       }
 
       const fetchedNow = download.files.some((file) => file.status === 'fetched');
-      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, dtype)) {
+      const deviceDecoder = pullWantsDeviceDecoder();
+      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, dtype, deviceDecoder)) {
         process.stdout.write(`model: ${out} (${dtype}) is already built from this checkpoint (--rebuild to build it again)\n`);
       } else {
         await buildModel({
           checkpointDir: download.dir,
           outDir: out,
           dtype,
+          deviceDecoder,
           onProgress: (message) => process.stderr.write(`${message}\n`),
         });
         process.stdout.write(`model: ${out} (${dtype})\n`);

@@ -1,0 +1,220 @@
+// The device decoder (GroupQueryAttention over a device-resident cache) against what transformers
+// computed for tests/fixtures/tiny-a, fp32, 1e-4: every position's logits, the cached step 2, the
+// 16 greedy tokens, the batch of two prompts decoding together, a row leaving the batch, a prefix
+// snapshot restored. The graph itself is checked on the CPU provider everywhere; the device cache
+// on WebGPU (lavapipe in CI).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModel } from '../../models/build/build.js';
+import { checkDeviceAttention } from '../../src/engine/device-attention-check.js';
+import { DeviceDecoder, deviceDecoderOutputLocations } from '../../src/engine/device-decoder.js';
+import { DeviceGraphs } from '../../src/engine/device-graphs.js';
+import { DeviceKvCache, disposeSnapshot } from '../../src/engine/device-kv-cache.js';
+import { fixtureArray, fixtureInputs, maxAbsDiff, TINY_A_DIR } from '../models/fixture.js';
+import { argmax, Graphs } from '../models/ort-helpers.js';
+import { webgpuSuite } from './support.js';
+
+const TOL = 1e-4;
+const V = 512;
+const D = 64;
+const inputs = fixtureInputs();
+const L = inputs.input_ids.length;
+const root = mkdtempSync(join(tmpdir(), 'vistyle-device-decoder-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function deviceFeedsForPrompt(embeds: Float32Array, tokens: number, capacity: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {
+    inputs_embeds: new ort.Tensor('float32', embeds, [1, tokens, D]),
+    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: tokens }, (_, i) => BigInt(i)), [1, tokens]),
+    seqlens_k: new ort.Tensor('int32', Int32Array.from([tokens - 1]), [1]),
+    total_sequence_length: new ort.Tensor('int32', Int32Array.from([tokens]), []),
+  };
+  for (let i = 0; i < 2; i++) {
+    feeds[`past_key.${i}`] = new ort.Tensor('float32', new Float32Array(2 * capacity * 16), [1, 2, capacity, 16]);
+    feeds[`past_value.${i}`] = new ort.Tensor('float32', new Float32Array(2 * capacity * 16), [1, 2, capacity, 16]);
+  }
+  return feeds;
+}
+
+describe('the device decoder graph on the CPU provider', () => {
+  it('gives every position\'s logits of transformers in one prefill', async () => {
+    const dir = join(root, 'all');
+    await buildModel({ checkpointDir: TINY_A_DIR, outDir: dir, noLora: true, deviceDecoder: true, allPositionLogits: true });
+    const graphs = await Graphs.open(dir);
+    const decoder = await ort.InferenceSession.create(join(dir, 'decoder-device.onnx'), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+    try {
+      expect(graphs.manifest.deviceDecoder).toEqual({ graph: 'decoder-device.onnx', attention: 'GroupQueryAttention', layout: 'bnsh-capacity' });
+      const embeds = await graphs.mergedEmbeds([inputs.input_ids], await graphs.runVision(fixtureArray('image1_pixel_values').data));
+      const out = await decoder.run(deviceFeedsForPrompt(embeds, L, 64));
+      expect(maxAbsDiff(out.logits!.data as Float32Array, fixtureArray('logits').data)).toBeLessThan(TOL);
+      expect(out['present_key.0']!.dims).toEqual([1, 2, 64, 16]);
+    } finally {
+      await decoder.release();
+      await graphs.close();
+    }
+  });
+});
+
+const describeGpu = await webgpuSuite();
+
+describeGpu('the device KV cache on WebGPU', () => {
+  const dir = join(root, 'last');
+  let graphs: Graphs; // vision + embed on the CPU: only the decoder is under test here
+  let session: ort.InferenceSession;
+  let deviceGraphs: DeviceGraphs;
+  let maxChunk: number;
+  let promptEmbeds: Float32Array;
+  const CAPACITY = 96;
+
+  const newDecoder = (): DeviceDecoder =>
+    new DeviceDecoder({
+      session,
+      cache: new DeviceKvCache(deviceGraphs, { numLayers: 2, numKvHeads: 2, headDim: 16, capacity: CAPACITY, dtype: 'float32' }),
+      hiddenSize: D,
+      maxChunk,
+    });
+
+  beforeAll(async () => {
+    await buildModel({ checkpointDir: TINY_A_DIR, outDir: dir, noLora: true, deviceDecoder: true });
+    graphs = await Graphs.open(dir);
+    session = await ort.InferenceSession.create(join(dir, 'decoder-device.onnx'), {
+      executionProviders: [{ name: 'webgpu' }, 'cpu'],
+      preferredOutputLocation: deviceDecoderOutputLocations(2),
+      logSeverityLevel: 3,
+    });
+    deviceGraphs = new DeviceGraphs();
+    const check = await checkDeviceAttention({ numHeads: 4, numKvHeads: 2, headDim: 16 }, (path) =>
+      ort.InferenceSession.create(path, { executionProviders: ['webgpu'], logSeverityLevel: 3 }));
+    maxChunk = check.maxChunk;
+    expect(maxChunk).toBeGreaterThanOrEqual(1);
+    promptEmbeds = await graphs.mergedEmbeds([inputs.input_ids], await graphs.runVision(fixtureArray('image1_pixel_values').data));
+  });
+  afterAll(async () => {
+    await deviceGraphs?.release();
+    await session?.release();
+    await graphs?.close();
+  });
+
+  it('every position\'s logits token by token, the cache fed back from the device', async () => {
+    const decoder = newDecoder();
+    const ref = fixtureArray('logits').data;
+    try {
+      const id = await decoder.cache.open();
+      let worst = 0;
+      for (let t = 0; t < L; t++) {
+        const logits = await decoder.prefill(id, promptEmbeds.slice(t * D, (t + 1) * D), 1);
+        worst = Math.max(worst, maxAbsDiff(logits, ref.subarray(t * V, (t + 1) * V)));
+      }
+      expect(decoder.cache.length(id)).toBe(L);
+      expect(worst).toBeLessThan(TOL);
+    } finally {
+      decoder.cache.free();
+    }
+  });
+
+  it('chunked prefill, the cached step 2, then the 16 greedy tokens with constant host traffic', async () => {
+    const decoder = newDecoder();
+    try {
+      const id = await decoder.cache.open();
+      let logits = await decoder.prefill(id, promptEmbeds, L);
+      expect(maxAbsDiff(logits, fixtureArray('logits').data.subarray((L - 1) * V))).toBeLessThan(TOL);
+      await decoder.cache.join(id);
+      const stepRef = fixtureArray('generate_logits').data;
+      const tokens: number[] = [];
+      const traffic: Array<{ in: number; out: number }> = [];
+      let worst = 0;
+      for (let s = 0; s < inputs.generate.max_new_tokens; s++) {
+        worst = Math.max(worst, maxAbsDiff(logits, stepRef.subarray(s * V, (s + 1) * V)));
+        const next = argmax(logits);
+        tokens.push(next);
+        if (next === inputs.generate.eos_token_id) break;
+        logits = await decoder.decode(await graphs.runEmbed([[next]]));
+        if (s === 0) expect(maxAbsDiff(logits, fixtureArray('step2_logits').data)).toBeLessThan(TOL);
+        traffic.push(decoder.lastTraffic);
+      }
+      expect(tokens).toEqual(inputs.generate.new_tokens);
+      expect(worst).toBeLessThan(TOL);
+      // per step: embeddings + position + lengths in, logits out; the same at every length
+      expect(traffic[0]).toEqual({ in: D * 4 + 8 + 4 + 4, out: V * 4 });
+      expect(new Set(traffic.map((t) => `${t.in}/${t.out}`)).size).toBe(1);
+    } finally {
+      decoder.cache.free();
+    }
+  });
+
+  it('two prompts decode together as in transformers\' batch, then one leaves and the other goes on', async () => {
+    const decoder = newDecoder();
+    try {
+      const pixels = new Float32Array(2 * 3 * 56 * 56);
+      pixels.set(fixtureArray('image1_pixel_values').data, 0);
+      pixels.set(fixtureArray('image2_pixel_values').data, 3 * 56 * 56);
+      const features = await graphs.runVision(pixels, 2);
+      const { input_ids: ids, attention_mask: mask } = inputs.batch;
+      const Lb = ids[0]!.length;
+      const padded = await graphs.mergedEmbeds(ids, features);
+      const refSteps = fixtureArray('batch_generate_logits').data; // [16,2,V]
+      // each prompt alone (its real tokens: the fixture pads on the left), then together
+      const rows: number[] = [];
+      const first: Float32Array[] = [];
+      for (let b = 0; b < 2; b++) {
+        const start = mask[b]!.indexOf(1);
+        const real = padded.slice((b * Lb + start) * D, (b + 1) * Lb * D);
+        const id = await decoder.cache.open();
+        first.push(await decoder.prefill(id, real, Lb - start));
+        await decoder.cache.join(id);
+        rows.push(id);
+      }
+      expect(decoder.cache.batchRows).toEqual(rows);
+      let logits: Float32Array = new Float32Array(2 * V);
+      logits.set(first[0]!, 0);
+      logits.set(first[1]!, V);
+      const generated: number[][] = [[], []];
+      let worst = 0;
+      for (let s = 0; s < 16; s++) {
+        worst = Math.max(worst, maxAbsDiff(logits, refSteps.subarray(s * 2 * V, (s + 1) * 2 * V)));
+        const next = [argmax(logits, 0, V), argmax(logits, V, V)];
+        next.forEach((tok, b) => generated[b]!.push(tok));
+        logits = await decoder.decode(await graphs.runEmbed(next.map((t) => [t])));
+      }
+      expect(generated).toEqual(inputs.batch.generate_new_tokens);
+      expect(worst).toBeLessThan(TOL);
+
+      // the first row leaves; the second's next logits are unchanged by it
+      const stayingLogits = logits.slice(V, 2 * V);
+      const expected = await decoder.cache.snapshot(rows[1]!);
+      await decoder.cache.close([rows[0]!]);
+      expect(decoder.cache.batchRows).toEqual([rows[1]]);
+      const nextToken = argmax(stayingLogits);
+      const alone = await decoder.decode(await graphs.runEmbed([[nextToken]]));
+      // the same step from the snapshot taken while both decoded
+      const restored = await decoder.cache.open(expected);
+      const fromSnapshot = await decoder.prefill(restored, await graphs.runEmbed([[nextToken]]), 1);
+      expect(maxAbsDiff(alone, fromSnapshot)).toBeLessThan(TOL);
+      disposeSnapshot(expected);
+    } finally {
+      decoder.cache.free();
+    }
+  });
+
+  it('a prefix snapshot restored into a new sequence continues like a full prefill', async () => {
+    const decoder = newDecoder();
+    try {
+      const prefix = inputs.image_token_positions.at(-1)! + 1; // system + picture
+      const a = await decoder.cache.open();
+      await decoder.prefill(a, promptEmbeds.slice(0, prefix * D), prefix);
+      const snap = await decoder.cache.snapshot(a);
+      expect(snap.length).toBe(prefix);
+      expect(snap.bytes).toBe(2 * 2 * 2 * prefix * 16 * 4); // sized to the prefix, not the capacity
+      await decoder.cache.close([a]);
+      const b = await decoder.cache.open(snap);
+      const logits = await decoder.prefill(b, promptEmbeds.slice(prefix * D), L - prefix);
+      expect(maxAbsDiff(logits, fixtureArray('logits').data.subarray((L - 1) * V))).toBeLessThan(TOL);
+      disposeSnapshot(snap);
+    } finally {
+      decoder.cache.free();
+    }
+  });
+});
