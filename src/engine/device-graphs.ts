@@ -186,25 +186,31 @@ export class DeviceGraphs {
     return batch.map((_, j) => out[`y.${j}`]!);
   }
 
-  /** Each [1,kvH,n,hd] tensor padded with zeros along axis 2 to [1,kvH,capacity,hd]. */
-  async widen(snapshot: readonly ort.Tensor[], capacity: number): Promise<ort.Tensor[]> {
+  /**
+   * The first `length` positions (axis 2) of each [1,kvH,n,hd] tensor, padded with zeros to
+   * [1,kvH,capacity,hd]: a snapshot restored into a sequence's own buffers.
+   */
+  async widen(snapshot: readonly ort.Tensor[], capacity: number, length = snapshot[0]?.dims[2] ?? 0): Promise<ort.Tensor[]> {
     if (snapshot.length === 0) return [];
     const dtype = dtypeOf(snapshot[0]!);
     const [one, heads, n, hd] = snapshot[0]!.dims as [number, number, number, number];
-    if (n > capacity) throw new VistyleError('INTERNAL', `widen: ${n} positions into ${capacity}`);
-    if (n === capacity) return this.identity(snapshot, 'gpu-buffer');
+    if (length < 1 || length > n || n > capacity) throw new VistyleError('INTERNAL', `widen: ${length} of ${n} positions into ${capacity}`);
+    if (length === capacity) return this.identity(snapshot, 'gpu-buffer');
     const key = `widen:${dtype}:${snapshot.length}`;
     const session = await this.session(key, 'gpu-buffer', (g) => {
+      const end = g.input('length', DataType.INT64, [1]);
       const padShape = g.input('pad_shape', DataType.INT64, [4]);
       const zero = dtype === 'float16' ? g.node('Cast', [g.f32(0)], { to: { kind: 'int', value: DataType.FLOAT16 } }) : g.f32(0);
       const pad = g.node('Expand', [zero, padShape]);
       for (let j = 0; j < snapshot.length; j++) {
-        const s = g.input(`snap.${j}`, ONNX_TYPE[dtype], [1, 'heads', 'length', 'hd']);
-        g.output(g.node('Concat', [s, pad], { axis: { kind: 'int', value: 2 } }), `y.${j}`, ONNX_TYPE[dtype], [1, 'heads', 'capacity', 'hd']);
+        const s = g.input(`snap.${j}`, ONNX_TYPE[dtype], [1, 'heads', 'n', 'hd']);
+        const kept = g.node('Slice', [s, g.i64([0]), end, g.i64([2])]);
+        g.output(g.node('Concat', [kept, pad], { axis: { kind: 'int', value: 2 } }), `y.${j}`, ONNX_TYPE[dtype], [1, 'heads', 'capacity', 'hd']);
       }
     });
     const feeds: Record<string, ort.Tensor> = {
-      pad_shape: new ort.Tensor('int64', BigInt64Array.from([one, heads, capacity - n, hd], (d) => BigInt(d)), [4]),
+      length: new ort.Tensor('int64', BigInt64Array.from([BigInt(length)]), [1]),
+      pad_shape: new ort.Tensor('int64', BigInt64Array.from([one, heads, capacity - length, hd], (d) => BigInt(d)), [4]),
     };
     snapshot.forEach((t, j) => (feeds[`snap.${j}`] = t));
     const out = await session.run(feeds);

@@ -1,45 +1,31 @@
-// The KV cache on the WebGPU device, for the device decoder (models/graphs/decoder-device.ts).
+// The KV cache on the WebGPU device (the engine's KvCache interface, kv-cache.ts), for the device
+// decoder (models/graphs/decoder-device.ts).
 //
-// Every cache tensor is a `gpu-buffer` tensor [rows, kvH, capacity, hd] per layer for keys and
-// values. The decoder's present_* outputs are fed back as the next run's past_* inputs, so the
-// keys and values never leave the device; what crosses to the host per run is what the caller
-// feeds (embeddings, position ids), the per-row lengths (seqlens_k, total_sequence_length) and the
-// logits. None of it depends on the context length: `hostBytes` counts it for tests and logs.
+// Every cache tensor is a `gpu-buffer` tensor [rows, kvH, capacity, hd], keys and values of each
+// layer. The decoder's present_* outputs are fed back as the next run's past_* inputs, so keys
+// and values never leave the device; what crosses to the host per run is what the engine feeds
+// (embeddings, LoRA rows), the position ids and per-row lengths this cache feeds, and the logits.
+// None of it depends on the context length (`lastTraffic` counts it).
 //
-// Sequences: a new sequence is prefilled alone in its own [1,...] buffers (GroupQueryAttention
-// takes more than one new token per run only with batch 1), then joins the decode batch, whose
-// rows decode one token each per run with their own lengths (no padding, no attention mask).
-// Joining, leaving (a finished row), snapshots of a prefix (prefix reuse) and restoring one are
-// small device graphs (device-graphs.ts); nothing is copied through the host.
+// Sequences: a sequence is prefilled alone in its own [1,...] buffers (GroupQueryAttention takes
+// more than one new token per run only with batch 1), and joins the decode batch at its first
+// decode step. Batch rows decode one token each per run with their own lengths (no padding, no
+// attention mask). A batch row the engine does not ask for is a filler: it is fed its own length,
+// GroupQueryAttention writes a throw-away key/value at its next free position (overwritten by its
+// next real step) and its length does not move. Joining (Concat), leaving (Gather), snapshots of a
+// prefix (Slice) and restoring one (Slice + Concat with zeros) are small device graphs
+// (device-graphs.ts); nothing is copied through the host. Without rows to reuse, one sequence alone
+// decodes in its own buffers (joining an empty batch copies nothing).
+//
+// Prefill chunks are at most `maxPrefillTokens` (the start-up attention check): a longer request
+// gets a binding for fewer tokens, and the engine feeds `binding.newTokens` embeddings.
 import * as ort from 'onnxruntime-node';
 import { deviceCacheNames } from '../../models/graphs/decoder-device.js';
 import { VistyleError } from '../errors.js';
-import { disposeAll, tensorBytes, type DeviceDtype, type DeviceGraphs } from './device-graphs.js';
+import { disposeAll, tensorBytes, type DeviceGraphs } from './device-graphs.js';
+import type { HostTraffic, KvCache, KvCacheSpec, KvSnapshot, SequenceId, StepBinding } from './device-kv-interface.js';
 
-export interface DeviceKvShape {
-  numLayers: number;
-  numKvHeads: number;
-  headDim: number;
-  /** Positions each sequence can hold (prompt + answer). */
-  capacity: number;
-  dtype: DeviceDtype;
-}
-
-/** A sequence's cached prefix kept on the device: [1,kvH,length,hd] per cache tensor. */
-export interface DeviceSnapshot {
-  readonly length: number;
-  readonly bytes: number;
-  /** @internal k0, v0, k1, v1, ... */
-  readonly tensors: readonly ort.Tensor[];
-}
-
-/** Bytes of host memory fed to and returned by the last decoder run (the host-visible traffic). */
-export interface HostTraffic {
-  in: number;
-  out: number;
-}
-
-/** Host bytes of a run: every CPU input fed, every CPU output returned. */
+/** Host bytes of a run: every host-memory input fed, every host-memory output returned. */
 export function hostTraffic(feeds: Readonly<Record<string, ort.Tensor>>, outputs: Readonly<Record<string, ort.Tensor>>): HostTraffic {
   const count = (values: Iterable<ort.Tensor>): number => {
     let bytes = 0;
@@ -50,53 +36,64 @@ export function hostTraffic(feeds: Readonly<Record<string, ort.Tensor>>, outputs
 }
 
 interface Sequence {
-  id: number;
+  id: SequenceId;
   length: number;
   /** Own [1,...] buffers while prefilling; null once in the batch. */
   tensors: ort.Tensor[] | null;
 }
 
-export class DeviceKvCache {
-  readonly shape: DeviceKvShape;
+interface DeviceSnapshot extends KvSnapshot {
+  readonly owner: DeviceKvCache;
+  /** [1,kvH,length,hd]: k0, v0, k1, v1, ... */
+  tensors: ort.Tensor[] | null;
+}
+
+interface DeviceBinding extends StepBinding {
+  readonly serial: number;
+}
+
+export interface DeviceKvCacheOptions {
+  /** Longest prefill chunk (GroupQueryAttention prefill is checked per adapter at start-up). */
+  maxPrefillTokens?: number;
+}
+
+export class DeviceKvCache implements KvCache {
+  readonly spec: KvCacheSpec;
+  readonly maxPrefillTokens: number;
+  lastTraffic: HostTraffic = { in: 0, out: 0 };
   private readonly graphs: DeviceGraphs;
-  private readonly sequences = new Map<number, Sequence>();
+  private readonly sequences = new Map<SequenceId, Sequence>();
   /** Sequence ids in batch-row order. */
-  private batchOrder: number[] = [];
+  private batchOrder: SequenceId[] = [];
   private batch: ort.Tensor[] | null = null;
   private nextId = 1;
+  private serial = 0;
   private freed = false;
-  /** Host bytes of the last decoder run (set by the caller through recordTraffic). */
-  lastTraffic: HostTraffic = { in: 0, out: 0 };
 
-  constructor(graphs: DeviceGraphs, shape: DeviceKvShape) {
-    if (!Number.isInteger(shape.capacity) || shape.capacity <= 0) {
-      throw new VistyleError('CONFIG_INVALID', `KV cache capacity must be a positive integer, got ${shape.capacity}`);
+  constructor(graphs: DeviceGraphs, spec: KvCacheSpec, options: DeviceKvCacheOptions = {}) {
+    for (const [name, value] of [['capacity', spec.capacity], ['rows', spec.rows]] as const) {
+      if (!Number.isInteger(value) || value <= 0) throw new VistyleError('CONFIG_INVALID', `KV cache ${name} must be a positive integer, got ${value}`);
     }
     this.graphs = graphs;
-    this.shape = { ...shape };
+    this.spec = { ...spec };
+    this.maxPrefillTokens = Math.max(1, Math.min(options.maxPrefillTokens ?? Number.MAX_SAFE_INTEGER, spec.capacity));
+  }
+
+  get freeRows(): number {
+    return this.spec.rows - this.sequences.size;
   }
 
   private get tensorCount(): number {
-    return 2 * this.shape.numLayers;
+    return 2 * this.spec.numLayers;
   }
 
-  private assertUsable(): void {
-    if (this.freed) throw new VistyleError('INTERNAL', 'device KV cache used after free()');
-  }
-
-  private sequence(id: number): Sequence {
-    const s = this.sequences.get(id);
-    if (!s) throw new VistyleError('INTERNAL', `no device cache sequence ${id}`);
-    return s;
-  }
-
-  /** Bytes one sequence's buffers take on the device. */
+  /** Device bytes of one sequence's buffers. */
   get rowBytes(): number {
-    const { numKvHeads, headDim, capacity, dtype } = this.shape;
+    const { numKvHeads, headDim, capacity, dtype } = this.spec;
     return this.tensorCount * numKvHeads * capacity * headDim * (dtype === 'float16' ? 2 : 4);
   }
 
-  /** Bytes the cache holds on the device now (batch and prefilling rows; snapshots are the caller's). */
+  /** Device bytes the rows hold now (snapshots are counted by whoever keeps them). */
   get deviceBytes(): number {
     let bytes = 0;
     for (const t of this.batch ?? []) bytes += tensorBytes(t);
@@ -104,38 +101,51 @@ export class DeviceKvCache {
     return bytes;
   }
 
-  /** Sequences in the decode batch, in row order. */
-  get batchRows(): readonly number[] {
-    return this.batchOrder;
+  private assertUsable(): void {
+    if (this.freed) throw new VistyleError('INTERNAL', 'device KV cache used after free()');
   }
 
-  length(id: number): number {
+  private sequence(id: SequenceId): Sequence {
+    const s = this.sequences.get(id);
+    if (!s) throw new VistyleError('INTERNAL', `no open sequence ${id} in the device KV cache`);
+    return s;
+  }
+
+  length(id: SequenceId): number {
     return this.sequence(id).length;
   }
 
-  remaining(id: number): number {
-    return this.shape.capacity - this.sequence(id).length;
-  }
-
-  /** A new sequence with empty buffers, or with a snapshot's prefix already in place. */
-  async open(from?: DeviceSnapshot): Promise<number> {
+  async open(from?: { snapshot: KvSnapshot; length?: number }): Promise<SequenceId> {
     this.assertUsable();
-    const { numKvHeads, headDim, capacity, dtype } = this.shape;
+    if (this.freeRows <= 0) throw new VistyleError('INTERNAL', `the device KV cache has no free row (${this.spec.rows} open)`);
+    const { numKvHeads, headDim, capacity, dtype } = this.spec;
     let tensors: ort.Tensor[];
+    let length = 0;
     if (from) {
-      if (from.tensors.length !== this.tensorCount) throw new VistyleError('INTERNAL', 'snapshot of another model');
-      tensors = await this.graphs.widen(from.tensors, capacity);
+      const snap = this.ownSnapshot(from.snapshot);
+      length = from.length ?? snap.length;
+      if (!Number.isInteger(length) || length < 1 || length > snap.length) {
+        throw new VistyleError('INTERNAL', `open: ${length} positions of a ${snap.length}-position snapshot`);
+      }
+      tensors = await this.graphs.widen(snap.tensors!, capacity, length);
     } else {
       tensors = await this.graphs.zeros(dtype, [1, numKvHeads, capacity, headDim], this.tensorCount);
     }
     const id = this.nextId++;
-    this.sequences.set(id, { id, length: from?.length ?? 0, tensors });
+    this.sequences.set(id, { id, length, tensors });
     return id;
+  }
+
+  private ownSnapshot(snapshot: KvSnapshot): DeviceSnapshot {
+    const snap = snapshot as DeviceSnapshot;
+    if (snap.owner !== this) throw new VistyleError('INTERNAL', 'a snapshot from another KV cache');
+    if (!snap.tensors) throw new VistyleError('INTERNAL', 'a released snapshot');
+    return snap;
   }
 
   private cacheFeeds(tensors: readonly ort.Tensor[]): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
-    for (let i = 0; i < this.shape.numLayers; i++) {
+    for (let i = 0; i < this.spec.numLayers; i++) {
       const n = deviceCacheNames(i);
       feeds[n.pastKey] = tensors[2 * i]!;
       feeds[n.pastValue] = tensors[2 * i + 1]!;
@@ -145,61 +155,107 @@ export class DeviceKvCache {
 
   private presents(outputs: Readonly<Record<string, ort.Tensor>>): ort.Tensor[] {
     const tensors: ort.Tensor[] = [];
-    for (let i = 0; i < this.shape.numLayers; i++) {
+    for (let i = 0; i < this.spec.numLayers; i++) {
       const n = deviceCacheNames(i);
       const k = outputs[n.presentKey];
       const v = outputs[n.presentValue];
       if (!k || !v) throw new VistyleError('MODEL_INVALID', `device decoder output ${n.presentKey}/${n.presentValue} is missing`);
       if (k.location !== 'gpu-buffer' || v.location !== 'gpu-buffer') {
-        throw new VistyleError('INTERNAL', `device decoder returned ${n.presentKey} in ${k.location} memory; the session must keep present_* on the device`);
+        throw new VistyleError('INTERNAL', `device decoder returned ${n.presentKey} in ${k.location} memory; its session must keep present_* on the device`);
       }
       tensors.push(k, v);
     }
     return tensors;
   }
 
-  private lengthFeeds(lengths: readonly number[], newTokens: number): Record<string, ort.Tensor> {
-    return {
-      seqlens_k: new ort.Tensor('int32', Int32Array.from(lengths, (l) => l + newTokens - 1), [lengths.length]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.from([Math.max(...lengths) + newTokens]), []),
-    };
-  }
-
   private checkRoom(length: number, newTokens: number): void {
-    if (length + newTokens > this.shape.capacity) {
-      throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs ${length + newTokens} positions; this engine holds ${this.shape.capacity}`, {
-        details: { promptTokens: length + newTokens, capacity: this.shape.capacity },
+    if (length + newTokens > this.spec.capacity) {
+      throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs ${length + newTokens} positions; this engine holds ${this.spec.capacity}`, {
+        details: { promptTokens: length + newTokens, capacity: this.spec.capacity },
       });
     }
   }
 
-  /** Cache feeds for `newTokens` tokens of one prefilling sequence (batch 1). */
-  prefillFeeds(id: number, newTokens: number): Record<string, ort.Tensor> {
+  /** lengths: each batch row's cached positions; every row gets `newTokens` new ones. */
+  private stepFeeds(lengths: readonly number[], newTokens: number): Record<string, ort.Tensor> {
+    const B = lengths.length;
+    const positions = new BigInt64Array(B * newTokens);
+    lengths.forEach((l, b) => {
+      for (let t = 0; t < newTokens; t++) positions[b * newTokens + t] = BigInt(l + t);
+    });
+    return {
+      position_ids: new ort.Tensor('int64', positions, [B, newTokens]),
+      seqlens_k: new ort.Tensor('int32', Int32Array.from(lengths, (l) => l + newTokens - 1), [B]),
+      total_sequence_length: new ort.Tensor('int32', Int32Array.from([Math.max(...lengths) + newTokens]), []),
+    };
+  }
+
+  async bindPrefill(id: SequenceId, newTokens: number): Promise<StepBinding> {
     this.assertUsable();
     const s = this.sequence(id);
-    if (!s.tensors) throw new VistyleError('INTERNAL', `sequence ${id} already decodes in the batch`);
+    if (!Number.isInteger(newTokens) || newTokens < 1) throw new VistyleError('INTERNAL', `prefill of ${newTokens} tokens`);
+    if (!s.tensors) await this.detach(id);
+    const tokens = Math.min(newTokens, this.maxPrefillTokens);
     this.checkRoom(s.length, newTokens);
-    return { ...this.cacheFeeds(s.tensors), ...this.lengthFeeds([s.length], newTokens) };
+    const binding: DeviceBinding = {
+      kind: 'prefill',
+      batch: [id],
+      newTokens: tokens,
+      feeds: { ...this.cacheFeeds(s.tensors!), ...this.stepFeeds([s.length], tokens) },
+      serial: ++this.serial,
+    };
+    return binding;
   }
 
-  /** Takes the decoder's present_* for a prefill run; the old buffers are freed. */
-  commitPrefill(id: number, outputs: Readonly<Record<string, ort.Tensor>>, newTokens: number): void {
+  async bindDecode(ids: readonly SequenceId[]): Promise<StepBinding> {
     this.assertUsable();
-    const s = this.sequence(id);
-    if (!s.tensors) throw new VistyleError('INTERNAL', `sequence ${id} already decodes in the batch`);
+    if (ids.length === 0) throw new VistyleError('INTERNAL', 'a decode step for no sequence');
+    const wanted = new Set(ids);
+    if (wanted.size !== ids.length) throw new VistyleError('INTERNAL', 'a decode step asks for a sequence twice');
+    for (const id of ids) this.checkRoom(this.sequence(id).length, 1);
+    // rows not asked for stay as fillers, unless full (a filler writes at its next free position)
+    const full = this.batchOrder.filter((id) => !wanted.has(id) && this.sequence(id).length >= this.spec.capacity);
+    for (const id of full) await this.detach(id);
+    for (const id of ids) if (this.sequence(id).tensors) await this.join(id);
+    const lengths = this.batchOrder.map((id) => this.sequence(id).length);
+    const binding: DeviceBinding = {
+      kind: 'decode',
+      batch: this.batchOrder.map((id) => (wanted.has(id) ? id : null)),
+      newTokens: 1,
+      feeds: { ...this.cacheFeeds(this.batch!), ...this.stepFeeds(lengths, 1) },
+      serial: ++this.serial,
+    };
+    return binding;
+  }
+
+  commit(binding: StepBinding, feeds: Readonly<Record<string, ort.Tensor>>, outputs: Readonly<Record<string, ort.Tensor>>): void {
+    this.assertUsable();
+    if ((binding as DeviceBinding).serial !== this.serial) {
+      throw new VistyleError('INTERNAL', 'commit of a binding that is not the last one bound (the cache moved since)');
+    }
     const next = this.presents(outputs);
-    disposeAll(s.tensors);
-    s.tensors = next;
-    s.length += newTokens;
+    if (binding.kind === 'prefill') {
+      const s = this.sequence(binding.batch[0]!);
+      if (!s.tensors) throw new VistyleError('INTERNAL', 'prefill commit for a sequence in the batch');
+      disposeAll(s.tensors);
+      s.tensors = next;
+      s.length += binding.newTokens;
+    } else {
+      if (!this.batch) throw new VistyleError('INTERNAL', 'decode commit with an empty batch');
+      disposeAll(this.batch);
+      this.batch = next;
+      for (const id of binding.batch) if (id !== null) this.sequence(id).length += 1;
+    }
+    this.serial++; // a binding is committed once
+    this.lastTraffic = hostTraffic(feeds, outputs);
   }
 
-  /** The prefilled sequence joins the decode batch (its buffers are appended as the last row). */
-  async join(id: number): Promise<void> {
-    this.assertUsable();
+  /** The sequence's own buffers become the batch's last row. */
+  private async join(id: SequenceId): Promise<void> {
     const s = this.sequence(id);
     if (!s.tensors) return;
     if (this.batch === null) {
-      this.batch = s.tensors; // alone: the row's buffers are the batch, nothing copied
+      this.batch = s.tensors; // alone: its buffers are the batch, nothing copied
     } else {
       const joined = await this.graphs.concatRows(this.batch, s.tensors);
       disposeAll(this.batch);
@@ -210,61 +266,69 @@ export class DeviceKvCache {
     this.batchOrder.push(id);
   }
 
-  /** Cache feeds for one decode step: one new token for every sequence in the batch, in row order. */
-  decodeFeeds(): Record<string, ort.Tensor> {
-    this.assertUsable();
-    if (!this.batch) throw new VistyleError('INTERNAL', 'decode step with an empty batch');
-    const lengths = this.batchOrder.map((id) => this.sequence(id).length);
-    lengths.forEach((l) => this.checkRoom(l, 1));
-    return { ...this.cacheFeeds(this.batch), ...this.lengthFeeds(lengths, 1) };
+  /** A batch row back into its own buffers (to prefill more of it, or to leave a full row out). */
+  private async detach(id: SequenceId): Promise<void> {
+    const s = this.sequence(id);
+    if (s.tensors) return;
+    const index = this.batchOrder.indexOf(id);
+    if (this.batchOrder.length === 1) {
+      s.tensors = this.batch!;
+    } else {
+      const own = await this.graphs.gatherRows(this.batch!, [index]);
+      const rest = await this.graphs.gatherRows(this.batch!, this.batchOrder.map((_, i) => i).filter((i) => i !== index));
+      disposeAll(this.batch!);
+      s.tensors = own;
+      this.batch = rest;
+    }
+    this.batchOrder.splice(index, 1);
+    if (this.batchOrder.length === 0) this.batch = null;
   }
 
-  commitDecode(outputs: Readonly<Record<string, ort.Tensor>>): void {
-    this.assertUsable();
-    if (!this.batch) throw new VistyleError('INTERNAL', 'decode step with an empty batch');
-    const next = this.presents(outputs);
-    disposeAll(this.batch);
-    this.batch = next;
-    for (const id of this.batchOrder) this.sequence(id).length += 1;
-  }
-
-  /** A snapshot of the first `length` positions of a sequence (prefilling or in the batch). */
-  async snapshot(id: number, length = this.length(id)): Promise<DeviceSnapshot> {
+  async snapshot(id: SequenceId, length?: number): Promise<KvSnapshot> {
     this.assertUsable();
     const s = this.sequence(id);
-    if (length <= 0 || length > s.length) throw new VistyleError('INTERNAL', `snapshot of ${length} positions from a sequence of ${s.length}`);
+    const n = length ?? s.length;
+    if (!Number.isInteger(n) || n < 1 || n > s.length) throw new VistyleError('INTERNAL', `snapshot of ${n} positions from a sequence of ${s.length}`);
     const tensors = s.tensors
-      ? await this.graphs.takeRow(s.tensors, 0, length)
-      : await this.graphs.takeRow(this.batch!, this.batchOrder.indexOf(id), length);
-    return { length, tensors, bytes: tensors.reduce((sum, t) => sum + tensorBytes(t), 0) };
+      ? await this.graphs.takeRow(s.tensors, 0, n)
+      : await this.graphs.takeRow(this.batch!, this.batchOrder.indexOf(id), n);
+    const snapshot: DeviceSnapshot = { owner: this, length: n, bytes: tensors.reduce((sum, t) => sum + tensorBytes(t), 0), tensors };
+    return snapshot;
   }
 
-  /** Forgets sequences; the batch keeps the others in order. */
-  async close(ids: readonly number[]): Promise<void> {
+  releaseSnapshot(snapshot: KvSnapshot): void {
+    const snap = snapshot as DeviceSnapshot;
+    if (snap.owner !== this || !snap.tensors) return;
+    disposeAll(snap.tensors);
+    snap.tensors = null;
+  }
+
+  async close(ids: readonly SequenceId[]): Promise<void> {
     this.assertUsable();
     const leaving = new Set(ids.filter((id) => this.sequences.has(id)));
     if (leaving.size === 0) return;
-    for (const id of leaving) {
-      const s = this.sequence(id);
-      if (s.tensors) disposeAll(s.tensors);
-    }
+    for (const id of leaving) disposeAll(this.sequence(id).tensors ?? []);
     const staying = this.batchOrder.filter((id) => !leaving.has(id));
     if (staying.length !== this.batchOrder.length) {
       if (staying.length === 0) {
         disposeAll(this.batch ?? []);
         this.batch = null;
       } else {
-        const keep = staying.map((id) => this.batchOrder.indexOf(id));
-        const kept = await this.graphs.gatherRows(this.batch!, keep);
+        const kept = await this.graphs.gatherRows(this.batch!, staying.map((id) => this.batchOrder.indexOf(id)));
         disposeAll(this.batch!);
         this.batch = kept;
       }
       this.batchOrder = staying;
     }
     for (const id of leaving) this.sequences.delete(id);
+    this.serial++; // bindings made before this are stale
   }
 
-  /** Frees every device buffer; the cache cannot be used afterwards. */
+  /** Sequences in the decode batch, in row order (tests, logs). */
+  get batchRows(): readonly SequenceId[] {
+    return this.batchOrder;
+  }
+
   free(): void {
     if (this.freed) return;
     this.freed = true;
@@ -274,8 +338,4 @@ export class DeviceKvCache {
     this.sequences.clear();
     this.batchOrder = [];
   }
-}
-
-export function disposeSnapshot(snapshot: DeviceSnapshot): void {
-  disposeAll(snapshot.tensors);
 }

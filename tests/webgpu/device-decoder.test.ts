@@ -10,11 +10,12 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../../models/build/build.js';
 import { checkDeviceAttention } from '../../src/engine/device-attention-check.js';
-import { DeviceDecoder, deviceDecoderOutputLocations } from '../../src/engine/device-decoder.js';
 import { DeviceGraphs } from '../../src/engine/device-graphs.js';
-import { DeviceKvCache, disposeSnapshot } from '../../src/engine/device-kv-cache.js';
+import { DeviceKvCache } from '../../src/engine/device-kv-cache.js';
+import { deviceDecoderOutputLocations } from '../../src/engine/device-runtime.js';
 import { fixtureArray, fixtureInputs, maxAbsDiff, TINY_A_DIR } from '../models/fixture.js';
 import { argmax, Graphs } from '../models/ort-helpers.js';
+import { CacheDriver } from './cache-driver.js';
 import { webgpuSuite } from './support.js';
 
 const TOL = 1e-4;
@@ -69,13 +70,12 @@ describeGpu('the device KV cache on WebGPU', () => {
   let promptEmbeds: Float32Array;
   const CAPACITY = 96;
 
-  const newDecoder = (): DeviceDecoder =>
-    new DeviceDecoder({
+  const newDecoder = (): CacheDriver & { cache: DeviceKvCache } =>
+    new CacheDriver(
       session,
-      cache: new DeviceKvCache(deviceGraphs, { numLayers: 2, numKvHeads: 2, headDim: 16, capacity: CAPACITY, dtype: 'float32' }),
-      hiddenSize: D,
-      maxChunk,
-    });
+      new DeviceKvCache(deviceGraphs, { numLayers: 2, numKvHeads: 2, headDim: 16, capacity: CAPACITY, rows: 4, dtype: 'float32' }, { maxPrefillTokens: maxChunk }),
+      D,
+    ) as CacheDriver & { cache: DeviceKvCache };
 
   beforeAll(async () => {
     await buildModel({ checkpointDir: TINY_A_DIR, outDir: dir, noLora: true, deviceDecoder: true });
@@ -121,7 +121,6 @@ describeGpu('the device KV cache on WebGPU', () => {
       const id = await decoder.cache.open();
       let logits = await decoder.prefill(id, promptEmbeds, L);
       expect(maxAbsDiff(logits, fixtureArray('logits').data.subarray((L - 1) * V))).toBeLessThan(TOL);
-      await decoder.cache.join(id);
       const stepRef = fixtureArray('generate_logits').data;
       const tokens: number[] = [];
       const traffic: Array<{ in: number; out: number }> = [];
@@ -131,13 +130,13 @@ describeGpu('the device KV cache on WebGPU', () => {
         const next = argmax(logits);
         tokens.push(next);
         if (next === inputs.generate.eos_token_id) break;
-        logits = await decoder.decode(await graphs.runEmbed([[next]]));
+        logits = (await decoder.decode([id], new Map([[id, await graphs.runEmbed([[next]])]]))).get(id)!;
         if (s === 0) expect(maxAbsDiff(logits, fixtureArray('step2_logits').data)).toBeLessThan(TOL);
-        traffic.push(decoder.lastTraffic);
+        traffic.push(decoder.cache.lastTraffic);
       }
       expect(tokens).toEqual(inputs.generate.new_tokens);
       expect(worst).toBeLessThan(TOL);
-      // per step: embeddings + position + lengths in, logits out; the same at every length
+      // per step: embedding + position id + lengths in, logits out; the same at every length
       expect(traffic[0]).toEqual({ in: D * 4 + 8 + 4 + 4, out: V * 4 });
       expect(new Set(traffic.map((t) => `${t.in}/${t.out}`)).size).toBe(1);
     } finally {
@@ -145,7 +144,7 @@ describeGpu('the device KV cache on WebGPU', () => {
     }
   });
 
-  it('two prompts decode together as in transformers\' batch, then one leaves and the other goes on', async () => {
+  it('two prompts decode together as in transformers\' batch; a row left out is a filler; one leaves', async () => {
     const decoder = newDecoder();
     try {
       const pixels = new Float32Array(2 * 3 * 56 * 56);
@@ -158,42 +157,57 @@ describeGpu('the device KV cache on WebGPU', () => {
       const refSteps = fixtureArray('batch_generate_logits').data; // [16,2,V]
       // each prompt alone (its real tokens: the fixture pads on the left), then together
       const rows: number[] = [];
-      const first: Float32Array[] = [];
+      const logits = new Map<number, Float32Array>();
       for (let b = 0; b < 2; b++) {
         const start = mask[b]!.indexOf(1);
-        const real = padded.slice((b * Lb + start) * D, (b + 1) * Lb * D);
         const id = await decoder.cache.open();
-        first.push(await decoder.prefill(id, real, Lb - start));
-        await decoder.cache.join(id);
+        logits.set(id, await decoder.prefill(id, padded.slice((b * Lb + start) * D, (b + 1) * Lb * D), Lb - start));
         rows.push(id);
       }
-      expect(decoder.cache.batchRows).toEqual(rows);
-      let logits: Float32Array = new Float32Array(2 * V);
-      logits.set(first[0]!, 0);
-      logits.set(first[1]!, V);
       const generated: number[][] = [[], []];
       let worst = 0;
+      let current = logits;
       for (let s = 0; s < 16; s++) {
-        worst = Math.max(worst, maxAbsDiff(logits, refSteps.subarray(s * 2 * V, (s + 1) * 2 * V)));
-        const next = [argmax(logits, 0, V), argmax(logits, V, V)];
-        next.forEach((tok, b) => generated[b]!.push(tok));
-        logits = await decoder.decode(await graphs.runEmbed(next.map((t) => [t])));
+        const next: number[] = [];
+        rows.forEach((id, b) => {
+          worst = Math.max(worst, maxAbsDiff(current.get(id)!, refSteps.subarray((s * 2 + b) * V, (s * 2 + b + 1) * V)));
+          next.push(argmax(current.get(id)!));
+          generated[b]!.push(next[b]!);
+        });
+        const embeds = new Map(await Promise.all(rows.map(async (id, b) => [id, await graphs.runEmbed([[next[b]!]])] as const)));
+        current = await decoder.decode(rows, embeds);
       }
+      expect(decoder.cache.batchRows).toEqual(rows);
       expect(generated).toEqual(inputs.batch.generate_new_tokens);
       expect(worst).toBeLessThan(TOL);
 
-      // the first row leaves; the second's next logits are unchanged by it
-      const stayingLogits = logits.slice(V, 2 * V);
-      const expected = await decoder.cache.snapshot(rows[1]!);
-      await decoder.cache.close([rows[0]!]);
-      expect(decoder.cache.batchRows).toEqual([rows[1]]);
-      const nextToken = argmax(stayingLogits);
-      const alone = await decoder.decode(await graphs.runEmbed([[nextToken]]));
-      // the same step from the snapshot taken while both decoded
-      const restored = await decoder.cache.open(expected);
-      const fromSnapshot = await decoder.prefill(restored, await graphs.runEmbed([[nextToken]]), 1);
-      expect(maxAbsDiff(alone, fromSnapshot)).toBeLessThan(TOL);
-      disposeSnapshot(expected);
+      // the second row decodes alone while the first stays in the batch as a filler...
+      const [first, second] = rows as [number, number];
+      const firstLength = decoder.cache.length(first);
+      const token = argmax(current.get(second)!);
+      const step = await decoder.decode([second], new Map([[second, await graphs.runEmbed([[token]])]]));
+      expect(decoder.cache.length(first)).toBe(firstLength);
+      // ...giving what the same step gives from a snapshot of the second row alone
+      const snap = await decoder.cache.snapshot(second, decoder.cache.length(second) - 1);
+      const restored = await decoder.cache.open({ snapshot: snap });
+      const fromSnapshot = await decoder.prefill(restored, await graphs.runEmbed([[token]]), 1);
+      expect(maxAbsDiff(step.get(second)!, fromSnapshot)).toBeLessThan(TOL);
+      await decoder.cache.close([restored]);
+
+      // the first row, left out a step, goes on exactly where it was
+      const firstNext = argmax(current.get(first)!);
+      const firstStep = await decoder.decode([first, second], new Map([
+        [first, await graphs.runEmbed([[firstNext]])],
+        [second, await graphs.runEmbed([[argmax(step.get(second)!)]])],
+      ]));
+      await decoder.cache.close([second]);
+      expect(decoder.cache.batchRows).toEqual([first]);
+      const snapFirst = await decoder.cache.snapshot(first, firstLength);
+      const again = await decoder.cache.open({ snapshot: snapFirst });
+      const check = await decoder.prefill(again, await graphs.runEmbed([[firstNext]]), 1);
+      expect(maxAbsDiff(firstStep.get(first)!, check)).toBeLessThan(TOL);
+      decoder.cache.releaseSnapshot(snap);
+      decoder.cache.releaseSnapshot(snapFirst);
     } finally {
       decoder.cache.free();
     }
@@ -202,17 +216,20 @@ describeGpu('the device KV cache on WebGPU', () => {
   it('a prefix snapshot restored into a new sequence continues like a full prefill', async () => {
     const decoder = newDecoder();
     try {
-      const prefix = inputs.image_token_positions.at(-1)! + 1; // system + picture
+      const prefix = inputs.image_token_positions.at(-1)! + 1; // everything up to the picture
       const a = await decoder.cache.open();
-      await decoder.prefill(a, promptEmbeds.slice(0, prefix * D), prefix);
+      await decoder.prefill(a, promptEmbeds, L);
       const snap = await decoder.cache.snapshot(a);
-      expect(snap.length).toBe(prefix);
-      expect(snap.bytes).toBe(2 * 2 * 2 * prefix * 16 * 4); // sized to the prefix, not the capacity
+      expect(snap.length).toBe(L);
+      expect(snap.bytes).toBe(2 * 2 * 2 * L * 16 * 4); // sized to what it holds, not the capacity
       await decoder.cache.close([a]);
-      const b = await decoder.cache.open(snap);
+      // restore only the prefix, prefill the rest again
+      const b = await decoder.cache.open({ snapshot: snap, length: prefix });
+      expect(decoder.cache.length(b)).toBe(prefix);
       const logits = await decoder.prefill(b, promptEmbeds.slice(prefix * D), L - prefix);
       expect(maxAbsDiff(logits, fixtureArray('logits').data.subarray((L - 1) * V))).toBeLessThan(TOL);
-      disposeSnapshot(snap);
+      decoder.cache.releaseSnapshot(snap);
+      expect(decoder.cache.freeRows).toBe(3);
     } finally {
       decoder.cache.free();
     }
