@@ -59,7 +59,7 @@ export interface AccessConfig {
 export interface AppConfig {
   telegram?: TelegramConfig;
   discord?: DiscordConfig;
-  model: { dir: string; provider: ExecutionProvider; deviceId: number; threads: number; maxContextTokens?: number };
+  model: { dir: string; provider: ExecutionProvider; deviceId: number; threads: number; maxContextTokens?: number; deviceMemoryMB?: number };
   home: string;
   dbPath: string;
   stylesFile: string | null;
@@ -116,6 +116,7 @@ const EnvSchema = z.object({
   VISTYLE_DEVICE_ID: int(0, 64, 0),
   VISTYLE_THREADS: int(0, 1024, 0),
   VISTYLE_MAX_CONTEXT_TOKENS: optionalInt(256, 1_000_000),
+  VISTYLE_DEVICE_MEMORY_MB: optionalInt(64, 100_000_000),
   VISTYLE_HOME: optionalText,
   VISTYLE_DB_PATH: optionalText,
   VISTYLE_STYLES_FILE: optionalText,
@@ -183,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       deviceId: e.VISTYLE_DEVICE_ID,
       threads: e.VISTYLE_THREADS,
       ...(e.VISTYLE_MAX_CONTEXT_TOKENS === undefined ? {} : { maxContextTokens: e.VISTYLE_MAX_CONTEXT_TOKENS }),
+      ...(e.VISTYLE_DEVICE_MEMORY_MB === undefined ? {} : { deviceMemoryMB: e.VISTYLE_DEVICE_MEMORY_MB }),
     },
     home,
     dbPath: e.VISTYLE_DB_PATH ?? join(home, 'vistyle.db'),

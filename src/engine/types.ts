@@ -92,6 +92,8 @@ export interface EngineOptions {
   threads?: number;
   /** Longest conversation (prompt + answer) in tokens; the KV cache is preallocated for it. */
   maxContextTokens?: number;
+  /** webgpu: GPU memory the engine may use (default: nvidia-smi's total; unknown: not checked). */
+  deviceMemoryMB?: number;
   /** Images with more pixels than this are refused before decoding. */
   maxImagePixels?: number;
   /** Encoded images larger than this are refused. */

@@ -161,6 +161,7 @@ async function defaultEngine(config: AppConfig, logger: Logger): Promise<Engine>
     threads: config.model.threads,
     maxImageBytes: config.limits.maxImageBytes,
     ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+    ...(config.model.deviceMemoryMB ? { deviceMemoryMB: config.model.deviceMemoryMB } : {}),
   });
 }
 
