@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   const image = await benchImage();
   const sampling = { ...resolveSampling({}), greedy: true, maxNewTokens: tokens, stopStrings: [] };
   const ask = async (engine: Awaited<ReturnType<typeof createLocalEngine>>): Promise<RunFigures> =>
-    figures(await engine.generate({ image, messages: [{ role: 'user', text: QUESTION, image: true }], sampling }).result);
+    figures(await engine.generate({ images: [image], messages: [{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: QUESTION }] }], sampling }).result);
 
   const pairWith = arg('pair');
   if (pairWith) {

@@ -4,4 +4,3 @@ export * from './names.js';
 export * from './peft-config.js';
 export * from './loader.js';
 export * from './writer.js';
-export { loadPeftAdapterFeeds, toOrtTensor, type AdapterFeedContext } from './ort-feeds.js';

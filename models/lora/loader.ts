@@ -7,7 +7,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isVistyleError, VistyleError } from '../../src/errors.js';
-import type { AdapterRef } from '../../src/engine/types.js';
 import { float32ToHalf } from '../checkpoint/dtype.js';
 import { SafetensorsFile, type TensorEntry } from '../checkpoint/safetensors.js';
 import type { LoraTarget } from '../manifest.js';
@@ -24,6 +23,12 @@ import {
 import { isTargetedBy, loraScale, PeftConfigSchema, rankAndAlpha, unsupportedFeature, type PeftConfig } from './peft-config.js';
 
 export type LoraElementType = 'float32' | 'float16';
+
+/** Which adapter folder to read, and an optional scale that overrides lora_alpha / r. */
+export interface LoraSource {
+  path: string;
+  scale?: number;
+}
 
 /** One graph input's data: float32 values, or float16 bit patterns. */
 export interface LoraTensor {
@@ -92,7 +97,7 @@ export function readPeftConfig(dir: string): PeftConfig {
 }
 
 /** Reads and checks an adapter against the model's LoRA targets. Synchronous: adapters are small. */
-export function loadPeftAdapter(ref: AdapterRef, options: LoadAdapterOptions): PeftAdapter {
+export function loadPeftAdapter(ref: LoraSource, options: LoadAdapterOptions): PeftAdapter {
   const path = resolve(ref.path);
   const config = readPeftConfig(path);
   const weightsPath = join(path, ADAPTER_WEIGHTS_FILE);

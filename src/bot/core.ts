@@ -301,10 +301,11 @@ export class BotCoreImpl implements BotCore {
     let keep = Math.min(turns.length, this.config.limits.historyTurns);
     for (;;) {
       const history = historyMessages(turns.slice(turns.length - keep));
-      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, image: true });
+      // One picture per conversation for now: the oldest turn kept shows it, else this question.
+      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, images: history.length === 0 ? [0] : [] });
       try {
         const stream = this.engine.generate(
-          { image: input.image, messages: styled.messages, adapter: styled.adapter, sampling: styled.sampling },
+          { images: [input.image], messages: styled.messages, lora: styled.lora, sampling: styled.sampling },
           { signal: input.signal },
         );
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
@@ -609,8 +610,8 @@ function answerQuestion(style: Style, lang: Language): string {
 function historyMessages(turns: ConversationWithTurns['turns']): ChatMessage[] {
   const messages: ChatMessage[] = [];
   turns.forEach((turn, index) => {
-    messages.push(index === 0 ? { role: 'user', text: turn.question, image: true } : { role: 'user', text: turn.question });
-    messages.push({ role: 'assistant', text: turn.answer });
+    messages.push(index === 0 ? { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: turn.question }] } : { role: 'user', content: turn.question });
+    messages.push({ role: 'assistant', content: turn.answer });
   });
   return messages;
 }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import type { KvCache } from './kv-cache.js';
+import type { HostKvCache } from './kv-cache.js';
 import type { LruCache } from './lru.js';
 import type { GraphSession, ModelSessions } from './session.js';
 import { StopStringFilter, isStuckInLoop } from './stopping.js';
@@ -32,10 +32,10 @@ export interface TextParts {
   preprocessImage(bytes: Uint8Array): Promise<Float32Array>;
   /**
    * Prompt ids of the conversation: checked (QUESTION_EMPTY, IMAGE_MISSING), rendered with the
-   * checkpoint's chat template with the generation prompt, image placeholder expanded; oldest
+   * checkpoint's chat template with the generation prompt, image placeholders expanded; oldest
    * turns dropped to fit `maxPromptTokens` (PROMPT_TOO_LONG when even the question alone does not).
    */
-  encodePrompt(messages: ChatMessage[], options: { hasImage: boolean; maxPromptTokens: number }): EncodedPrompt;
+  encodePrompt(messages: ChatMessage[], options: { imageCount: number; maxPromptTokens: number; capacity: number }): EncodedPrompt;
   createSampler(options: SamplingOptions, promptIds: readonly number[]): TokenSampler;
   createDetokenizer(): DeltaDetokenizer;
   /**
@@ -47,22 +47,24 @@ export interface TextParts {
 
 export interface EncodedPrompt {
   ids: number[];
-  /** Positions of the image-token rows in `ids`, ascending (empty without a picture). */
-  imageTokenPositions: number[];
+  /** Picture occurrences in prompt order: which request image, and where its rows start. */
+  imageRuns: Array<{ image: number; start: number }>;
+  /** Messages left out to fit (oldest first). */
+  droppedMessages: number;
 }
 
 /** LoRA weights for one request, by graph input name (A: [r,in], B: [out,r], scale folded into B). */
-export interface LoadedAdapter {
+export interface LoadedLora {
   /** Identifies the adapter in the image-feature cache. */
   key: string;
   feeds: ReadonlyMap<string, ort.Tensor>;
 }
 
 export interface GenerationInput {
-  image?: Uint8Array | undefined;
+  images?: readonly Uint8Array[] | undefined;
   messages: ChatMessage[];
   sampling: SamplingOptions;
-  adapter?: LoadedAdapter | null | undefined;
+  lora?: LoadedLora | null | undefined;
 }
 
 export interface GenerationHooks {
@@ -78,7 +80,7 @@ export interface GeneratorOptions {
   sessions: ModelSessions;
   manifest: ModelManifest;
   text: TextParts;
-  cache: KvCache;
+  cache: HostKvCache;
   /** Image features by image hash (+ adapter): follow-up questions skip the vision graph. */
   featureCache?: LruCache<string, Float32Array> | undefined;
   /** Loop guard for sampled answers (greedy runs are left exactly as the model decides). */
@@ -113,7 +115,7 @@ export class Generator {
   private readonly sessions: ModelSessions;
   private readonly manifest: ModelManifest;
   private readonly text: TextParts;
-  private readonly cache: KvCache;
+  private readonly cache: HostKvCache;
   private readonly featureCache: LruCache<string, Float32Array> | undefined;
   private readonly loopGuard: boolean;
   private readonly visionZeroLora: Record<string, ort.Tensor>;
@@ -175,6 +177,9 @@ export class Generator {
       tokensPerSecond: 0,
       finishReason: 'cancelled',
       timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs },
+      cachedPromptTokens: 0,
+      imageCount: 0,
+      droppedMessages: 0,
     };
   }
 
@@ -184,55 +189,53 @@ export class Generator {
       if (signal?.aborted) throw cancelledError();
     };
     const sampling = input.sampling;
-    const hasImage = input.image !== undefined && input.image.length > 0;
+    const images = input.images ?? [];
     checkCancelled();
 
     // Prompt first: an empty question or a too-long conversation fails before any graph runs.
     // Leave room for the answer: up to maxNewTokens, but never more than a quarter of the cache.
     const answerRoom = Math.max(1, Math.min(sampling.maxNewTokens, Math.floor(this.capacity / 4)));
-    const prompt = this.text.encodePrompt(input.messages, { hasImage, maxPromptTokens: this.capacity - answerRoom });
+    const prompt = this.text.encodePrompt(input.messages, { imageCount: images.length, maxPromptTokens: this.capacity - answerRoom, capacity: this.capacity });
     const promptIds = prompt.ids;
-    const imageTokens = this.manifest.vision.imageTokens;
-    const wantsImage = prompt.imageTokenPositions.length > 0;
-    if (wantsImage && prompt.imageTokenPositions.length !== imageTokens) {
-      throw new VistyleError('INTERNAL', `the prompt has ${prompt.imageTokenPositions.length} image-token rows; the vision graph gives ${imageTokens}`);
-    }
     if (promptIds.length >= this.capacity) {
       throw new VistyleError(
         'PROMPT_TOO_LONG',
         `the conversation is ${promptIds.length} tokens; this engine holds at most ${this.capacity} (prompt and answer together)`,
-        { details: { promptTokens: promptIds.length, capacity: this.capacity } },
+        { details: { promptTokens: promptIds.length, capacity: this.capacity, imageTokens: this.manifest.vision.imageTokens, maxImages: 0 } },
       );
     }
 
-    // Picture -> image features (or straight from the cache for a picture seen before).
+    // Pictures -> image features (straight from the cache for a picture seen before).
     let imageMs = 0;
     let visionMs = 0;
-    let features: Float32Array | undefined;
-    if (wantsImage) {
-      const image = input.image!;
-      const adapterKey = this.adapterTouchesVision(input.adapter) ? input.adapter!.key : '';
-      const featureKey = `${createHash('sha256').update(image).digest('hex')}|${adapterKey}`;
-      features = this.featureCache?.get(featureKey);
+    const featuresByImage = new Map<number, Float32Array>();
+    for (const run of prompt.imageRuns) {
+      if (featuresByImage.has(run.image)) continue;
+      const image = images[run.image]!;
+      const loraKey = this.loraTouchesVision(input.lora) ? input.lora!.key : '';
+      const featureKey = `${createHash('sha256').update(image).digest('hex')}|${loraKey}`;
+      let features = this.featureCache?.get(featureKey);
       if (!features) {
         const t0 = now();
         const pixels = await this.text.preprocessImage(image);
-        imageMs = now() - t0;
+        imageMs += now() - t0;
         checkCancelled();
         const t1 = now();
-        features = await this.encodeImage(pixels, input.adapter);
-        visionMs = now() - t1;
+        features = await this.encodeImage(pixels, input.lora);
+        visionMs += now() - t1;
         this.featureCache?.set(featureKey, features);
         checkCancelled();
       }
+      featuresByImage.set(run.image, features);
     }
 
     // Prefill.
     const tPrefill = now();
     const embeds = await this.embed(promptIds);
-    if (features) spliceImageFeatures(embeds, prompt.imageTokenPositions, features, this.manifest.text.hiddenSize);
+    const hidden = this.manifest.text.hiddenSize;
+    for (const run of prompt.imageRuns) spliceImageRun(embeds, run.start, featuresByImage.get(run.image)!, hidden);
     checkCancelled();
-    const decoderLora = this.decoderLoraFeeds(input.adapter);
+    const decoderLora = this.decoderLoraFeeds(input.lora);
     let logits = await this.decode(embeds, promptIds.length, decoderLora);
     const prefillMs = now() - tPrefill;
 
@@ -309,15 +312,18 @@ export class Generator {
       tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? ((tokens.length - 1) * 1000) / decodeMs : 0,
       finishReason,
       timings: { imageMs, visionMs, prefillMs, decodeMs, totalMs: end - started },
+      cachedPromptTokens: 0,
+      imageCount: prompt.imageRuns.length,
+      droppedMessages: prompt.droppedMessages,
     };
   }
 
-  private adapterTouchesVision(adapter: LoadedAdapter | null | undefined): boolean {
-    if (!adapter) return false;
-    return this.manifest.lora.targets.some((t) => t.graph === 'vision' && adapter.feeds.has(t.inputA));
+  private loraTouchesVision(lora: LoadedLora | null | undefined): boolean {
+    if (!lora) return false;
+    return this.manifest.lora.targets.some((t) => t.graph === 'vision' && lora.feeds.has(t.inputA));
   }
 
-  private loraFeeds(zero: Record<string, ort.Tensor>, adapter: LoadedAdapter | null | undefined): Record<string, ort.Tensor> {
+  private loraFeeds(zero: Record<string, ort.Tensor>, adapter: LoadedLora | null | undefined): Record<string, ort.Tensor> {
     if (!adapter) return zero;
     const feeds: Record<string, ort.Tensor> = { ...zero };
     for (const name of Object.keys(zero)) {
@@ -327,12 +333,12 @@ export class Generator {
     return feeds;
   }
 
-  private decoderLoraFeeds(adapter: LoadedAdapter | null | undefined): Record<string, ort.Tensor> {
+  private decoderLoraFeeds(adapter: LoadedLora | null | undefined): Record<string, ort.Tensor> {
     return this.loraFeeds(this.decoderZeroLora, adapter);
   }
 
   /** Runs the vision graph; returns image features [N*D] (one image). */
-  async encodeImage(pixels: Float32Array, adapter?: LoadedAdapter | null): Promise<Float32Array> {
+  async encodeImage(pixels: Float32Array, adapter?: LoadedLora | null): Promise<Float32Array> {
     const size = this.manifest.vision.imageSize;
     const pixelValues = new ort.Tensor('float32', pixels, [1, 3, size, size]);
     const out = await this.sessions.vision.session.run({ pixel_values: pixelValues, ...this.loraFeeds(this.visionZeroLora, adapter) });
@@ -380,9 +386,7 @@ export class Generator {
   }
 }
 
-/** Writes image feature rows, in order, over the rows of the image tokens (bitwise copies). */
-export function spliceImageFeatures(embeds: Float32Array, positions: readonly number[], features: Float32Array, hidden: number): void {
-  positions.forEach((position, row) => {
-    embeds.set(features.subarray(row * hidden, (row + 1) * hidden), position * hidden);
-  });
+/** Writes one picture's feature rows over its run of image-token rows starting at `start` (bitwise copies). */
+export function spliceImageRun(embeds: Float32Array, start: number, features: Float32Array, hidden: number): void {
+  embeds.set(features, start * hidden);
 }

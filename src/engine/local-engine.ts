@@ -4,9 +4,9 @@
 // onnxruntime's run() blocks the thread that calls it.
 import { VistyleError } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { type AdapterLoader, AdapterCache, defaultAdapterLoader } from './adapters.js';
-import { Generator, type LoadedAdapter } from './generator.js';
-import { HostKvCache, kvCacheBytes, type KvCache } from './kv-cache.js';
+import { Generator, type LoadedLora } from './generator.js';
+import { HostKvCache, kvCacheBytes } from './kv-cache.js';
+import { LoraCache, defaultLoraLoader, type LoraLoader } from './lora.js';
 import { LruCache } from './lru.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
 import { resolveProviderConfig, type ProviderConfig } from './providers.js';
@@ -22,9 +22,9 @@ export interface LocalEngineOptions extends EngineOptions {
   /** Pictures whose features are kept for follow-up questions (default 8). */
   featureCacheSize?: number;
   /** Loaded LoRA adapters kept (default 4). */
-  adapterCacheSize?: number;
-  /** How `request.adapter` is loaded (default: models/lora's PEFT loader). */
-  adapterLoader?: AdapterLoader;
+  loraCacheSize?: number;
+  /** How `request.lora` is loaded (default: the PEFT loader, src/engine/lora-feeds.ts). */
+  loraLoader?: LoraLoader;
 }
 
 export interface LocalGenerateOptions {
@@ -49,7 +49,7 @@ export class LocalEngine implements Engine {
   readonly info: ModelInfo;
   private readonly log = moduleLogger('engine');
   private readonly generator: Generator;
-  private readonly adapters: AdapterCache;
+  private readonly loras: LoraCache;
   private tail: Promise<void> = Promise.resolve();
   private pending = 0;
   private closed = false;
@@ -57,13 +57,13 @@ export class LocalEngine implements Engine {
   constructor(
     folder: ModelFolder,
     private readonly sessions: ModelSessions,
-    private readonly cache: KvCache,
+    private readonly cache: HostKvCache,
     generator: Generator,
-    adapters: AdapterCache,
+    loras: LoraCache,
     provider: ProviderConfig,
   ) {
     this.generator = generator;
-    this.adapters = adapters;
+    this.loras = loras;
     const m = folder.manifest;
     this.info = {
       modelDir: folder.dir,
@@ -74,6 +74,7 @@ export class LocalEngine implements Engine {
       imageTokens: m.vision.imageTokens,
       eosTokenIds: generator.endTokenIds,
       loraTargets: m.lora.targets.map((t) => t.module),
+      slots: 1,
     };
   }
 
@@ -131,10 +132,10 @@ export class LocalEngine implements Engine {
     onDelta: (text: string) => void,
   ): Promise<GenerationResult> {
     const sampling = resolveSampling(request.sampling);
-    let adapter: LoadedAdapter | null = null;
-    if (request.adapter) adapter = await this.adapters.get(request.adapter);
+    let lora: LoadedLora | null = null;
+    if (request.lora) lora = await this.loras.get(request.lora);
     const result = await this.generator.generate(
-      { image: request.image, messages: request.messages, sampling, adapter },
+      { images: request.images, messages: request.messages, sampling, lora },
       { signal: options.signal, onDelta, onToken: options.onToken, onLogits: options.onLogits },
     );
     this.log.debug(
@@ -155,7 +156,7 @@ export class LocalEngine implements Engine {
     this.closed = true;
     await this.tail.catch(() => undefined);
     this.cache.free();
-    this.adapters.clear();
+    this.loras.clear();
     await this.sessions.release();
   }
 }
@@ -186,12 +187,12 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
     });
     const featureCache = new LruCache<string, Float32Array>(options.featureCacheSize ?? 8);
     const generator = new Generator({ sessions, manifest: m, text, cache, featureCache });
-    const adapters = new AdapterCache(options.adapterLoader ?? defaultAdapterLoader, folder, sessions, options.adapterCacheSize ?? 4);
+    const loras = new LoraCache(options.loraLoader ?? defaultLoraLoader, folder, sessions, options.loraCacheSize ?? 4);
     moduleLogger('engine').info(
       { modelDir: folder.dir, provider: provider.provider, dtype: m.dtype, maxContextTokens: capacity, kvCacheMiB: Math.round(kvCacheBytes(cache.shape) / 2 ** 20) },
       'engine loaded',
     );
-    return new LocalEngine(folder, sessions, cache, generator, adapters, provider);
+    return new LocalEngine(folder, sessions, cache, generator, loras, provider);
   } catch (error) {
     await sessions.release();
     throw error;

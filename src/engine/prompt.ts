@@ -3,7 +3,14 @@
 // features replace.
 //
 //   const prompts = new PromptBuilder({ tokenizer, template, imageTokenId, imageTokens });
-//   const { ids, imageTokenPositions } = prompts.build(messages, { hasImage: true, maxPromptTokens });
+//   const { ids, imageRuns } = prompts.build(messages, { imageCount: 2, maxPromptTokens });
+//
+// Pictures are image parts of messages ({type:'image', image: i}, i indexing the request's
+// images). The template places them (the hub template: a message's pictures first, then its text
+// parts joined); each placeholder it writes becomes `imageTokens` rows, and the r-th placeholder
+// in the rendered prompt is the r-th image part in message order. A plain-string content becomes
+// one text part: the templates select parts by type, and @huggingface/jinja has no `selectattr`
+// on strings.
 //
 // Text that people type never becomes a special token: an `<image>` or `<|im_end|>` inside a
 // question is defused (a zero-width space after its first character) before rendering, so it can
@@ -11,7 +18,7 @@
 import { VistyleError } from '../errors.js';
 import type { ChatTemplate, TemplateMessage } from './chat-template.js';
 import type { TextTokenizer } from './tokenizer.js';
-import type { ChatMessage } from './types.js';
+import type { ChatMessage, MessagePart } from './types.js';
 
 export interface PromptBuilderOptions {
   tokenizer: TextTokenizer;
@@ -23,57 +30,96 @@ export interface PromptBuilderOptions {
 }
 
 export interface BuildOptions {
-  /** Whether image bytes come with the request. Default: whether a message has `image: true`. */
-  hasImage?: boolean;
+  /** How many pictures the request carries (GenerateRequest.images.length). Default 0. */
+  imageCount?: number;
   /** Longest prompt allowed, in tokens; longer gives PROMPT_TOO_LONG (or trimming, below). */
   maxPromptTokens?: number;
+  /** Reported as `capacity` in PROMPT_TOO_LONG details (the engine's positions). Default maxPromptTokens. */
+  capacity?: number;
   /**
    * Drop the oldest question/answer turns (never system messages or the last question) until the
-   * prompt fits maxPromptTokens. The picture moves to the oldest user message that is kept.
+   * prompt fits maxPromptTokens. The pictures of dropped turns move to the oldest user message
+   * kept (newest first, as many as fit; at least one when no kept message shows a picture); the
+   * rest are dropped with their turns.
    */
   trimHistory?: boolean;
 }
 
+/** One picture occurrence in the prompt. */
+export interface ImageRun {
+  /** Index into the request's images. */
+  image: number;
+  /** Position of its first image-token row in `ids` (the run is `imageTokens` rows long). */
+  start: number;
+}
+
 export interface BuiltPrompt {
-  /** Prompt ids with the image placeholder already expanded to `imageTokens` ids. */
+  /** Prompt ids with each image placeholder already expanded to `imageTokens` ids. */
   ids: number[];
-  /** Positions in `ids` of the image-token rows, ascending (empty without a picture). */
+  /** Picture occurrences in prompt order. */
+  imageRuns: ImageRun[];
+  /** Positions in `ids` of every image-token row, ascending (empty without a picture). */
   imageTokenPositions: number[];
   /** The rendered template text (one placeholder per picture, not expanded). */
   text: string;
-  /** The conversation as rendered: validated, picture attached, oldest turns dropped when trimmed. */
+  /** The conversation as rendered: validated, oldest turns dropped when trimmed. */
   messages: ChatMessage[];
   /** How many messages trimming dropped. */
   droppedMessages: number;
+  /** Picture occurrences that went with dropped messages (not moved to a kept one). */
+  droppedImages: number;
 }
 
 /** Zero-width space: splits a special-token string so the tokenizer no longer sees it. */
 const DEFUSE = '\u200b';
 
+/** A message's content as parts (a plain string is one text part). */
+export function contentParts(message: ChatMessage): MessagePart[] {
+  return typeof message.content === 'string' ? [{ type: 'text', text: message.content }] : message.content;
+}
+
+/** The text of a message (its text parts joined). */
+export function messageText(message: ChatMessage): string {
+  return contentParts(message)
+    .map((part) => (part.type === 'text' ? part.text : ''))
+    .join('');
+}
+
+/** The picture indexes a message shows, in order. */
+export function messageImages(message: ChatMessage): number[] {
+  return contentParts(message).flatMap((part) => (part.type === 'image' ? [part.image] : []));
+}
+
 /**
- * Checks a conversation and returns a copy with the picture attached to exactly one user message.
- * Throws QUESTION_EMPTY (no user question last, or a blank one), IMAGE_MISSING (a message shows
- * the picture but none was sent) or INTERNAL (the picture in two messages, or in a non-user one).
+ * Checks a conversation and returns a copy with every content as parts. Throws QUESTION_EMPTY (no
+ * user question last, or one without text), IMAGE_MISSING (an image part indexes a picture that
+ * was not sent) or INTERNAL (a picture in a non-user message, a sent picture no message shows).
  */
-export function normalizeConversation(messages: readonly ChatMessage[], hasImage: boolean): ChatMessage[] {
-  const copy = messages.map((m) => ({ ...m }));
+export function normalizeConversation(messages: readonly ChatMessage[], imageCount: number): ChatMessage[] {
+  const copy: ChatMessage[] = messages.map((m) => ({ role: m.role, content: contentParts(m).map((part) => ({ ...part })) }));
   const last = copy.at(-1);
-  if (!last || last.role !== 'user' || last.text.trim().length === 0) {
+  if (!last || last.role !== 'user' || messageText(last).trim().length === 0) {
     throw new VistyleError('QUESTION_EMPTY', 'The question is empty; ask something about the picture.');
   }
-  const shown = copy.filter((m) => m.image === true);
-  if (shown.length > 1) {
-    throw new VistyleError('INTERNAL', `A conversation shows its picture in one message only (here ${shown.length}).`);
+  const shown = new Set<number>();
+  for (const message of copy) {
+    const images = messageImages(message);
+    if (images.length > 0 && message.role !== 'user') {
+      throw new VistyleError('INTERNAL', 'Only a user message can show a picture.');
+    }
+    for (const index of images) {
+      if (!Number.isInteger(index) || index < 0 || index >= imageCount) {
+        throw new VistyleError(
+          'IMAGE_MISSING',
+          imageCount === 0 ? 'The conversation shows a picture, but no image was sent.' : `The conversation shows picture ${index + 1}, but only ${imageCount} were sent.`,
+          { details: { image: index, imageCount } },
+        );
+      }
+      shown.add(index);
+    }
   }
-  if (shown.some((m) => m.role !== 'user')) {
-    throw new VistyleError('INTERNAL', 'Only a user message can show the picture.');
-  }
-  if (shown.length === 1 && !hasImage) {
-    throw new VistyleError('IMAGE_MISSING', 'The conversation shows a picture, but no image was sent.');
-  }
-  if (shown.length === 0 && hasImage) {
-    const firstUser = copy.find((m) => m.role === 'user');
-    if (firstUser) firstUser.image = true;
+  for (let index = 0; index < imageCount; index++) {
+    if (!shown.has(index)) throw new VistyleError('INTERNAL', `picture ${index + 1} of ${imageCount} is not shown by any message`);
   }
   return copy;
 }
@@ -106,32 +152,34 @@ export class PromptBuilder {
     return out;
   }
 
-  /** The conversation in the HF multimodal message format the templates expect. */
+  /** The conversation in the HF multimodal message format the templates expect (parts as given). */
   toTemplateMessages(messages: readonly ChatMessage[]): TemplateMessage[] {
     return messages.map((m) => ({
       role: m.role,
-      content: [...(m.image ? [{ type: 'image' as const }] : []), { type: 'text' as const, text: this.defuse(m.text) }],
+      content: contentParts(m).map((part) => (part.type === 'image' ? { type: 'image' as const } : { type: 'text' as const, text: this.defuse(part.text) })),
     }));
   }
 
-  /** Renders and tokenizes a normalised conversation, expanding the placeholder. */
-  private encode(messages: ChatMessage[]): Omit<BuiltPrompt, 'droppedMessages'> {
+  /** Renders and tokenizes a normalised conversation, expanding the placeholders. */
+  private encode(messages: ChatMessage[]): Omit<BuiltPrompt, 'droppedMessages' | 'droppedImages'> {
     const text = this.template.render(this.toTemplateMessages(messages), { addGenerationPrompt: true });
     const raw = this.tokenizer.encode(text);
-    const expected = messages.some((m) => m.image) ? 1 : 0;
+    const order = messages.flatMap(messageImages);
     const found = raw.reduce((n, id) => (id === this.imageTokenId ? n + 1 : n), 0);
-    if (found !== expected) {
+    if (found !== order.length) {
       // The template did not write the placeholder once per picture: a template/tokenizer mismatch.
       throw new VistyleError(
         'CHECKPOINT_INVALID',
-        `The chat template produced ${found} image placeholders (id ${this.imageTokenId}) for ${expected} picture(s).`,
-        { details: { found, expected, imageTokenId: this.imageTokenId } },
+        `The chat template produced ${found} image placeholders (id ${this.imageTokenId}) for ${order.length} picture(s).`,
+        { details: { found, expected: order.length, imageTokenId: this.imageTokenId } },
       );
     }
     const ids: number[] = [];
     const imageTokenPositions: number[] = [];
+    const imageRuns: ImageRun[] = [];
     for (const id of raw) {
       if (id === this.imageTokenId) {
+        imageRuns.push({ image: order[imageRuns.length]!, start: ids.length });
         for (let i = 0; i < this.imageTokens; i++) {
           imageTokenPositions.push(ids.length);
           ids.push(id);
@@ -140,20 +188,21 @@ export class PromptBuilder {
         ids.push(id);
       }
     }
-    return { ids, imageTokenPositions, text, messages };
+    return { ids, imageRuns, imageTokenPositions, text, messages };
   }
 
   /**
    * Prompt ids for a conversation (oldest first, ending with the question to answer). Throws
-   * QUESTION_EMPTY, IMAGE_MISSING, INTERNAL (see normalizeConversation) and PROMPT_TOO_LONG.
+   * QUESTION_EMPTY, IMAGE_MISSING, INTERNAL (see normalizeConversation) and PROMPT_TOO_LONG (with
+   * details promptTokens, capacity, maxPromptTokens, imageTokens (rows per picture) and maxImages:
+   * how many pictures would fit with this text).
    */
   build(messages: readonly ChatMessage[], options: BuildOptions = {}): BuiltPrompt {
-    const hasImage = options.hasImage ?? messages.some((m) => m.image === true);
-    const conversation = normalizeConversation(messages, hasImage);
+    const conversation = normalizeConversation(messages, options.imageCount ?? 0);
     const limit = options.maxPromptTokens ?? Number.POSITIVE_INFINITY;
     const full = this.encode(conversation);
-    if (full.ids.length <= limit) return { ...full, droppedMessages: 0 };
-    if (!options.trimHistory) throw tooLong(full.ids.length, limit);
+    if (full.ids.length <= limit) return { ...full, droppedMessages: 0, droppedImages: 0 };
+    if (!options.trimHistory) throw this.tooLong(full, limit, options);
 
     // Drop k oldest turns (a turn = a user message and the replies after it), smallest k that fits.
     const firstTurn = conversation.findIndex((m) => m.role !== 'system');
@@ -161,38 +210,56 @@ export class PromptBuilder {
     for (let i = firstTurn; i < conversation.length - 1; i++) {
       if (conversation[i]!.role === 'user') turnStarts.push(i);
     }
-    const withoutTurns = (k: number): ChatMessage[] => {
+    // k turns dropped; `moved` of their pictures (the newest ones) go to the oldest kept question.
+    const withoutTurns = (k: number, moved: number): ChatMessage[] => {
       const keepFrom = k < turnStarts.length ? turnStarts[k]! : conversation.length - 1;
       const kept = [...conversation.slice(0, firstTurn), ...conversation.slice(keepFrom).map((m) => ({ ...m }))];
-      if (conversation.slice(firstTurn, keepFrom).some((m) => m.image)) {
-        // The picture stays in the conversation: it moves to the oldest user message kept.
-        kept.find((m) => m.role === 'user')!.image = true;
+      const droppedPictures = conversation.slice(firstTurn, keepFrom).flatMap(messageImages);
+      const carried = moved > 0 ? droppedPictures.slice(-moved) : [];
+      if (carried.length > 0) {
+        const target = kept.find((m) => m.role === 'user')!;
+        target.content = [...carried.map((image) => ({ type: 'image' as const, image })), ...contentParts(target)];
       }
       return kept;
     };
-    let lo = 1;
-    let hi = turnStarts.length;
-    let best: Omit<BuiltPrompt, 'droppedMessages'> | null = null;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const attempt = this.encode(withoutTurns(mid));
-      if (attempt.ids.length <= limit) {
-        best = attempt;
-        hi = mid - 1;
-      } else {
-        lo = mid + 1;
-      }
+    const droppedPicturesOf = (k: number): number => {
+      const keepFrom = k < turnStarts.length ? turnStarts[k]! : conversation.length - 1;
+      return conversation.slice(firstTurn, keepFrom).flatMap(messageImages).length;
+    };
+    const attempt = (k: number, moved: number): BuiltPrompt | null => {
+      const built = this.encode(withoutTurns(k, moved));
+      if (built.ids.length > limit) return null;
+      return { ...built, droppedMessages: conversation.length - built.messages.length, droppedImages: droppedPicturesOf(k) - moved };
+    };
+    // Pictures first: keep every picture of the dropped turns while any k lets them fit.
+    for (let k = 1; k <= turnStarts.length; k++) {
+      const fits = attempt(k, droppedPicturesOf(k));
+      if (fits) return fits;
     }
-    if (!best) {
-      const alone = turnStarts.length > 0 ? this.encode(withoutTurns(turnStarts.length)) : full;
-      throw tooLong(alone.ids.length, limit);
+    // Then fewer of them, oldest dropped first; a conversation that had pictures keeps at least one.
+    const k = turnStarts.length;
+    const keptShowPictures = withoutTurns(k, 0).some((m) => messageImages(m).length > 0);
+    const fewest = keptShowPictures || droppedPicturesOf(k) === 0 ? 0 : 1;
+    for (let moved = droppedPicturesOf(k) - 1; moved >= fewest; moved--) {
+      const fits = attempt(k, moved);
+      if (fits) return fits;
     }
-    return { ...best, droppedMessages: conversation.length - best.messages.length };
+    throw this.tooLong(this.encode(withoutTurns(k, fewest)), limit, options);
   }
-}
 
-function tooLong(tokens: number, limit: number): VistyleError {
-  return new VistyleError('PROMPT_TOO_LONG', `The conversation is ${tokens} tokens; at most ${limit} fit. Ask a shorter question or start over.`, {
-    details: { promptTokens: tokens, maxPromptTokens: limit },
-  });
+  private tooLong(built: Omit<BuiltPrompt, 'droppedMessages' | 'droppedImages'>, limit: number, options: BuildOptions): VistyleError {
+    const tokens = built.ids.length;
+    // Rows one picture costs in this template: its image rows plus what the template writes around it.
+    const pictures = built.imageRuns.length;
+    const withoutPictures = pictures > 0
+      ? this.encode(built.messages.map((m) => ({ role: m.role, content: contentParts(m).filter((part) => part.type === 'text') }))).ids.length
+      : tokens;
+    const perPicture = pictures > 0 ? (tokens - withoutPictures) / pictures : this.imageTokens;
+    const maxImages = Math.max(0, Math.floor((limit - withoutPictures) / perPicture));
+    const capacity = options.capacity ?? limit;
+    const fit = pictures > 0 ? ` At most ${maxImages} picture(s) fit with this question.` : '';
+    return new VistyleError('PROMPT_TOO_LONG', `The conversation is ${tokens} tokens; at most ${limit} fit.${fit} Ask a shorter question or start over.`, {
+      details: { promptTokens: tokens, capacity, maxPromptTokens: limit, imageTokens: this.imageTokens, maxImages, imageCount: pictures },
+    });
+  }
 }

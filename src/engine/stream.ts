@@ -84,5 +84,8 @@ export function cancelledBeforeStart(): GenerationResult {
     tokensPerSecond: 0,
     finishReason: 'cancelled',
     timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
+    cachedPromptTokens: 0,
+    imageCount: 0,
+    droppedMessages: 0,
   };
 }

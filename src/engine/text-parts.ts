@@ -76,9 +76,9 @@ export async function createTextParts(folder: ModelFolder, options: TextPartsOpt
       }
       return image.pixelValues;
     },
-    encodePrompt(messages: ChatMessage[], opts: { hasImage: boolean; maxPromptTokens: number }): EncodedPrompt {
-      const built = prompts.build(messages, { hasImage: opts.hasImage, maxPromptTokens: opts.maxPromptTokens, trimHistory: true });
-      return { ids: built.ids, imageTokenPositions: built.imageTokenPositions };
+    encodePrompt(messages: ChatMessage[], opts: { imageCount: number; maxPromptTokens: number; capacity: number }): EncodedPrompt {
+      const built = prompts.build(messages, { ...opts, trimHistory: true });
+      return { ids: built.ids, imageRuns: built.imageRuns, droppedMessages: built.droppedMessages };
     },
     createSampler(sampling: SamplingOptions, promptIds: readonly number[]): TokenSampler {
       return new Sampler(sampling, promptIds);

@@ -20,27 +20,32 @@ export interface SamplingOptions {
   seed?: number;
 }
 
+/** One piece of a message: text, or a picture (`image` indexes GenerateRequest.images). */
+export type MessagePart = { type: 'text'; text: string } | { type: 'image'; image: number };
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
-  text: string;
-  /** The conversation's picture is shown in this user message (at most one message sets it). */
-  image?: boolean;
+  /** Plain text, or parts in the order the user gave them; `image` indexes GenerateRequest.images.
+   *  The checkpoint's chat template decides where pictures go (the hub template: all of a
+   *  message's pictures first, then its text parts joined with nothing between). */
+  content: string | MessagePart[];
 }
 
 /** A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors). */
-export interface AdapterRef {
+export interface LoraRef {
   path: string;
   /** Overrides the adapter's own lora_alpha / r. */
   scale?: number;
 }
 
 export interface GenerateRequest {
-  /** Encoded image bytes (JPEG, PNG, WebP, GIF). Required when a message has `image: true`. */
-  image?: Uint8Array;
+  /** Encoded pictures (JPEG, PNG, WebP, GIF first frame), referenced by image parts. The same
+   *  index used twice is two occurrences (two feature blocks). */
+  images?: Uint8Array[];
   /** The whole conversation, oldest first, ending with the user turn to answer. */
   messages: ChatMessage[];
   /** LoRA adapter for this request only; null/undefined runs the base model. */
-  adapter?: AdapterRef | null;
+  lora?: LoraRef | null;
   sampling?: Partial<SamplingOptions>;
 }
 
@@ -70,6 +75,12 @@ export interface GenerationResult {
   tokensPerSecond: number;
   finishReason: FinishReason;
   timings: GenerationTimings;
+  /** Prompt positions reused from the prefix cache instead of prefilled (0 without a hit). */
+  cachedPromptTokens: number;
+  /** Picture occurrences in the prompt (each cost imageTokens rows). */
+  imageCount: number;
+  /** Oldest messages left out so that the conversation fits the context (0 when all fit). */
+  droppedMessages: number;
 }
 
 /**
@@ -110,6 +121,8 @@ export interface ModelInfo {
   eosTokenIds: number[];
   /** LoRA targets the graphs accept (empty when built with --no-lora). */
   loraTargets: string[];
+  /** Batch rows the engine decodes together: requests it runs at once (the scheduler's slots). */
+  slots: number;
 }
 
 export interface Engine {

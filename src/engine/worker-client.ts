@@ -29,11 +29,11 @@ export interface WorkerEngineOptions extends EngineOptions {
 export interface WorkerGenerateOptions {
   signal?: AbortSignal;
   /**
-   * Hand the request's image buffer to the worker without copying it. The caller's
-   * ArrayBuffer is detached afterwards. Default false: the bytes are copied once, then the copy is
+   * Hand the request's image buffers to the worker without copying them. The caller's
+   * ArrayBuffers are detached afterwards. Default false: the bytes are copied once, then the copy is
    * transferred (never structured-cloned).
    */
-  transferImage?: boolean;
+  transferImages?: boolean;
 }
 
 interface InFlight {
@@ -227,12 +227,17 @@ export class WorkerEngine implements Engine {
     channel.port1.on('message', (event: RequestEvent) => this.onRequestEvent(job, event));
     const transfer: Array<MessagePort | ArrayBuffer> = [channel.port2];
     let request = job.request;
-    const image = request.image;
-    if (image && image.byteLength > 0) {
-      const whole = image.byteOffset === 0 && image.byteLength === image.buffer.byteLength && image.buffer instanceof ArrayBuffer;
-      const bytes = job.options.transferImage && whole ? image : new Uint8Array(image); // copy exactly the image bytes once
-      request = { ...request, image: bytes };
-      transfer.push(bytes.buffer as ArrayBuffer);
+    if (request.images && request.images.length > 0) {
+      const seen = new Set<ArrayBufferLike>();
+      const images = request.images.map((image) => {
+        const whole = image.byteOffset === 0 && image.byteLength === image.buffer.byteLength && image.buffer instanceof ArrayBuffer;
+        // copy exactly the image bytes once (a buffer can be transferred only once)
+        const bytes = job.options.transferImages && whole && !seen.has(image.buffer) ? image : new Uint8Array(image);
+        seen.add(bytes.buffer);
+        if (bytes.byteLength > 0) transfer.push(bytes.buffer as ArrayBuffer);
+        return bytes;
+      });
+      request = { ...request, images };
     }
     const message: ToWorker = { type: 'generate', id: job.id, request, port: channel.port2 };
     try {

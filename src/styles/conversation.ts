@@ -2,7 +2,7 @@
 // prompt, the style's few-shot examples as earlier text-only turns, the history, then the
 // question), the style's sampling overrides and its adapter. The bot and `vistyle ask --style`
 // both go through here, so a style sounds the same everywhere.
-import type { AdapterRef, ChatMessage, GenerateRequest, SamplingOptions } from '../engine/types.js';
+import type { ChatMessage, GenerateRequest, LoraRef, MessagePart, SamplingOptions } from '../engine/types.js';
 import { VistyleError } from '../errors.js';
 import type { Language, Style } from './types.js';
 
@@ -11,20 +11,20 @@ export interface StyledTurnInput {
   question?: string;
   /** Language of the default question (default 'en'). */
   language?: Language;
-  /** Earlier turns of this conversation, oldest first (user/assistant only; system turns are dropped). */
+  /** Earlier turns of this conversation, oldest first (user/assistant only; system turns are
+   *  dropped). Their image parts index the request's images, like `images` below. */
   history?: ChatMessage[];
-  /** The conversation has a picture (default true). It goes with the first user turn that already
-   *  carries it in `history`, else with this question. */
-  image?: boolean;
+  /** Pictures shown with this question, in order: indexes into GenerateRequest.images. */
+  images?: number[];
   /** Bare conversation: no system prompt, no examples, no overrides, no style adapter. */
   raw?: boolean;
-  /** Use this adapter instead of the style's (null: none). Applies with `raw` too. */
-  adapter?: AdapterRef | null;
+  /** Use this LoRA adapter instead of the style's (null: none). Applies with `raw` too. */
+  lora?: LoraRef | null;
 }
 
 export type StyledRequest = Required<Pick<GenerateRequest, 'messages'>> & {
   sampling: Partial<SamplingOptions>;
-  adapter: AdapterRef | null;
+  lora: LoraRef | null;
   /** The question actually asked (the default question when none was given). */
   question: string;
 };
@@ -37,24 +37,20 @@ export function buildStyledRequest(style: Style | null, input: StyledTurnInput =
 
   const messages: ChatMessage[] = [];
   if (!raw && style) {
-    if (style.systemPrompt.trim()) messages.push({ role: 'system', text: style.systemPrompt });
+    if (style.systemPrompt.trim()) messages.push({ role: 'system', content: style.systemPrompt });
     for (const example of style.examples) {
-      messages.push({ role: 'user', text: example.question }, { role: 'assistant', text: example.answer });
+      messages.push({ role: 'user', content: example.question }, { role: 'assistant', content: example.answer });
     }
   }
-  const history = (input.history ?? []).filter((message) => message.role !== 'system');
-  const wantsImage = input.image ?? true;
-  let imagePlaced = false;
-  for (const message of history) {
-    // At most one message shows the picture: keep the first that claims it.
-    const image = wantsImage && message.role === 'user' && message.image === true && !imagePlaced;
-    if (image) imagePlaced = true;
-    messages.push(image ? { role: message.role, text: message.text, image: true } : { role: message.role, text: message.text });
+  for (const message of input.history ?? []) {
+    if (message.role === 'system') continue;
+    messages.push({ role: message.role, content: typeof message.content === 'string' ? message.content : message.content.map((part) => ({ ...part })) });
   }
-  messages.push(wantsImage && !imagePlaced ? { role: 'user', text: question, image: true } : { role: 'user', text: question });
+  const pictures: MessagePart[] = (input.images ?? []).map((image) => ({ type: 'image', image }));
+  messages.push({ role: 'user', content: [...pictures, { type: 'text', text: question }] });
 
-  const styleAdapter = !raw && style ? style.adapter : null;
-  const adapter = input.adapter !== undefined ? input.adapter : styleAdapter;
+  const styleLora = !raw && style ? style.adapter : null;
+  const lora = input.lora !== undefined ? input.lora : styleLora;
   const sampling: Partial<SamplingOptions> = !raw && style ? { ...style.generation } : {};
-  return { messages, sampling, adapter: adapter ? { ...adapter } : null, question };
+  return { messages, sampling, lora: lora ? { ...lora } : null, question };
 }

@@ -18,6 +18,8 @@ export interface AskStyleFlags {
 
 export interface AskStyleInput extends AskStyleFlags {
   question?: string;
+  /** Pictures shown with the question (indexes into the request's images). */
+  images?: number[];
   language?: Language;
   /** Defaults to the registry from VISTYLE_STYLES_FILE (not watched). */
   registry?: StyleRegistry;
@@ -29,7 +31,7 @@ export function resolveAskRequest(input: AskStyleInput): ResolvedAskRequest {
   if (input.raw && input.style !== undefined) {
     throw new VistyleError('CONFIG_INVALID', '--raw and --style cannot be used together (--raw means no style)');
   }
-  const adapter = input.adapter ? { path: resolve(input.adapter) } : undefined;
+  const lora = input.adapter ? { path: resolve(input.adapter) } : undefined;
   let style: Style | null = null;
   if (!input.raw) {
     const registry = input.registry ?? openStyleRegistry({ watch: false });
@@ -48,7 +50,8 @@ export function resolveAskRequest(input: AskStyleInput): ResolvedAskRequest {
   const request = buildStyledRequest(style, {
     ...(input.question === undefined ? {} : { question: input.question }),
     ...(input.language === undefined ? {} : { language: input.language }),
-    ...(adapter === undefined ? {} : { adapter }),
+    ...(input.images === undefined ? {} : { images: input.images }),
+    ...(lora === undefined ? {} : { lora }),
     raw: input.raw === true,
   });
   return { ...request, style };

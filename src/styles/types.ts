@@ -1,7 +1,7 @@
 // A style is a voice: a system prompt, optional few-shot examples and generation overrides, and
 // optionally a LoRA adapter trained on styled data. The registry (src/styles/registry.ts) loads
 // the built-in styles plus the operator's styles file.
-import type { AdapterRef, SamplingOptions } from '../engine/types.js';
+import type { LoraRef, SamplingOptions } from '../engine/types.js';
 
 export type Language = 'zh' | 'en';
 
@@ -32,7 +32,8 @@ export interface Style {
   /** Asked when a photo arrives without a question. */
   defaultQuestion: LocalizedText;
   generation: GenerationOverrides;
-  adapter: AdapterRef | null;
+  /** The LoRA adapter (the styles file's `adapter:` key). */
+  adapter: LoraRef | null;
   /** The instruction `vistyle data make` gives the data API to restyle Q/A into this voice. */
   dataPrompt: string | null;
   builtin: boolean;

@@ -5,6 +5,7 @@ import { createBotCore } from '../../src/bot/core.js';
 import { errorMessage, t } from '../../src/bot/i18n.js';
 import type { AskOutcome, AskTicket, BotRequest } from '../../src/bot/types.js';
 import { VistyleError } from '../../src/errors.js';
+import { messageImages, messageText } from '../../src/engine/prompt.js';
 import { registerSecret } from '../../src/log.js';
 import { Store } from '../../src/store/store.js';
 import { builtinStyleRegistry } from '../../src/styles/registry.js';
@@ -45,7 +46,7 @@ async function ask(request: BotRequest, sink = new RecordingSink()): Promise<{ s
 
 const lastUserText = (engine: FakeEngine, index = engine.generations.length - 1) => {
   const messages = engine.generations[index]!.request.messages;
-  return messages[messages.length - 1]!.text;
+  return messageText(messages[messages.length - 1]!);
 };
 
 describe('bot core: asking', () => {
@@ -55,9 +56,9 @@ describe('bot core: asking', () => {
     expect(outcome.status).toBe('answered');
     const request = engine.generations[0]!.request;
     expect(lastUserText(engine)).toBe(style('plain').defaultQuestion.en);
-    expect(Array.from(request.image!)).toEqual(Array.from(PNG_BYTES));
-    expect(request.messages[0]).toEqual({ role: 'system', text: style('plain').systemPrompt });
-    expect(request.messages.filter((m) => m.image)).toHaveLength(1);
+    expect(Array.from(request.images![0]!)).toEqual(Array.from(PNG_BYTES));
+    expect(request.messages[0]).toEqual({ role: 'system', content: style('plain').systemPrompt });
+    expect(request.messages.filter((m) => messageImages(m).length > 0)).toHaveLength(1);
 
     // started -> progress (growing prefixes) -> one finished with the whole answer
     const types = sink.events.map((e) => e.type);
@@ -78,9 +79,9 @@ describe('bot core: asking', () => {
     await ask(photoRequest('1', 'How many cats?', { style: 'grumpy' }));
     const request = engine.generations[0]!.request;
     const grumpy = style('grumpy');
-    expect(request.messages[0]).toEqual({ role: 'system', text: grumpy.systemPrompt });
-    expect(request.messages[1]).toEqual({ role: 'user', text: grumpy.examples[0]!.question });
-    expect(request.messages[request.messages.length - 1]).toEqual({ role: 'user', text: 'How many cats?', image: true });
+    expect(request.messages[0]).toEqual({ role: 'system', content: grumpy.systemPrompt });
+    expect(request.messages[1]).toEqual({ role: 'user', content: grumpy.examples[0]!.question });
+    expect(request.messages[request.messages.length - 1]).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'How many cats?' }] });
     expect(request.sampling).toMatchObject(grumpy.generation);
   });
 
@@ -91,12 +92,12 @@ describe('bot core: asking', () => {
     const followUp = await ask({ user: user('1'), chat: privateChat('1'), question: 'And the colour?', replyToMessageId: 'ans-1b', messageId: 'q-2' });
     expect(followUp.outcome.status).toBe('answered');
     const request = engine.generations[1]!.request;
-    expect(Array.from(request.image!)).toEqual(Array.from(PNG_BYTES));
+    expect(Array.from(request.images![0]!)).toEqual(Array.from(PNG_BYTES));
     const convo = request.messages.filter((m) => m.role !== 'system');
     expect(convo).toEqual([
-      { role: 'user', text: 'What is this?', image: true },
-      { role: 'assistant', text: 'Answer to: What is this?' },
-      { role: 'user', text: 'And the colour?' },
+      { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is this?' }] },
+      { role: 'assistant', content: 'Answer to: What is this?' },
+      { role: 'user', content: [{ type: 'text', text: 'And the colour?' }] },
     ]);
     // replying to the user's own photo works too, and now carries two earlier turns
     await ask({ user: user('1'), chat: privateChat('1'), question: 'Anything else?', replyToMessageId: 'photo-1' });
@@ -108,7 +109,7 @@ describe('bot core: asking', () => {
     await ask(photoRequest('1', 'first', { messageId: 'p1' }), new RecordingSink(['a1']));
     await ask(photoRequest('1', 'second', { replyToMessageId: 'a1', image: imageSource(PNG_BYTES_2) }));
     const request = engine.generations[1]!.request;
-    expect(Array.from(request.image!)).toEqual(Array.from(PNG_BYTES_2));
+    expect(Array.from(request.images![0]!)).toEqual(Array.from(PNG_BYTES_2));
     expect(request.messages.filter((m) => m.role === 'assistant')).toHaveLength(0);
   });
 
@@ -116,7 +117,7 @@ describe('bot core: asking', () => {
     const { engine } = setup();
     const { outcome } = await ask({ user: user('5'), chat: groupChat('-100'), question: 'what is this?', replyToMessageId: 'someone-elses-photo', replyImage: imageSource(PNG_BYTES_2) });
     expect(outcome.status).toBe('answered');
-    expect(Array.from(engine.generations[0]!.request.image!)).toEqual(Array.from(PNG_BYTES_2));
+    expect(Array.from(engine.generations[0]!.request.images![0]!)).toEqual(Array.from(PNG_BYTES_2));
   });
 
   it('continues the chat’s current conversation for a plain question, and asks for a picture when there is none', async () => {
@@ -127,7 +128,7 @@ describe('bot core: asking', () => {
     await ask(photoRequest('1', 'q1'));
     const next = await ask({ user: user('1'), chat: privateChat('1'), question: 'q2' });
     expect(next.outcome.status).toBe('answered');
-    expect(engine.generations[1]!.request.messages.some((m) => m.text === 'q1')).toBe(true);
+    expect(engine.generations[1]!.request.messages.some((m) => messageText(m) === 'q1')).toBe(true);
   });
 
   it('never lets a private chat and a group share a conversation', async () => {
@@ -150,10 +151,10 @@ describe('bot core: asking', () => {
     const { outcome } = await ask({ user: user('1'), chat: privateChat('1'), question: 'q6' });
     expect(outcome.status).toBe('answered');
     const last = engine.generations[engine.generations.length - 1]!.request;
-    const texts = last.messages.filter((m) => m.role === 'user').map((m) => m.text);
+    const texts = last.messages.filter((m) => m.role === 'user').map((m) => messageText(m));
     expect(texts[texts.length - 1]).toBe('q6');
     expect(texts).not.toContain('q1');
-    expect(last.messages.filter((m) => m.image)).toHaveLength(1); // the picture is still shown
+    expect(last.messages.filter((m) => messageImages(m).length > 0)).toHaveLength(1); // the picture is still shown
     // without any history it still does not fit: the user is told
     engine.maxMessages = 1;
     const tooLong = await ask({ user: user('1'), chat: privateChat('1'), question: 'q7' });
@@ -171,7 +172,7 @@ describe('bot core: styles and settings', () => {
     harness = await harness!.restart();
     expect(harness.core.showStyle(ctx)).toMatchObject({ source: 'user', current: { id: 'grumpy' } });
     await ask(photoRequest('1', 'hi'));
-    expect(engine.generations[0]!.request.messages[0]!.text).toBe(style('grumpy').systemPrompt);
+    expect(messageText(engine.generations[0]!.request.messages[0]!)).toBe(style('grumpy').systemPrompt);
   });
 
   it('resolves request style > user’s own > chat’s > default', async () => {
@@ -179,7 +180,7 @@ describe('bot core: styles and settings', () => {
     const group = groupChat('-1');
     expect(core.setStyle({ user: user('1'), chat: group }, 'salesman')).toMatchObject({ ok: true, source: 'chat' });
     core.setStyle({ user: user('2'), chat: group }, 'cantonese', { scope: 'user' });
-    const system = () => engine.generations[engine.generations.length - 1]!.request.messages[0]!.text;
+    const system = () => messageText(engine.generations[engine.generations.length - 1]!.request.messages[0]!);
 
     await ask({ user: user('1'), chat: group, image: imageSource(), question: 'a' });
     expect(system()).toBe(style('salesman').systemPrompt);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine, GenerateRequest } from '../../src/engine/types.js';
 import { errorMessage } from '../../src/bot/i18n.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
+import { messageText } from '../../src/engine/prompt.js';
 import { tinyModel } from '../support/tiny-model.js';
 import { makeHarness, photoRequest, privateChat, RecordingSink, user, type Harness } from './support/harness.js';
 
@@ -57,7 +58,7 @@ describe('bot core with the real engine (tiny checkpoint)', () => {
     const stored = harness.store.latest('telegram', '1')!;
     expect(stored.turns.map((turn) => turn.question)).toEqual(['what is it?', 'and then?']);
     const prompt = asked[asked.length - 1]!.messages.filter((m) => m.role !== 'system');
-    expect(prompt.slice(-3).map((m) => [m.role, m.text])).toEqual([
+    expect(prompt.slice(-3).map((m) => [m.role, messageText(m)])).toEqual([
       ['user', 'what is it?'],
       ['assistant', stored.turns[0]!.answer],
       ['user', 'and then?'],

@@ -6,10 +6,16 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { buildModel, type BuildOptions } from '../../models/build/build.js';
 import { generateCheckpoint, type CheckpointOptions } from '../../models/checkpoint/generate.js';
+import type { ChatMessage } from '../../src/engine/types.js';
 
 export const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 export const TINY_A = join(FIXTURES, 'tiny-a');
 export const TINY_A_IMAGE = join(TINY_A, 'image1_56x56.png');
+
+/** A user message showing request picture 0, then `text`. */
+export function showing(text: string): ChatMessage {
+  return { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text }] };
+}
 
 export function fixtureImage(): Uint8Array {
   return new Uint8Array(readFileSync(TINY_A_IMAGE));

@@ -10,8 +10,8 @@ import type { Engine, GenerateRequest, GenerationResult } from '../../src/engine
 import { fixtureImage, generatedModel, removeDirs } from './engine-test-helpers.js';
 
 const request: GenerateRequest = {
-  image: fixtureImage(),
-  messages: [{ role: 'user', text: 'Describe the picture.', image: true }],
+  images: [fixtureImage()],
+  messages: [{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'Describe the picture.' }] }],
   sampling: { greedy: true, maxNewTokens: 256, stopStrings: [] },
 };
 

@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layoutModuleName } from '../../models/lora/names.js';
 import { writePeftAdapter, type LoraModuleWeights } from '../../models/lora/writer.js';
-import { Generator, spliceImageFeatures, zeroLoraFeeds, type TextParts, type TokenSampler } from '../../src/engine/generator.js';
+import { Generator, spliceImageRun, zeroLoraFeeds, type TextParts, type TokenSampler } from '../../src/engine/generator.js';
 import { HostKvCache } from '../../src/engine/kv-cache.js';
 import { createLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
 import { LruCache } from '../../src/engine/lru.js';
@@ -17,7 +17,7 @@ import { loadModelSessions, type ModelSessions } from '../../src/engine/session.
 import { createTextParts, resolveSampling, type LoadedTextParts } from '../../src/engine/text-parts.js';
 import type { GenerationResult, SamplingOptions } from '../../src/engine/types.js';
 import { isVistyleError } from '../../src/errors.js';
-import { buildTinyA, byteTokens, fixtureImage, generatedModel, maxAbsDiff, referenceQuestion, removeDirs } from './engine-test-helpers.js';
+import { buildTinyA, byteTokens, fixtureImage, generatedModel, maxAbsDiff, referenceQuestion, removeDirs, showing } from './engine-test-helpers.js';
 import sharp from 'sharp';
 
 const CPU = { provider: 'cpu' as const, deviceId: 0, threads: 1 };
@@ -58,7 +58,7 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
   let sessions: ModelSessions;
   let text: LoadedTextParts;
   const question = referenceQuestion();
-  const messages = [{ role: 'user' as const, text: question, image: true }];
+  const messages = [showing(question)];
 
   beforeAll(async () => {
     modelDir = await buildTinyA();
@@ -87,7 +87,7 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
   async function run(gen: Generator, sampling: Partial<SamplingOptions>, extra: { signal?: AbortSignal; onToken?: (id: number, n: number) => void; image?: Uint8Array } = {}) {
     const deltas: string[] = [];
     const result = await gen.generate(
-      { image: extra.image ?? fixtureImage(), messages, sampling: resolveSampling(sampling) },
+      { images: [extra.image ?? fixtureImage()], messages, sampling: resolveSampling(sampling) },
       { onDelta: (d) => deltas.push(d), signal: extra.signal, onToken: extra.onToken },
     );
     return { result, deltas };
@@ -226,7 +226,7 @@ describe('local engine: queue and cancellation', () => {
     removeDirs(modelDir);
   });
 
-  const request = () => ({ image: fixtureImage(), messages: [{ role: 'user' as const, text: referenceQuestion(), image: true }], sampling: GREEDY });
+  const request = () => ({ images: [fixtureImage()], messages: [showing(referenceQuestion())], sampling: GREEDY });
 
   it('serves overlapping calls one at a time with the same answers as alone', async () => {
     const alone = await engine.generate(request()).result;
@@ -249,9 +249,9 @@ describe('local engine: queue and cancellation', () => {
   });
 
   it('reports bad requests as typed errors and keeps serving', async () => {
-    const empty = engine.generate({ ...request(), messages: [{ role: 'user', text: '   ', image: true }] });
+    const empty = engine.generate({ ...request(), messages: [showing('   ')] });
     await expect(empty.result).rejects.toMatchObject({ code: 'QUESTION_EMPTY' });
-    const noImage = engine.generate({ messages: [{ role: 'user', text: 'hi', image: true }], sampling: GREEDY });
+    const noImage = engine.generate({ messages: [showing('hi')], sampling: GREEDY });
     await expect(noImage.result).rejects.toMatchObject({ code: 'IMAGE_MISSING' });
     const badSampling = engine.generate({ ...request(), sampling: { topP: 2 } });
     await expect(badSampling.result).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
@@ -282,12 +282,12 @@ describe('KV cache consistency: incremental decoding equals a full recompute', (
         const gen = new Generator({ sessions, manifest: m, text, cache });
         const steps: Float32Array[] = [];
         const image = fixtureImage();
-        const msgs = [{ role: 'user' as const, text: 'Describe the picture.', image: true }];
-        const result = await gen.generate({ image, messages: msgs, sampling: resolveSampling({ ...GREEDY, maxNewTokens: 10 }) }, { onLogits: (_s, l) => steps.push(l) });
+        const msgs = [showing('Describe the picture.')];
+        const result = await gen.generate({ images: [image], messages: msgs, sampling: resolveSampling({ ...GREEDY, maxNewTokens: 10 }) }, { onLogits: (_s, l) => steps.push(l) });
         expect(result.tokens).toHaveLength(10);
 
         // Full recompute, no cache: embed the whole sequence, splice the features, one decoder run.
-        const prompt = text.encodePrompt(msgs, { hasImage: true, maxPromptTokens: 200 });
+        const prompt = text.encodePrompt(msgs, { imageCount: 1, maxPromptTokens: 200, capacity: 256 });
         const features = await gen.encodeImage(await text.preprocessImage(image));
         const emptyPast: Record<string, ort.Tensor> = {};
         for (let i = 0; i < m.text.numLayers; i++) {
@@ -300,7 +300,7 @@ describe('KV cache consistency: incremental decoding equals a full recompute', (
           const ids = [...prompt.ids, ...result.tokens.slice(0, k)];
           const embeds = (await sessions.embed.session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]) }))
             .inputs_embeds!.data as Float32Array;
-          spliceImageFeatures(embeds, prompt.imageTokenPositions, features, m.text.hiddenSize);
+          spliceImageRun(embeds, prompt.imageRuns[0]!.start, features, m.text.hiddenSize);
           const out = await sessions.decoder.session.run({
             inputs_embeds: new ort.Tensor('float32', embeds, [1, ids.length, m.text.hiddenSize]),
             position_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, ids.length]),
@@ -383,7 +383,7 @@ describe('LoRA adapters per request', () => {
   async function firstLogits(engine: LocalEngine, adapter: { path: string } | null): Promise<{ logits: Float32Array; result: GenerationResult }> {
     let logits: Float32Array | undefined;
     const stream = engine.generate(
-      { image: fixtureImage(), messages: [{ role: 'user', text: 'What is it?', image: true }], adapter, sampling: { ...GREEDY, maxNewTokens: 4 } },
+      { images: [fixtureImage()], messages: [showing('What is it?')], lora: adapter, sampling: { ...GREEDY, maxNewTokens: 4 } },
       { onLogits: (step, l) => (step === 0 ? (logits = l) : undefined) },
     );
     const result = await stream.result;
@@ -416,7 +416,7 @@ describe('LoRA adapters per request', () => {
   it('a missing adapter folder is ADAPTER_INVALID and the engine keeps serving', async () => {
     const engine = await createLocalEngine({ modelDir: base.modelDir, threads: 1 });
     try {
-      const stream = engine.generate({ image: fixtureImage(), messages: [{ role: 'user', text: 'x', image: true }], adapter: { path: join(adapterDir, 'nope') } });
+      const stream = engine.generate({ images: [fixtureImage()], messages: [showing('x')], lora: { path: join(adapterDir, 'nope') } });
       await expect(stream.result).rejects.toMatchObject({ code: 'ADAPTER_INVALID' });
       expect((await firstLogits(engine, null)).result.tokens).toHaveLength(4);
     } finally {

@@ -19,6 +19,7 @@ import {
   referenceInputs,
   referenceQuestion,
   removeDirs,
+  showing,
 } from './engine-test-helpers.js';
 
 describe('parity with transformers on tiny-a, through the generator', () => {
@@ -46,7 +47,7 @@ describe('parity with transformers on tiny-a, through the generator', () => {
     const steps: Float32Array[] = [];
     let cacheAfterPrefill: Float32Array[] = [];
     const result = await generator.generate(
-      { image: fixtureImage(), messages: [{ role: 'user', text: referenceQuestion(), image: true }], sampling: resolveSampling({ greedy: true, maxNewTokens: 16, stopStrings: [] }) },
+      { images: [fixtureImage()], messages: [showing(referenceQuestion())], sampling: resolveSampling({ greedy: true, maxNewTokens: 16, stopStrings: [] }) },
       {
         onLogits: (step, logits) => {
           steps.push(logits);

@@ -9,12 +9,12 @@ import { ModelProto } from '../../models/onnx/schema.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/worker-client.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 import { isVistyleError } from '../../src/errors.js';
-import { buildTinyA, fixtureImage, hugePngHeader, referenceInputs, referenceQuestion, removeDirs, textFileBytes, truncatedJpeg } from './engine-test-helpers.js';
+import { buildTinyA, fixtureImage, hugePngHeader, referenceInputs, referenceQuestion, removeDirs, textFileBytes, truncatedJpeg, showing } from './engine-test-helpers.js';
 
 const GREEDY = { greedy: true, stopStrings: [], maxNewTokens: 16 };
 
 function request(image: Uint8Array = fixtureImage(), text = referenceQuestion()): GenerateRequest {
-  return { image, messages: [{ role: 'user', text, image: true }], sampling: GREEDY };
+  return { images: [image], messages: [showing(text)], sampling: GREEDY };
 }
 
 describe('worker-backed engine', () => {
@@ -43,13 +43,13 @@ describe('worker-backed engine', () => {
     expect(result.promptTokens).toBe(58);
   });
 
-  it('copies the image once for the worker and leaves the caller its bytes; transferImage hands them over', async () => {
+  it('copies the image once for the worker and leaves the caller its bytes; transferImages hands them over', async () => {
     const image = fixtureImage();
     const kept = engine.generate(request(image));
     expect(image.byteLength).toBeGreaterThan(0);
     expect((await kept.result).tokens).toEqual(expected);
     const moved = new Uint8Array(fixtureImage()); // owns its whole ArrayBuffer
-    const handed = engine.generate(request(moved), { transferImage: true });
+    const handed = engine.generate(request(moved), { transferImages: true });
     expect(moved.byteLength).toBe(0); // detached: the worker has it now
     expect((await handed.result).tokens).toEqual(expected);
   });

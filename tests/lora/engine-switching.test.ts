@@ -65,8 +65,8 @@ afterAll(() => {
 });
 
 function request(styleId: string): GenerateRequest {
-  const styled = buildStyledRequest(registry.get(styleId)!, { question: 'What is in this picture?' });
-  return { image: IMAGE, messages: styled.messages, adapter: styled.adapter, sampling: { greedy: true, maxNewTokens: 6, stopStrings: [] } };
+  const styled = buildStyledRequest(registry.get(styleId)!, { question: 'What is in this picture?', images: [0] });
+  return { images: [IMAGE], messages: styled.messages, lora: styled.lora, sampling: { greedy: true, maxNewTokens: 6, stopStrings: [] } };
 }
 
 async function tokens(engine: { generate: LocalEngine['generate'] } | WorkerEngine, req: GenerateRequest): Promise<number[]> {
@@ -83,7 +83,7 @@ describe('per-request style adapters in the engine', () => {
     for (const id of ['grumpy', 'salesman']) {
       const merged = await createLocalEngine({ modelDir: mergedDirs[id]!, threads: 1 });
       try {
-        expected[id] = await tokens(merged, { ...request(id), adapter: null });
+        expected[id] = await tokens(merged, { ...request(id), lora: null });
       } finally {
         await merged.close();
       }

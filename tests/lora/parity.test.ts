@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { halfToFloat32 } from '../../models/checkpoint/dtype.js';
 import { allLoraTensors, loadPeftAdapter, zeroLoraTensors, type LoraTensor } from '../../models/lora/loader.js';
-import { loadPeftAdapterFeeds, toOrtTensor } from '../../models/lora/ort-feeds.js';
+import { loadPeftLoraFeeds, toOrtTensor } from '../../src/engine/lora-feeds.js';
 import { writePeftAdapter, type LoraModuleWeights } from '../../models/lora/writer.js';
 import { ModelManifestSchema, MANIFEST_FILE, type ModelManifest } from '../../models/manifest.js';
 import { tinyModel } from '../support/tiny-model.js';
@@ -144,7 +144,7 @@ afterAll(async () => {
 
 describe('LoRA at run time on a tiny checkpoint', () => {
   it('gives the merged checkpoint\'s logits at every position (within 1e-4)', async () => {
-    const feeds = await loadPeftAdapterFeeds({ path: adapterDir }, { manifest: base.manifest });
+    const feeds = await loadPeftLoraFeeds({ path: adapterDir }, { manifest: base.manifest });
     expect(feeds.size).toBe(32);
     const runtime = await base.logits(prompt, pixels, feeds);
     const reference = await merged.logits(prompt, pixels);
@@ -165,8 +165,8 @@ describe('LoRA at run time on a tiny checkpoint', () => {
   it('loads the transformers >= 4.52 module layout to the same logits', async () => {
     const currentDir = join(root, 'adapter-current');
     writePeftAdapter(currentDir, { modules: weights, rank: RANK, alpha: ALPHA, layout: 'current' });
-    const legacy = await base.logits(prompt, pixels, await loadPeftAdapterFeeds({ path: adapterDir }, { manifest: base.manifest }));
-    const current = await base.logits(prompt, pixels, await loadPeftAdapterFeeds({ path: currentDir }, { manifest: base.manifest }));
+    const legacy = await base.logits(prompt, pixels, await loadPeftLoraFeeds({ path: adapterDir }, { manifest: base.manifest }));
+    const current = await base.logits(prompt, pixels, await loadPeftLoraFeeds({ path: currentDir }, { manifest: base.manifest }));
     expect(maxAbsDiff(legacy, current)).toBe(0);
   });
 
@@ -174,7 +174,7 @@ describe('LoRA at run time on a tiny checkpoint', () => {
     const decoderOnly = weights.filter((w) => w.module.startsWith('language_model.'));
     const dir = join(root, 'adapter-decoder');
     writePeftAdapter(dir, { modules: decoderOnly, rank: RANK, alpha: ALPHA, targetModules: decoderOnly.map((w) => `language_model.model.${w.module.slice(15)}`) });
-    const feeds = await loadPeftAdapterFeeds({ path: dir }, { manifest: base.manifest });
+    const feeds = await loadPeftLoraFeeds({ path: dir }, { manifest: base.manifest });
     expect([...feeds.keys()].every((name) => !name.includes('vision_tower'))).toBe(true);
     // the engine fills the vision inputs with rank 0, as allLoraTensors does
     const adapter = loadPeftAdapter({ path: dir }, { targets: base.manifest.lora.targets });
@@ -204,7 +204,7 @@ describe('LoRA in an fp16 build', () => {
     const fp16 = await Model.open((await tinyModel({ build: { allPositionLogits: true, dtype: 'fp16' } })).modelDir);
     try {
       expect(fp16.manifest.lora.dtype).toBe('float16');
-      const feeds = await loadPeftAdapterFeeds({ path: adapterDir }, { manifest: fp16.manifest });
+      const feeds = await loadPeftLoraFeeds({ path: adapterDir }, { manifest: fp16.manifest });
       expect([...feeds.values()].every((t) => t.type === 'float16')).toBe(true);
       const runtime = await fp16.logits(prompt, pixels, feeds);
       const reference = await merged.logits(prompt, pixels);

@@ -15,26 +15,31 @@ describe('buildStyledRequest', () => {
   it('puts the system prompt, the few-shot turns, then the question with the picture', () => {
     const request = buildStyledRequest(grumpy, { question: '这是什么？' });
     const expected = [
-      { role: 'system', text: grumpy.systemPrompt },
+      { role: 'system', content: grumpy.systemPrompt },
       ...grumpy.examples.flatMap((e) => [
-        { role: 'user', text: e.question },
-        { role: 'assistant', text: e.answer },
+        { role: 'user', content: e.question },
+        { role: 'assistant', content: e.answer },
       ]),
-      { role: 'user', text: '这是什么？', image: true },
+      { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: '这是什么？' }] },
     ];
-    expect(request.messages).toEqual(expected);
-    expect(request.messages.filter((m) => m.image).length).toBe(1);
+    expect(buildStyledRequest(grumpy, { question: '这是什么？', images: [0] }).messages).toEqual(expected);
+    // without pictures the question is text only; several come in the order given
+    expect(request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'text', text: '这是什么？' }] });
+    expect(buildStyledRequest(grumpy, { question: 'q', images: [1, 0] }).messages.at(-1)!.content).toEqual([
+      { type: 'image', image: 1 },
+      { type: 'image', image: 0 },
+      { type: 'text', text: 'q' },
+    ]);
     expect(request.sampling).toEqual(grumpy.generation);
-    expect(request.adapter).toBeNull();
+    expect(request.lora).toBeNull();
     expect(request.question).toBe('这是什么？');
   });
 
   it('asks the default question in the chosen language when none is given', () => {
     const cantonese = registry.get('cantonese')!;
-    expect(buildStyledRequest(cantonese, { question: '  ', language: 'zh' }).messages.at(-1)).toEqual({
+    expect(buildStyledRequest(cantonese, { question: '  ', language: 'zh', images: [0] }).messages.at(-1)).toEqual({
       role: 'user',
-      text: cantonese.defaultQuestion.zh,
-      image: true,
+      content: [{ type: 'image', image: 0 }, { type: 'text', text: cantonese.defaultQuestion.zh }],
     });
     expect(buildStyledRequest(cantonese, {}).question).toBe('What is in this picture?');
   });
@@ -43,34 +48,34 @@ describe('buildStyledRequest', () => {
     const request = buildStyledRequest(grumpy, {
       question: '那只猫呢？',
       history: [
-        { role: 'system', text: 'injected' },
-        { role: 'user', text: '图片里有什么？', image: true },
-        { role: 'assistant', text: '两只猫！' },
+        { role: 'system', content: 'injected' },
+        { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: '图片里有什么？' }] },
+        { role: 'assistant', content: '两只猫！' },
       ],
     });
     const tail = request.messages.slice(-3);
     expect(tail).toEqual([
-      { role: 'user', text: '图片里有什么？', image: true },
-      { role: 'assistant', text: '两只猫！' },
-      { role: 'user', text: '那只猫呢？' },
+      { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: '图片里有什么？' }] },
+      { role: 'assistant', content: '两只猫！' },
+      { role: 'user', content: [{ type: 'text', text: '那只猫呢？' }] },
     ]);
-    expect(request.messages.filter((m) => m.role === 'system')).toEqual([{ role: 'system', text: grumpy.systemPrompt }]);
+    expect(request.messages.filter((m) => m.role === 'system')).toEqual([{ role: 'system', content: grumpy.systemPrompt }]);
   });
 
-  it('uses the style adapter unless an adapter is given', () => {
+  it('uses the style adapter unless a LoRA adapter is given', () => {
     const styled: Style = { ...grumpy, adapter: { path: '/adapters/grumpy', scale: 2 } };
-    expect(buildStyledRequest(styled, { question: 'q' }).adapter).toEqual({ path: '/adapters/grumpy', scale: 2 });
-    expect(buildStyledRequest(styled, { question: 'q', adapter: { path: '/other' } }).adapter).toEqual({ path: '/other' });
-    expect(buildStyledRequest(styled, { question: 'q', adapter: null }).adapter).toBeNull();
+    expect(buildStyledRequest(styled, { question: 'q' }).lora).toEqual({ path: '/adapters/grumpy', scale: 2 });
+    expect(buildStyledRequest(styled, { question: 'q', lora: { path: '/other' } }).lora).toEqual({ path: '/other' });
+    expect(buildStyledRequest(styled, { question: 'q', lora: null }).lora).toBeNull();
   });
 
   it('keeps a raw conversation bare: one user turn, no overrides, no style adapter', () => {
     const styled: Style = { ...grumpy, adapter: { path: '/adapters/grumpy' } };
-    const raw = buildStyledRequest(styled, { question: 'What?', raw: true });
-    expect(raw.messages).toEqual([{ role: 'user', text: 'What?', image: true }]);
+    const raw = buildStyledRequest(styled, { question: 'What?', raw: true, images: [0] });
+    expect(raw.messages).toEqual([{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What?' }] }]);
     expect(raw.sampling).toEqual({});
-    expect(raw.adapter).toBeNull();
-    expect(buildStyledRequest(null, { question: 'What?', adapter: { path: '/x' } }).adapter).toEqual({ path: '/x' });
+    expect(raw.lora).toBeNull();
+    expect(buildStyledRequest(null, { question: 'What?', lora: { path: '/x' } }).lora).toEqual({ path: '/x' });
   });
 
   it('refuses an empty question without a style', () => {
@@ -82,10 +87,10 @@ describe('resolveAskRequest (the flags of vistyle ask)', () => {
   it('uses the default style without flags, and the named style with --style', () => {
     const plain = resolveAskRequest({ question: 'q', registry });
     expect(plain.style?.id).toBe('plain');
-    expect(plain.messages[0]).toEqual({ role: 'system', text: registry.get('plain')!.systemPrompt });
+    expect(plain.messages[0]).toEqual({ role: 'system', content: registry.get('plain')!.systemPrompt });
     const styled = resolveAskRequest({ question: 'q', style: 'grumpy', registry });
     expect(styled.style?.id).toBe('grumpy');
-    expect(styled.messages[0]!.text).toBe(grumpy.systemPrompt);
+    expect(styled.messages[0]!.content).toBe(grumpy.systemPrompt);
     expect(styled.sampling.repetitionPenalty).toBe(grumpy.generation.repetitionPenalty);
   });
 
@@ -97,21 +102,21 @@ describe('resolveAskRequest (the flags of vistyle ask)', () => {
       const file = join(dir, 'styles.yaml');
       writeFileSync(file, `styles:\n  grumpy:\n    adapter: { path: ., scale: 3 }\n`);
       const withAdapter = new LiveStyleRegistry({ file, watch: false });
-      expect(resolveAskRequest({ style: 'grumpy', question: 'q', registry: withAdapter }).adapter).toEqual({ path: dir, scale: 3 });
+      expect(resolveAskRequest({ style: 'grumpy', question: 'q', registry: withAdapter }).lora).toEqual({ path: dir, scale: 3 });
       const overridden = resolveAskRequest({ style: 'grumpy', question: 'q', adapter: 'some/dir', registry: withAdapter });
-      expect(overridden.adapter).toEqual({ path: resolve('some/dir') });
-      expect(overridden.messages[0]!.text).toBe(grumpy.systemPrompt);
+      expect(overridden.lora).toEqual({ path: resolve('some/dir') });
+      expect(overridden.messages[0]!.content).toBe(grumpy.systemPrompt);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it('with --raw keeps only the --adapter given', () => {
-    const raw = resolveAskRequest({ raw: true, question: 'q', adapter: 'a', registry });
+    const raw = resolveAskRequest({ raw: true, question: 'q', adapter: 'a', images: [0, 1], registry });
     expect(raw.style).toBeNull();
-    expect(raw.messages).toEqual([{ role: 'user', text: 'q', image: true }]);
-    expect(raw.adapter).toEqual({ path: resolve('a') });
-    expect(resolveAskRequest({ raw: true, question: 'q', registry }).adapter).toBeNull();
+    expect(raw.messages).toEqual([{ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'image', image: 1 }, { type: 'text', text: 'q' }] }]);
+    expect(raw.lora).toEqual({ path: resolve('a') });
+    expect(resolveAskRequest({ raw: true, question: 'q', registry }).lora).toBeNull();
   });
 
   it('rejects an unknown style and --raw with --style', () => {

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
+import { messageText } from '../../src/engine/prompt.js';
 import { builtinStyles } from '../../src/styles/index.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
 import { tinyModel } from '../support/tiny-model.js';
@@ -64,7 +65,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
 
     const replies = await settledReplies(fake, alice.id, photo.message_id);
     const [call] = observed.calls;
-    expect(call?.request.messages.at(-1)).toMatchObject({ role: 'user', text: 'What is in this picture?', image: true });
+    expect(call?.request.messages.at(-1)).toMatchObject({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] });
     const answer = call!.result!.text;
     expect(replies.map((m) => m.text).join('')).not.toBe('');
     expect(visibleCore(replies.map((m) => m.text).join(''))).toBe(visibleCore(answer));
@@ -115,23 +116,23 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
 
     const first = await fake.sendPhoto(alice, PNG);
     await settledReplies(fake, alice.id, first.message_id);
-    expect(observed.calls[0]!.request.messages[0]).toEqual({ role: 'system', text: style('grumpy').systemPrompt });
+    expect(observed.calls[0]!.request.messages[0]).toEqual({ role: 'system', content: style('grumpy').systemPrompt });
     // no caption: the style's default question in the user's language
-    expect(observed.calls[0]!.request.messages.at(-1)?.text).toBe(style('grumpy').defaultQuestion.en);
+    expect(messageText(observed.calls[0]!.request.messages.at(-1)!)).toBe(style('grumpy').defaultQuestion.en);
 
     // a new process: new core and adapter over the same SQLite file
     await bot.stop();
     const restarted = await setUp({ dbPath });
     const second = await fake.sendPhoto(alice, OTHER_PNG, { caption: 'and this one?' });
     await settledReplies(fake, alice.id, second.message_id);
-    expect(restarted.observed.calls[0]!.request.messages[0]).toEqual({ role: 'system', text: style('grumpy').systemPrompt });
+    expect(restarted.observed.calls[0]!.request.messages[0]).toEqual({ role: 'system', content: style('grumpy').systemPrompt });
 
     // by name, as text
     const byName = fake.sendCommand(alice, '/style cantonese');
     await settledReplies(fake, alice.id, byName.message_id);
     const third = await fake.sendPhoto(alice, PNG, { caption: 'now?' });
     await settledReplies(fake, alice.id, third.message_id);
-    expect(restarted.observed.calls[1]!.request.messages[0]).toEqual({ role: 'system', text: style('cantonese').systemPrompt });
+    expect(restarted.observed.calls[1]!.request.messages[0]).toEqual({ role: 'system', content: style('cantonese').systemPrompt });
   });
 
   it('a reply to the answer is a follow-up about the same picture, with the earlier turn as context', async () => {
@@ -144,10 +145,10 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const followUp = fake.sendText(alice, 'And what colour is it?', { replyTo: answerMessage!.messageId });
     await settledReplies(fake, alice.id, followUp.message_id);
     const second = observed.calls[1]!.request;
-    expect(second.messages.at(-1)).toEqual({ role: 'user', text: 'And what colour is it?' });
-    expect(second.messages).toContainEqual({ role: 'user', text: 'What is it?', image: true });
-    expect(second.messages).toContainEqual({ role: 'assistant', text: firstAnswer });
-    expect(Buffer.from(second.image!).equals(Buffer.from(observed.calls[0]!.request.image!))).toBe(true);
+    expect(second.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'text', text: 'And what colour is it?' }] });
+    expect(second.messages).toContainEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is it?' }] });
+    expect(second.messages).toContainEqual({ role: 'assistant', content: firstAnswer });
+    expect(Buffer.from(second.images![0]!).equals(Buffer.from(observed.calls[0]!.request.images![0]!))).toBe(true);
     expect(fake.callsTo('getFile')).toHaveLength(1); // the picture came from the store, not Telegram
   });
 
@@ -262,7 +263,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const replies = await settledReplies(fake, alice.id, parts[1]!.message_id);
     await sleep(1500);
     expect(observed.calls).toHaveLength(1);
-    expect(observed.calls[0]!.request.messages.at(-1)?.text).toBe('Which one is brighter?');
+    expect(messageText(observed.calls[0]!.request.messages.at(-1)!)).toBe('Which one is brighter?');
     const captionedLargest = parts[1]!.photo!.at(-1)!.file_id;
     expect(fake.callsTo('getFile').map((c) => c.params.file_id)).toEqual([captionedLargest]);
     expect(visibleCore(replies.map((m) => m.text).join(''))).toBe(visibleCore(observed.calls[0]!.result!.text));
@@ -285,7 +286,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
 
     const asked = await fake.sendPhoto(bob, OTHER_PNG, { chat: group, caption: `@${fake.botUser.username} what is this?` });
     const [answer] = await settledReplies(fake, group.id, asked.message_id);
-    expect(observed.calls[0]!.request.messages.at(-1)?.text).toBe('what is this?');
+    expect(messageText(observed.calls[0]!.request.messages.at(-1)!)).toBe('what is this?');
     expect(fake.callsTo('sendMessageDraft', group.id)).toHaveLength(0); // drafts are for private chats
     const edits = fake.callsTo('editMessageText', group.id).filter((c) => c.ok);
     expect(edits.length).toBeGreaterThanOrEqual(2);
@@ -294,7 +295,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     observed.deltaDelayMs = 0;
     const followUp = fake.sendText(alice, 'is it a cat?', { chat: group, replyTo: answer!.messageId });
     await settledReplies(fake, group.id, followUp.message_id, 60_000);
-    expect(observed.calls[1]!.request.messages.at(-1)?.text).toBe('is it a cat?');
+    expect(messageText(observed.calls[1]!.request.messages.at(-1)!)).toBe('is it a cat?');
     const command = fake.sendCommand(alice, `/help@${fake.botUser.username}`, { chat: group });
     const [help] = await settledReplies(fake, group.id, command.message_id);
     expect(help!.text).toBe(t('en', 'help'));
@@ -302,7 +303,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     // a mention in reply to someone's photo asks about that photo
     const aboutCat = fake.sendText(bob, `@${fake.botUser.username} what breed?`, { chat: group, replyTo: cat.message_id });
     await settledReplies(fake, group.id, aboutCat.message_id, 60_000);
-    expect(observed.calls[2]!.request.messages.at(-1)).toEqual({ role: 'user', text: 'what breed?', image: true });
+    expect(observed.calls[2]!.request.messages.at(-1)).toEqual({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'what breed?' }] });
     expect(fake.callsTo('getFile').at(-1)!.params.file_id).toBe(cat.photo!.at(-1)!.file_id);
   }, 120_000);
 

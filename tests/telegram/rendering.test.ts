@@ -26,6 +26,7 @@ class ScriptedEngine implements Engine {
     imageTokens: 16,
     eosTokenIds: [1],
     loraTargets: [],
+    slots: 1,
   };
 
   constructor(
@@ -57,6 +58,9 @@ class ScriptedEngine implements Engine {
         tokensPerSecond: 100,
         finishReason: 'eos',
         timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: totalMs, totalMs },
+        cachedPromptTokens: 0,
+        imageCount: 1,
+        droppedMessages: 0,
       });
     })();
     return stream;

@@ -1,9 +1,10 @@
-// `vistyle ask [--model DIR] --image FILE [--style ID] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
+// `vistyle ask [--model DIR] --image FILE [--image FILE ...] [--style ID] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
 // Streams the answer to stdout. The engine runs on this thread (a one-shot CLI has no heartbeats
 // to keep alive). Style, adapter and raw mode are resolved by src/styles (resolveAskRequest), the
 // same way the bot resolves them.
-//   --raw     no system prompt, no examples, no style adapter: exactly one user turn (image, then
-//             question) rendered by the checkpoint's chat template
+//   --image   repeatable: every picture in the order given, then the question, in one user turn
+//   --raw     no system prompt, no examples, no style adapter: exactly that one user turn
+//             rendered by the checkpoint's chat template
 //   --greedy  plain argmax over all logits: no penalties, no other processors, no stop strings
 //   --json    after the streamed text, one JSON object on the last line:
 //             {"text","tokens","promptTokens","ttftMs","tokensPerSecond"}
@@ -19,7 +20,7 @@ import type { ExecutionProvider, GenerateRequest, GenerationResult, SamplingOpti
 
 export interface AskOptions {
   model?: string;
-  image: string;
+  image: string[];
   maxTokens?: string;
   temperature?: string;
   topP?: string;
@@ -90,14 +91,16 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
   // Check everything cheap before loading the model.
   const resolved = resolveAskRequest({
     question,
+    images: options.image.map((_, index) => index),
     raw: options.raw === true,
     ...(options.style === undefined ? {} : { style: options.style }),
     ...(options.adapter === undefined ? {} : { adapter: options.adapter }),
   });
   const sampling = samplingFromFlags(options, resolved.sampling);
   // A missing or unusable adapter folder is reported now, not after seconds of model loading.
-  if (resolved.adapter) readPeftConfig(resolved.adapter.path);
-  const image = await readImage(options.image);
+  if (resolved.lora) readPeftConfig(resolved.lora.path);
+  const images: Uint8Array[] = [];
+  for (const path of options.image) images.push(await readImage(path));
 
   const engine = await createLocalEngine({
     modelDir: resolveModelDir(options.model),
@@ -119,7 +122,7 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
     if (!stdoutError) process.stdout.write(text);
   };
   try {
-    const request: GenerateRequest = { image, messages: resolved.messages, adapter: resolved.adapter, sampling };
+    const request: GenerateRequest = { images, messages: resolved.messages, lora: resolved.lora, sampling };
     const stream = engine.generate(request, { signal: controller.signal });
     let last = '';
     for await (const delta of stream) {
@@ -148,7 +151,7 @@ export function registerAskCommand(program: Command): void {
     .command('ask')
     .description('answer a question about a picture, streaming the answer to stdout')
     .argument('<question>', 'the question about the picture')
-    .requiredOption('--image <file>', 'the picture (JPEG, PNG, WebP or GIF)')
+    .requiredOption('--image <file>', 'a picture (JPEG, PNG, WebP or GIF); repeat for several, shown in order before the question', (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
     .option('--max-tokens <n>', 'most tokens to generate')
     .option('--temperature <t>', 'sampling temperature (0 = greedy)')

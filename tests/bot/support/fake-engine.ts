@@ -1,6 +1,7 @@
 // A test double of the Engine interface: answers instantly or under the test's control, records
 // every request, honours AbortSignal like the real engine (the stream ends with finishReason
 // 'cancelled'), and can crash mid-answer or refuse a prompt as too long.
+import { messageText } from '../../../src/engine/prompt.js';
 import { DeltaStream } from '../../../src/engine/stream.js';
 import type { Engine, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from '../../../src/engine/types.js';
 import { VistyleError } from '../../../src/errors.js';
@@ -27,6 +28,7 @@ export class FakeEngine implements Engine {
     imageTokens: 729,
     eosTokenIds: [0],
     loraTargets: [],
+    slots: 1,
   };
   readonly generations: FakeGeneration[] = [];
   /** Hold each generation until release() (or crash()). */
@@ -41,7 +43,7 @@ export class FakeEngine implements Engine {
   crashNextAfterWords: number | undefined;
   answerFor: (request: GenerateRequest) => string = (request) => {
     const last = request.messages[request.messages.length - 1];
-    return `Answer to: ${last?.text ?? ''}`;
+    return `Answer to: ${last ? messageText(last) : ''}`;
   };
   closed = false;
   private waiters: Array<{ count: number; resolve: () => void }> = [];
@@ -121,6 +123,9 @@ function result(text: string, finishReason: GenerationResult['finishReason'], st
     text,
     tokens,
     promptTokens: 10,
+    cachedPromptTokens: 0,
+    imageCount: 1,
+    droppedMessages: 0,
     ttftMs: 1,
     tokensPerSecond: tokens.length,
     finishReason,

@@ -1,12 +1,13 @@
 // The PEFT loader as the engine calls it: an adapter folder -> onnxruntime tensors by graph input
-// name, for the targets the adapter covers (the engine feeds rank 0 to the rest). Matches
-// src/engine/adapters.ts's AdapterLoader signature.
+// name, for the targets the adapter covers (the engine feeds "no adapter" to the rest). Matches
+// src/engine/lora.ts's LoraLoader signature. models/lora reads the files; the onnxruntime side
+// lives here, so that models/ never depends on the engine.
 import * as ort from 'onnxruntime-node';
-import type { AdapterRef } from '../../src/engine/types.js';
-import type { ModelManifest } from '../manifest.js';
-import { loadPeftAdapter, type LoraElementType, type LoraTensor } from './loader.js';
+import type { ModelManifest } from '../../models/manifest.js';
+import { loadPeftAdapter, type LoraElementType, type LoraTensor } from '../../models/lora/loader.js';
+import type { LoraRef } from './types.js';
 
-export interface AdapterFeedContext {
+export interface LoraFeedContext {
   manifest: ModelManifest;
   /** Element type of each graph input (from the sessions); LoRA inputs default to the build dtype. */
   inputTypes?: ReadonlyMap<string, string>;
@@ -18,7 +19,7 @@ export function toOrtTensor(tensor: LoraTensor): ort.Tensor {
     : new ort.Tensor('float32', tensor.data as Float32Array, tensor.dims);
 }
 
-export async function loadPeftAdapterFeeds(ref: AdapterRef, context: AdapterFeedContext): Promise<Map<string, ort.Tensor>> {
+export async function loadPeftLoraFeeds(ref: LoraRef, context: LoraFeedContext): Promise<Map<string, ort.Tensor>> {
   const fallback: LoraElementType = context.manifest.lora.dtype ?? (context.manifest.dtype === 'fp16' ? 'float16' : 'float32');
   const elementType = (name: string): LoraElementType => {
     const type = context.inputTypes?.get(name);

@@ -1,35 +1,35 @@
-// LoRA adapters per request: loaded once into graph-input tensors (by input name) and kept in a
+// LoRA adapters (PEFT folders) per request: loaded once into graph-input tensors (by input name) and kept in a
 // small LRU keyed by folder + scale + modification times, so switching styles costs a map lookup.
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import { loadPeftAdapterFeeds } from '../../models/lora/ort-feeds.js';
-import type { LoadedAdapter } from './generator.js';
+import type { LoadedLora } from './generator.js';
+import { loadPeftLoraFeeds } from './lora-feeds.js';
 import { LruCache } from './lru.js';
 import type { ModelFolder } from './model-folder.js';
 import type { InputTypes, ModelSessions } from './session.js';
-import type { AdapterRef } from './types.js';
+import type { LoraRef } from './types.js';
 
-export interface AdapterLoadContext {
+export interface LoraLoadContext {
   manifest: ModelManifest;
   /** Element type of each LoRA input of the graph it belongs to (float32, or float16 builds). */
   inputTypes: InputTypes;
 }
 
 /** Reads a PEFT adapter folder into tensors by graph input name ([r,in] A, [out,r] B with the scale folded into B). */
-export type AdapterLoader = (ref: AdapterRef, context: AdapterLoadContext) => Promise<ReadonlyMap<string, ort.Tensor>>;
+export type LoraLoader = (ref: LoraRef, context: LoraLoadContext) => Promise<ReadonlyMap<string, ort.Tensor>>;
 
 /** models/lora's PEFT loader (adapter_config.json + adapter_model.safetensors). */
-export const defaultAdapterLoader: AdapterLoader = (ref, context) => loadPeftAdapterFeeds(ref, context);
+export const defaultLoraLoader: LoraLoader = (ref, context) => loadPeftLoraFeeds(ref, context);
 
 /**
  * Modification times of the adapter's weights and its config (alpha and r set the scale), so that
  * an adapter re-trained or edited in place is loaded again — also when a request came between the
  * trainer's two writes.
  */
-function adapterVersion(path: string): string {
+function loraVersion(path: string): string {
   const mtime = (file: string): number | null => {
     try {
       return statSync(file).mtimeMs;
@@ -45,12 +45,12 @@ function adapterVersion(path: string): string {
   return `${weights ?? '-'}|${config ?? '-'}`;
 }
 
-export class AdapterCache {
-  private readonly cache: LruCache<string, LoadedAdapter>;
+export class LoraCache {
+  private readonly cache: LruCache<string, LoadedLora>;
   private readonly inputTypes: InputTypes;
 
   constructor(
-    private readonly loader: AdapterLoader,
+    private readonly loader: LoraLoader,
     private readonly folder: ModelFolder,
     sessions: ModelSessions,
     capacity: number,
@@ -59,12 +59,12 @@ export class AdapterCache {
     this.inputTypes = new Map([...sessions.vision.inputTypes, ...sessions.decoder.inputTypes]);
   }
 
-  async get(ref: AdapterRef): Promise<LoadedAdapter> {
+  async get(ref: LoraRef): Promise<LoadedLora> {
     if (this.folder.manifest.lora.targets.length === 0) {
       throw new VistyleError('ADAPTER_INVALID', `the model at ${this.folder.dir} was built without LoRA inputs; rebuild it without --no-lora to use adapters`);
     }
     const path = resolve(ref.path);
-    const key = `${path}|${ref.scale ?? ''}|${adapterVersion(path)}`;
+    const key = `${path}|${ref.scale ?? ''}|${loraVersion(path)}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
     const feeds = await this.loader({ ...ref, path }, { manifest: this.folder.manifest, inputTypes: this.inputTypes });
@@ -74,7 +74,7 @@ export class AdapterCache {
         throw new VistyleError('ADAPTER_INVALID', `LoRA adapter ${path} feeds ${name}, which the model's graphs do not take`, { details: { path } });
       }
     }
-    const loaded: LoadedAdapter = { key, feeds };
+    const loaded: LoadedLora = { key, feeds };
     this.cache.set(key, loaded);
     return loaded;
   }

@@ -1,4 +1,4 @@
-// The engine's adapter cache (src/engine/adapters.ts) with the real PEFT loader: a cached adapter
+// The engine's LoRA cache (src/engine/lora.ts) with the real PEFT loader: a cached adapter
 // is reused while its files are unchanged, and loaded again when either file changes in place —
 // including its adapter_config.json alone (lora_alpha sets the scale), as between the trainer's
 // two writes or after an operator's edit.
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writePeftAdapter } from '../../models/lora/writer.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import { AdapterCache, defaultAdapterLoader } from '../../src/engine/adapters.js';
+import { LoraCache, defaultLoraLoader } from '../../src/engine/lora.js';
 import type { ModelFolder } from '../../src/engine/model-folder.js';
 import type { ModelSessions } from '../../src/engine/session.js';
 import { attentionTargets, randomLoraWeights } from './helpers.js';
@@ -26,12 +26,12 @@ function firstB(feeds: ReadonlyMap<string, { data: unknown }>): number {
   return (feeds.get(targets[0]!.inputB)!.data as Float32Array)[0]!;
 }
 
-describe('AdapterCache', () => {
+describe('LoraCache', () => {
   it('reuses a loaded adapter, and reloads it when its config changes in place', async () => {
     const dir = join(root, 'grumpy');
     const weights = randomLoraWeights(targets, 4, 3);
     writePeftAdapter(dir, { modules: weights, rank: 4, alpha: 8 });
-    const cache = new AdapterCache(defaultAdapterLoader, folder, sessions, 4);
+    const cache = new LoraCache(defaultLoraLoader, folder, sessions, 4);
 
     const first = await cache.get({ path: dir });
     expect(await cache.get({ path: dir })).toBe(first);
@@ -53,7 +53,7 @@ describe('AdapterCache', () => {
   });
 
   it('names a folder that does not exist', async () => {
-    const cache = new AdapterCache(defaultAdapterLoader, folder, sessions, 4);
+    const cache = new LoraCache(defaultLoraLoader, folder, sessions, 4);
     await expect(cache.get({ path: join(root, 'nope') })).rejects.toThrow(/nope/);
   });
 });
