@@ -48,12 +48,6 @@ export function isDeviceTensor(tensor: ort.Tensor): boolean {
   return tensor.location === 'gpu-buffer';
 }
 
-/** Bytes a tensor holds (for device memory accounting). */
-export function tensorBytes(tensor: ort.Tensor): number {
-  const elements = tensor.dims.reduce((a, b) => a * b, 1);
-  return elements * (tensor.type === 'float16' ? 2 : tensor.type === 'int64' ? 8 : 4);
-}
-
 export class DeviceGraphs {
   private readonly dir = mkdtempSync(join(tmpdir(), 'vistyle-device-graphs-'));
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();

@@ -22,8 +22,8 @@
 import * as ort from 'onnxruntime-node';
 import { deviceCacheNames } from '../../models/graphs/decoder-device.js';
 import { VistyleError } from '../errors.js';
-import { disposeAll, tensorBytes, type DeviceGraphs } from './device-graphs.js';
-import type { HostTraffic, KvCache, KvCacheSpec, KvSnapshot, SequenceId, StepBinding } from './device-kv-interface.js';
+import { disposeAll, type DeviceGraphs } from './device-graphs.js';
+import { tensorBytes, type HostTraffic, type KvCache, type KvCacheSpec, type KvSnapshot, type SequenceId, type StepBinding } from './kv-cache.js';
 
 /** Host bytes of a run: every host-memory input fed, every host-memory output returned. */
 export function hostTraffic(feeds: Readonly<Record<string, ort.Tensor>>, outputs: Readonly<Record<string, ort.Tensor>>): HostTraffic {

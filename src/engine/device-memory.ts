@@ -110,7 +110,3 @@ export async function deviceMemoryBudget(options: { deviceMemoryMB?: number | un
   return total === undefined ? undefined : { bytes: total, source: `GPU ${options.deviceId} (nvidia-smi)` };
 }
 
-/** Bytes one position of one sequence takes (keys and values, every layer). */
-export function bytesPerPosition(spec: { numLayers: number; numKvHeads: number; headDim: number; dtype: 'float32' | 'float16' }): number {
-  return spec.numLayers * 2 * spec.numKvHeads * spec.headDim * (spec.dtype === 'float32' ? 4 : 2);
-}

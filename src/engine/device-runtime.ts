@@ -9,7 +9,7 @@ import { VistyleError } from '../errors.js';
 import { checkDeviceAttention, type AttentionCheckResult } from './device-attention-check.js';
 import { DeviceGraphs } from './device-graphs.js';
 import { DeviceKvCache } from './device-kv-cache.js';
-import type { KvCacheSpec } from './device-kv-interface.js';
+import type { KvCacheSpec } from './kv-cache.js';
 
 /** preferredOutputLocation of the device decoder's session: logits to the host, the cache stays. */
 export function deviceDecoderOutputLocations(numLayers: number): Record<string, 'cpu' | 'gpu-buffer'> {

@@ -2,7 +2,7 @@
 // the decoder, commit. Prefill follows binding.newTokens (the cache may bind fewer tokens than
 // asked), decode lays embeddings out in binding.batch order (fillers get zeros).
 import * as ort from 'onnxruntime-node';
-import type { KvCache, SequenceId } from '../../src/engine/device-kv-interface.js';
+import type { KvCache, SequenceId } from '../../src/engine/kv-cache.js';
 
 export class CacheDriver {
   constructor(

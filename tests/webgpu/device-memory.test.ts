@@ -2,7 +2,7 @@
 // activations, refused with the numbers (and what would fit) when the GPU is too small.
 import { describe, expect, it } from 'vitest';
 import { activationBytes, assertDeviceMemoryFits, deviceMemoryBudget, parseNvidiaSmiMemory, planDeviceMemory } from '../../src/engine/device-memory.js';
-import { bytesPerPosition } from '../../src/engine/device-memory.js';
+import { bytesPerPosition } from '../../src/engine/kv-cache.js';
 import { loadConfig } from '../../src/config/config.js';
 import { isVistyleError } from '../../src/errors.js';
 
