@@ -110,3 +110,35 @@ export async function deviceMemoryBudget(options: { deviceMemoryMB?: number | un
   return total === undefined ? undefined : { bytes: total, source: `GPU ${options.deviceId} (nvidia-smi)` };
 }
 
+
+/**
+ * The WebGPU engine's plan for this model folder and settings; throws CONFIG_INVALID (with the
+ * numbers) when a known budget is too small. Returns the plan and the budget for the log line.
+ */
+export async function checkWebGpuMemory(
+  folder: { dir: string; manifest: { dtype: string; text: { numLayers: number; numKvHeads: number; headDim: number; hiddenSize: number; vocabSize: number }; graphs: { vision: string; embed: string }; deviceDecoder?: { graph: string } | undefined; kvCache: { dtype: 'float32' | 'float16' } } },
+  settings: { capacity: number; maxContextTokens: number; slots: number; prefixCacheBytes: number; deviceMemoryMB?: number | undefined; deviceId: number; maxPrefillTokens?: number; intermediateSize?: number },
+): Promise<{ plan: DeviceMemoryPlan; budget: { bytes: number; source: string } | undefined }> {
+  const m = folder.manifest;
+  const t = m.text;
+  const bytesPerValue = m.kvCache.dtype === 'float32' ? 4 : 2;
+  const rowBytes = t.numLayers * 2 * t.numKvHeads * t.headDim * bytesPerValue * settings.capacity;
+  const graphs = [m.graphs.vision, m.graphs.embed, m.deviceDecoder?.graph].filter((g): g is string => g !== undefined);
+  const plan = planDeviceMemory({
+    weightsBytes: graphFilesBytes(folder.dir, graphs),
+    rowBytes,
+    rows: settings.slots,
+    prefixCacheBytes: settings.prefixCacheBytes,
+    activationBytes: activationBytes({
+      rows: settings.slots,
+      vocabSize: t.vocabSize,
+      hiddenSize: t.hiddenSize,
+      intermediateSize: settings.intermediateSize ?? 4 * t.hiddenSize,
+      chunk: Math.min(settings.maxPrefillTokens ?? 512, settings.capacity),
+      bytesPerValue,
+    }),
+  });
+  const budget = await deviceMemoryBudget({ deviceMemoryMB: settings.deviceMemoryMB, deviceId: settings.deviceId });
+  if (budget) assertDeviceMemoryFits(plan, budget, { maxContextTokens: settings.maxContextTokens, slots: settings.slots });
+  return { plan, budget };
+}

@@ -10,6 +10,8 @@ import { checkDeviceAttention, type AttentionCheckResult } from './device-attent
 import { DeviceGraphs } from './device-graphs.js';
 import { DeviceKvCache } from './device-kv-cache.js';
 import type { KvCacheSpec } from './kv-cache.js';
+import type { ModelFolder } from './model-folder.js';
+import type { GraphSession } from './session.js';
 
 /** preferredOutputLocation of the device decoder's session: logits to the host, the cache stays. */
 export function deviceDecoderOutputLocations(numLayers: number): Record<string, 'cpu' | 'gpu-buffer'> {
@@ -60,4 +62,28 @@ export async function startDeviceRuntime(manifest: ModelManifest): Promise<Devic
     createKvCache: (spec) => new DeviceKvCache(graphs, spec, { maxPrefillTokens }),
     release: () => graphs.release(),
   };
+}
+
+/** MODEL_INVALID unless the device decoder has the inputs and outputs the manifest promises. */
+export function checkDeviceDecoderMatchesManifest(decoder: GraphSession, folder: ModelFolder): void {
+  const m = folder.manifest;
+  const path = folder.paths.deviceDecoder ?? folder.paths.decoder;
+  const layers = Array.from({ length: m.text.numLayers }, (_, i) => deviceCacheNames(i));
+  const inputs = [
+    'inputs_embeds', 'position_ids', 'seqlens_k', 'total_sequence_length',
+    ...layers.flatMap((n) => [n.pastKey, n.pastValue]),
+    ...m.lora.targets.filter((t) => t.graph === 'decoder').flatMap((t) => [t.inputA, t.inputB]),
+  ];
+  const outputs = ['logits', ...layers.flatMap((n) => [n.presentKey, n.presentValue])];
+  const missing = [
+    ...inputs.filter((name) => !decoder.inputTypes.has(name)).map((n) => `input ${n}`),
+    ...outputs.filter((name) => !decoder.session.outputNames.includes(name)).map((n) => `output ${n}`),
+  ];
+  const wrongType = layers.map((n) => n.pastKey).find((name) => decoder.inputTypes.get(name) !== m.kvCache.dtype);
+  if (missing.length > 0 || wrongType) {
+    const what = missing.length > 0 ? `missing ${missing.slice(0, 4).join(', ')}` : `${wrongType} is not ${m.kvCache.dtype}`;
+    throw new VistyleError('MODEL_INVALID', `${path} does not match vistyle-model.json (${what}); rebuild the model`, {
+      details: { path, missing },
+    });
+  }
 }

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import type { HostKvCache } from './kv-cache.js';
+import { decodeSequence, DeviceLoraFeeds, prefillSequence } from './device-steps.js';
+import type { HostKvCache, KvCache, SequenceId } from './kv-cache.js';
 import type { LruCache } from './lru.js';
 import type { GraphSession, ModelSessions } from './session.js';
 import { StopStringFilter, isStuckInLoop } from './stopping.js';
@@ -81,6 +82,13 @@ export interface GeneratorOptions {
   manifest: ModelManifest;
   text: TextParts;
   cache: HostKvCache;
+  /**
+   * A cache behind the KvCache interface (the WebGPU device cache), used instead of `cache` for
+   * the decoder runs (one sequence per request until the batching generator lands).
+   */
+  sequenceCache?: KvCache | undefined;
+  /** Rank of the zero LoRA inputs for "no adapter": 1 on WebGPU, which crashes on zero-size inputs. */
+  zeroLoraRank?: 0 | 1;
   /** Image features by image hash (+ adapter): follow-up questions skip the vision graph. */
   featureCache?: LruCache<string, Float32Array> | undefined;
   /** Loop guard for sampled answers (greedy runs are left exactly as the model decides). */
@@ -93,22 +101,23 @@ function cancelledError(): VistyleError {
   return new VistyleError('CANCELLED', 'the request was cancelled');
 }
 
-/** Zero-rank LoRA inputs ("no adapter") for one graph, created once per engine. */
-export function zeroLoraFeeds(manifest: ModelManifest, graph: GraphSession, which: 'vision' | 'decoder'): Record<string, ort.Tensor> {
+/** Zero LoRA inputs ("no adapter", rank 0 or a rank-1 zero) for one graph, created once per engine. */
+export function zeroLoraFeeds(manifest: ModelManifest, graph: GraphSession, which: 'vision' | 'decoder', rank: 0 | 1 = 0): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const target of manifest.lora.targets) {
     if (target.graph !== which) continue;
     const typeA = graph.inputTypes.get(target.inputA) ?? 'float32';
     const typeB = graph.inputTypes.get(target.inputB) ?? 'float32';
-    feeds[target.inputA] = emptyTensor(typeA, [0, target.inFeatures]);
-    feeds[target.inputB] = emptyTensor(typeB, [target.outFeatures, 0]);
+    feeds[target.inputA] = zeroTensor(typeA, [rank, target.inFeatures]);
+    feeds[target.inputB] = zeroTensor(typeB, [target.outFeatures, rank]);
   }
   return feeds;
 }
 
-function emptyTensor(type: ort.Tensor.Type, dims: number[]): ort.Tensor {
-  if (type === 'float16') return new ort.Tensor('float16', new Uint16Array(0), dims);
-  return new ort.Tensor('float32', new Float32Array(0), dims);
+function zeroTensor(type: ort.Tensor.Type, dims: number[]): ort.Tensor {
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (type === 'float16') return new ort.Tensor('float16', new Uint16Array(size), dims);
+  return new ort.Tensor('float32', new Float32Array(size), dims);
 }
 
 export class Generator {
@@ -116,6 +125,10 @@ export class Generator {
   private readonly manifest: ModelManifest;
   private readonly text: TextParts;
   private readonly cache: HostKvCache;
+  private readonly sequenceCache: KvCache | undefined;
+  private readonly deviceLora: DeviceLoraFeeds | undefined;
+  /** The request's sequence in `sequenceCache` while it runs. */
+  private sequence: SequenceId | null = null;
   private readonly featureCache: LruCache<string, Float32Array> | undefined;
   private readonly loopGuard: boolean;
   private readonly visionZeroLora: Record<string, ort.Tensor>;
@@ -131,10 +144,12 @@ export class Generator {
     this.manifest = options.manifest;
     this.text = options.text;
     this.cache = options.cache;
+    this.sequenceCache = options.sequenceCache;
+    this.deviceLora = this.sessions.device ? new DeviceLoraFeeds(this.sessions.device.graphs) : undefined;
     this.featureCache = options.featureCache;
     this.loopGuard = options.loopGuard ?? true;
-    this.visionZeroLora = zeroLoraFeeds(this.manifest, this.sessions.vision, 'vision');
-    this.decoderZeroLora = zeroLoraFeeds(this.manifest, this.sessions.decoder, 'decoder');
+    this.visionZeroLora = zeroLoraFeeds(this.manifest, this.sessions.vision, 'vision', options.zeroLoraRank);
+    this.decoderZeroLora = zeroLoraFeeds(this.manifest, this.sessions.decoder, 'decoder', options.zeroLoraRank);
     this.maskOnes = new BigInt64Array(this.cache.shape.capacity).fill(1n);
     this.hasLogitsForAllPositions = this.manifest.allPositionLogits;
     this.endIds = new Set([...this.manifest.tokens.eosTokenIds, ...(this.text.endTokenIds ?? [])]);
@@ -147,7 +162,7 @@ export class Generator {
 
   /** Positions one answer can use (prompt + generated tokens). */
   get capacity(): number {
-    return this.cache.shape.capacity;
+    return this.sequenceCache?.spec.capacity ?? this.cache.shape.capacity;
   }
 
   async generate(input: GenerationInput, hooks: GenerationHooks = {}): Promise<GenerationResult> {
@@ -155,6 +170,7 @@ export class Generator {
     const started = now();
     this.cache.reset();
     try {
+      if (this.sequenceCache) this.sequence = await this.sequenceCache.open();
       return await this.run(input, hooks, started);
     } catch (error) {
       if (signal?.aborted && !(error instanceof VistyleError && error.code !== 'CANCELLED')) {
@@ -164,6 +180,8 @@ export class Generator {
     } finally {
       // The cache holds this request's keys and values only while it runs.
       this.cache.reset();
+      if (this.sequenceCache && this.sequence !== null) await this.sequenceCache.close([this.sequence]);
+      this.sequence = null;
     }
   }
 
@@ -235,7 +253,7 @@ export class Generator {
     const hidden = this.manifest.text.hiddenSize;
     for (const run of prompt.imageRuns) spliceImageRun(embeds, run.start, featuresByImage.get(run.image)!, hidden);
     checkCancelled();
-    const decoderLora = this.decoderLoraFeeds(input.lora);
+    const decoderLora = await this.decoderRunLora(input.lora);
     let logits = await this.decode(embeds, promptIds.length, decoderLora);
     const prefillMs = now() - tPrefill;
 
@@ -280,7 +298,7 @@ export class Generator {
         finishReason = 'stop';
         break;
       }
-      if (this.cache.remaining < 1) {
+      if (this.remaining < 1) {
         finishReason = 'length';
         break;
       }
@@ -337,6 +355,24 @@ export class Generator {
     return this.loraFeeds(this.decoderZeroLora, adapter);
   }
 
+  /** The decoder's LoRA feeds for this request: on the device when the cache is (uploaded once per adapter). */
+  private async decoderRunLora(adapter: LoadedLora | null | undefined): Promise<Record<string, ort.Tensor>> {
+    const feeds = this.decoderLoraFeeds(adapter);
+    if (!this.deviceLora || Object.keys(feeds).length === 0) return feeds;
+    return this.deviceLora.get(adapter ? `lora:${adapter.key}` : 'none', feeds);
+  }
+
+  /** Positions still free for this request. */
+  private get remaining(): number {
+    if (this.sequenceCache && this.sequence !== null) return this.sequenceCache.spec.capacity - this.sequenceCache.length(this.sequence);
+    return this.cache.remaining;
+  }
+
+  /** Releases what the generator keeps on the device. */
+  dispose(): void {
+    this.deviceLora?.clear();
+  }
+
   /** Runs the vision graph; returns image features [N*D] (one image). */
   async encodeImage(pixels: Float32Array, adapter?: LoadedLora | null): Promise<Float32Array> {
     const size = this.manifest.vision.imageSize;
@@ -361,6 +397,15 @@ export class Generator {
 
   /** Runs the decoder over T new positions after the cached ones; returns the last position's logits. */
   private async decode(embeds: Float32Array, newTokens: number, lora: Record<string, ort.Tensor>): Promise<Float32Array> {
+    if (this.sequenceCache && this.sequence !== null) {
+      const session = this.sessions.decoder.session;
+      const hidden = this.manifest.text.hiddenSize;
+      const cache = this.sequenceCache;
+      // the first run of a request is its prompt; every later one is one generated token
+      return cache.length(this.sequence) === 0 || newTokens > 1
+        ? prefillSequence(cache, session, this.sequence, embeds, newTokens, hidden, lora)
+        : decodeSequence(cache, session, this.sequence, embeds, hidden, lora);
+    }
     const past = this.cache.length;
     const total = past + newTokens;
     if (total > this.capacity) {

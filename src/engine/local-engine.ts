@@ -5,7 +5,8 @@
 import { VistyleError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { Generator, type LoadedLora } from './generator.js';
-import { HostKvCache, kvCacheBytes } from './kv-cache.js';
+import { checkWebGpuMemory } from './device-memory.js';
+import { HostKvCache, kvCacheBytes, type KvCache } from './kv-cache.js';
 import { LoraCache, defaultLoraLoader, type LoraLoader } from './lora.js';
 import { LruCache } from './lru.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
@@ -61,6 +62,7 @@ export class LocalEngine implements Engine {
     generator: Generator,
     loras: LoraCache,
     provider: ProviderConfig,
+    private readonly sequenceCache?: KvCache,
   ) {
     this.generator = generator;
     this.loras = loras;
@@ -69,7 +71,7 @@ export class LocalEngine implements Engine {
       modelDir: folder.dir,
       dtype: m.dtype,
       provider: provider.provider,
-      maxContextTokens: cache.shape.capacity,
+      maxContextTokens: sequenceCache?.spec.capacity ?? cache.shape.capacity,
       imageSize: m.vision.imageSize,
       imageTokens: m.vision.imageTokens,
       eosTokenIds: generator.endTokenIds,
@@ -156,6 +158,8 @@ export class LocalEngine implements Engine {
     this.closed = true;
     await this.tail.catch(() => undefined);
     this.cache.free();
+    this.generator.dispose();
+    this.sequenceCache?.free();
     this.loras.clear();
     await this.sessions.release();
   }
@@ -175,24 +179,52 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
     maxImagePixels: options.maxImagePixels,
     maxImageBytes: options.maxImageBytes,
   });
+  const log = moduleLogger('engine');
+  // WebGPU: the weights and every slot's cache must fit the GPU; refused with the numbers first
+  const deviceMemory = provider.provider === 'webgpu' && folder.paths.deviceDecoder !== null
+    ? await checkWebGpuMemory(folder, { capacity, maxContextTokens: requested, slots: 1, prefixCacheBytes: 0, deviceMemoryMB: options.deviceMemoryMB, deviceId: provider.deviceId })
+    : undefined;
+  if (provider.provider === 'webgpu' && folder.paths.deviceDecoder === null) {
+    log.warn(
+      { modelDir: folder.dir },
+      'this model has no device decoder: with WebGPU the KV cache then crosses host memory on every step; rebuild it with `vistyle model build --device-decoder` (or `vistyle model pull` with VISTYLE_PROVIDER=webgpu)',
+    );
+  }
   const sessions = await loadModelSessions(folder, provider);
   try {
+    // With a device cache the host cache is a placeholder (the generator's one-request path)
     const cache = new HostKvCache({
       numLayers: m.text.numLayers,
       batch: 1,
       numKvHeads: m.text.numKvHeads,
       headDim: m.text.headDim,
+      capacity: sessions.device ? 1 : capacity,
+      dtype: m.kvCache.dtype,
+    });
+    const sequenceCache: KvCache | undefined = sessions.device?.createKvCache({
+      numLayers: m.text.numLayers,
+      numKvHeads: m.text.numKvHeads,
+      headDim: m.text.headDim,
       capacity,
+      rows: 1,
       dtype: m.kvCache.dtype,
     });
     const featureCache = new LruCache<string, Float32Array>(options.featureCacheSize ?? 8);
-    const generator = new Generator({ sessions, manifest: m, text, cache, featureCache });
+    const generator = new Generator({
+      sessions, manifest: m, text, cache, featureCache, sequenceCache,
+      zeroLoraRank: provider.provider === 'webgpu' ? 1 : 0,
+    });
     const loras = new LoraCache(options.loraLoader ?? defaultLoraLoader, folder, sessions, options.loraCacheSize ?? 4);
-    moduleLogger('engine').info(
-      { modelDir: folder.dir, provider: provider.provider, dtype: m.dtype, maxContextTokens: capacity, kvCacheMiB: Math.round(kvCacheBytes(cache.shape) / 2 ** 20) },
+    log.info(
+      {
+        modelDir: folder.dir, provider: provider.provider, dtype: m.dtype, maxContextTokens: capacity,
+        kvCacheMiB: Math.round((sequenceCache ? kvCacheBytes({ ...sequenceCache.spec }) : kvCacheBytes(cache.shape)) / 2 ** 20),
+        ...(sessions.device ? { kvCache: 'device', maxPrefillTokens: sessions.device.maxPrefillTokens } : {}),
+        ...(deviceMemory ? { deviceMemoryMiB: Math.ceil(deviceMemory.plan.totalBytes / 2 ** 20), deviceBudgetMiB: deviceMemory.budget ? Math.floor(deviceMemory.budget.bytes / 2 ** 20) : null } : {}),
+      },
       'engine loaded',
     );
-    return new LocalEngine(folder, sessions, cache, generator, loras, provider);
+    return new LocalEngine(folder, sessions, cache, generator, loras, provider, sequenceCache);
   } catch (error) {
     await sessions.release();
     throw error;

@@ -103,7 +103,11 @@ export function sessionOptions(
     interOpNumThreads: 1,
   };
   if (config.threads > 0) options.intraOpNumThreads = config.threads;
-  if (config.provider === 'webgpu' && outputLocations) options.preferredOutputLocation = { ...outputLocations };
+  if (config.provider === 'webgpu') {
+    if (outputLocations) options.preferredOutputLocation = { ...outputLocations };
+    // errors only: every WebGPU session warns that shape arithmetic runs on the CPU (by design)
+    options.logSeverityLevel = 3;
+  }
   return options;
 }
 
