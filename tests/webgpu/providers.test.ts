@@ -15,6 +15,8 @@ import {
   webGpuProblemMessage,
 } from '../../src/engine/providers.js';
 import { isVistyleError } from '../../src/errors.js';
+import { buildTinyA, removeDirs, TINY_A_IMAGE } from '../engine/engine-test-helpers.js';
+import { runVistyle } from '../support/run-cli.js';
 import { webgpuStatus } from './support.js';
 
 const NO_ADAPTER = '/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 ... adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters';
@@ -95,6 +97,24 @@ describe('the probe on this machine', () => {
       }
     } finally {
       rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('`vistyle ask --provider webgpu` on a host without a Vulkan driver says so in one line', async () => {
+    const status = await webgpuStatus();
+    if (!status.ok) return;
+    const modelDir = await buildTinyA({ deviceDecoder: true, noLora: true });
+    const empty = mkdtempSync(join(tmpdir(), 'vistyle-no-icd-'));
+    try {
+      const icd = join(empty, 'none.json');
+      const run = await runVistyle(['ask', '--model', modelDir, '--provider', 'webgpu', '--image', TINY_A_IMAGE, '--raw', 'What?'], { VK_ICD_FILENAMES: icd, VK_DRIVER_FILES: icd });
+      expect(run.code).not.toBe(0);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/WebGPU execution provider cannot run here: no Vulkan adapter found/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+      removeDirs(modelDir);
     }
   });
 });
