@@ -30,6 +30,9 @@ export type ErrorCode =
   | 'STYLE_UNKNOWN'
   | 'STYLES_INVALID'
   | 'DATA_INVALID'
+  // the bot's database
+  | 'STORE_CORRUPT' // damaged, or written by a newer vistyle: refused at open, never recreated
+  | 'STORE_UNAVAILABLE' // cannot be opened, or a write refused (disk full, read-only, I/O error)
   | 'INTERNAL';
 
 export class VistyleError extends Error {
@@ -68,4 +71,74 @@ export function fromSerializedError(serialized: SerializedError): VistyleError {
   const error = new VistyleError(serialized.code, serialized.message, { details: serialized.details });
   if (serialized.stack) error.stack = serialized.stack;
   return error;
+}
+
+/**
+ * Exit statuses of the long-running commands (`vistyle start`), so that a supervisor can tell a
+ * start-up that will never work from one worth retrying. Numbers from BSD's sysexits.h where one
+ * fits. deploy/vistyle.service lists the "do not retry" ones in RestartPreventExitStatus;
+ * docs/deploy.md has the table. Other commands exit 1 on any error.
+ */
+export const EXIT = {
+  /** Stopped by a signal and drained, or done. */
+  OK: 0,
+  /** Unexpected failure, or an uncaught exception at run time: worth a restart. */
+  FAILURE: 1,
+  /** The database is damaged or from a newer vistyle (EX_DATAERR): a person must look. */
+  STORE_CORRUPT: 65,
+  /** The model folder is missing, incomplete or from another version (EX_NOINPUT). */
+  MODEL_MISSING: 66,
+  /** A chat platform could not be reached at start (EX_UNAVAILABLE): worth retrying. */
+  PLATFORM_UNREACHABLE: 69,
+  /** The database cannot be opened for writing: permissions, read-only file system (EX_CANTCREAT). */
+  STORE_UNWRITABLE: 73,
+  /** The database's disk is full or failing at start (EX_IOERR): worth retrying. */
+  STORE_IO: 74,
+  /** Configuration: a bad variable, no platform token, a token the platform rejects, the styles
+   *  file, an execution provider this machine lacks (EX_CONFIG). */
+  CONFIG: 78,
+  /** A second SIGINT/SIGTERM while draining: stopped at once (128 + SIGINT, as shells report). */
+  FORCED: 130,
+} as const;
+
+/** The statuses a supervisor should not retry (the same start-up would fail the same way). */
+export const EXIT_DO_NOT_RETRY: readonly number[] = [EXIT.STORE_CORRUPT, EXIT.MODEL_MISSING, EXIT.STORE_UNWRITABLE, EXIT.CONFIG];
+
+/** The exit status of a service command that failed to start with `error`. */
+export function startupExitStatus(error: unknown): number {
+  if (!(error instanceof VistyleError)) return EXIT.FAILURE;
+  switch (error.code) {
+    case 'CONFIG_INVALID':
+    case 'STYLES_INVALID':
+    case 'STYLE_UNKNOWN':
+    case 'PROVIDER_UNAVAILABLE':
+    case 'ADAPTER_INVALID':
+      return EXIT.CONFIG;
+    case 'MODEL_NOT_FOUND':
+    case 'MODEL_INVALID':
+    case 'CHECKPOINT_INVALID':
+      return EXIT.MODEL_MISSING;
+    case 'NETWORK':
+      return EXIT.PLATFORM_UNREACHABLE;
+    case 'STORE_CORRUPT':
+      return EXIT.STORE_CORRUPT;
+    case 'STORE_UNAVAILABLE':
+      return error.details?.transient === true ? EXIT.STORE_IO : EXIT.STORE_UNWRITABLE;
+    default:
+      return EXIT.FAILURE;
+  }
+}
+
+const exitStatusKey = Symbol('vistyle.exitStatus');
+
+/** Marks `error` to end the CLI with `status` instead of 1 (see runCli). Returns the error. */
+export function withExitStatus<E>(error: E, status: number): E {
+  if (error !== null && typeof error === 'object') (error as Record<symbol, unknown>)[exitStatusKey] = status;
+  return error;
+}
+
+/** The status an error was marked with, else 1. */
+export function exitStatusOf(error: unknown): number {
+  const status = error !== null && typeof error === 'object' ? (error as Record<symbol, unknown>)[exitStatusKey] : undefined;
+  return typeof status === 'number' ? status : EXIT.FAILURE;
 }

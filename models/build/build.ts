@@ -3,7 +3,7 @@
 // Streaming: graphs are written one at a time and each weight is read from the checkpoint,
 // converted and written before the next one is read, so the real model (1.73 GB bf16, ~3.5 GB as
 // fp32) never sits in memory more than one tensor at a time (plus one transposed copy).
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { openCheckpoint, type Checkpoint } from '../checkpoint/reader.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type LoraTarget, type ModelManifest } from '../manifest.js';
@@ -14,6 +14,7 @@ import { buildEmbedGraph } from '../graphs/embed.js';
 import { DEFAULT_LORA_TARGETS, resolveLoraTargets } from '../graphs/lora-targets.js';
 import { buildVisionGraph } from '../graphs/vision.js';
 import { VERSION } from '../../src/version.js';
+import { commitBuildFolder, discardBuildFolder, prepareBuildFolder } from './output-folder.js';
 
 export interface BuildOptions {
   checkpointDir: string;
@@ -107,15 +108,17 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
 export async function buildModel(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const dtype = options.dtype ?? 'fp32';
-  const outDir = resolve(options.outDir);
+  const target = resolve(options.outDir);
   const checkpoint = openCheckpoint(options.checkpointDir);
+  let outDir: string | undefined;
   try {
     const loraModules = options.noLora
       ? new Set<string>()
       : resolveLoraTargets(checkpoint.config, options.loraTargets ?? DEFAULT_LORA_TARGETS);
-    mkdirSync(outDir, { recursive: true });
-    // the manifest goes last: a folder with a manifest is a complete build
-    rmSync(join(outDir, MANIFEST_FILE), { force: true });
+    // Everything is written into a temporary folder beside the target and renamed into place at
+    // the end (output-folder.ts): no half model is ever at the target. Inside it the manifest
+    // still goes last: a folder with a manifest is a complete build.
+    outDir = prepareBuildFolder(target);
     const files: Record<string, number> = {};
     const c = checkpoint.config;
     options.onProgress?.(
@@ -129,7 +132,6 @@ export async function buildModel(options: BuildOptions): Promise<BuildResult> {
     writeGraph(embed, outDir, GRAPH_FILES.embed, options, files);
     const decoder = buildDecoderGraph(checkpoint, { dtype, allPositionLogits: options.allPositionLogits ?? false, loraModules });
     writeGraph(decoder, outDir, GRAPH_FILES.decoder, options, files);
-    rmSync(join(outDir, DEVICE_DECODER_FILE), { force: true });
     if (options.deviceDecoder) {
       const device = buildDeviceDecoderGraph(checkpoint, { dtype, allPositionLogits: options.allPositionLogits ?? false, loraModules });
       writeGraph(device, outDir, DEVICE_DECODER_FILE, options, files);
@@ -154,10 +156,13 @@ export async function buildModel(options: BuildOptions): Promise<BuildResult> {
     const tmp = join(outDir, `${MANIFEST_FILE}.tmp`);
     writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`);
     renameSync(tmp, join(outDir, MANIFEST_FILE));
+    commitBuildFolder(outDir, target);
+    outDir = undefined;
     const seconds = (Date.now() - started) / 1000;
-    options.onProgress?.(`built ${outDir} in ${seconds.toFixed(1)} s`);
-    return { outDir, manifest, files, seconds };
+    options.onProgress?.(`built ${target} in ${seconds.toFixed(1)} s`);
+    return { outDir: target, manifest, files, seconds };
   } finally {
+    if (outDir) discardBuildFolder(outDir);
     checkpoint.close();
   }
 }

@@ -11,6 +11,7 @@ import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
 import { BotMetrics } from '../scheduler/metrics.js';
+import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
@@ -58,6 +59,8 @@ export interface BotCoreDeps {
   config: CoreConfig;
   logger?: Logger;
   metrics?: BotMetrics;
+  /** The queue and limits (default: the in-process Scheduler; src/queue's RedisScheduler for a front end). */
+  scheduler?: AnswerScheduler;
   /** How often to forget idle conversations (default hourly). */
   expirySweepMs?: number;
 }
@@ -92,7 +95,7 @@ export class BotCoreImpl implements BotCore {
   private readonly store: Store;
   private readonly config: CoreConfig;
   private readonly logger: Logger;
-  private readonly scheduler: Scheduler;
+  private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
   private readonly outstanding = new Set<Promise<AskOutcome>>();
   private readonly expiryTimer: NodeJS.Timeout;
@@ -107,14 +110,16 @@ export class BotCoreImpl implements BotCore {
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
-    this.scheduler = new Scheduler({
-      slots: limits.engineSlots,
-      userInFlight: limits.userInFlight,
-      userPerMinute: limits.userPerMinute,
-      maxQueueLength: limits.maxQueueLength,
-      requestTimeoutMs: limits.requestTimeoutMs,
-      metrics: this.metrics,
-    });
+    this.scheduler =
+      deps.scheduler ??
+      new Scheduler({
+        slots: limits.engineSlots,
+        userInFlight: limits.userInFlight,
+        userPerMinute: limits.userPerMinute,
+        maxQueueLength: limits.maxQueueLength,
+        requestTimeoutMs: limits.requestTimeoutMs,
+        metrics: this.metrics,
+      });
     this.sweepExpired();
     this.expiryTimer = setInterval(() => this.sweepExpired(), deps.expirySweepMs ?? 3600_000);
     this.expiryTimer.unref();
@@ -230,10 +235,11 @@ export class BotCoreImpl implements BotCore {
         exempt: false,
         onPosition: (position) => driver.queued(position),
         onStart: () => driver.started(),
-        run: async ({ signal, waitedMs }) => {
+        onNotice: (notice) => driver.progress(t(lang, notice)),
+        run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
           const image = await imageBytes;
-          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver });
+          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver, onRestart });
         },
       });
       liveRequest.scheduled = true;
@@ -296,7 +302,13 @@ export class BotCoreImpl implements BotCore {
     image: Uint8Array;
     signal: AbortSignal;
     driver: SinkDriver;
+    onRestart?: ((listener: () => void) => void) | undefined;
   }): Promise<Answer> {
+    // A distributed job that starts over on another worker: the text so far is forgotten.
+    let restarted = false;
+    input.onRestart?.(() => {
+      restarted = true;
+    });
     const turns = input.conversation?.turns ?? [];
     let keep = Math.min(turns.length, this.config.limits.historyTurns);
     for (;;) {
@@ -311,6 +323,7 @@ export class BotCoreImpl implements BotCore {
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
         let text = '';
         for await (const delta of stream) {
+          if (restarted) [text, restarted] = ['', false];
           text += delta;
           if (text.trim()) input.driver.progress(text);
         }
@@ -364,7 +377,9 @@ export class BotCoreImpl implements BotCore {
         messageIds: [...liveRequest.messageIds, ...answerIds],
       });
     } catch (error) {
-      // The user has the answer; only follow-ups on it are lost.
+      // The user has the answer; only follow-ups on it are lost. A refusing disk is logged by the
+      // store itself, once a minute.
+      if (isVistyleError(error, 'STORE_UNAVAILABLE')) return;
       log.error({ error: errorFields(error, { stack: true }) }, 'could not store the conversation turn');
     }
   }
@@ -445,8 +460,14 @@ export class BotCoreImpl implements BotCore {
       return { ...status, ok: false, code: 'STYLE_UNKNOWN', text };
     }
     const scope = options.scope ?? (ctx.chat.kind === 'private' ? 'user' : 'chat');
-    if (scope === 'user') this.store.setStyle('user', ctx.user.platform, ctx.user.id, style.id);
-    else this.store.setStyle('chat', ctx.chat.platform, ctx.chat.id, style.id);
+    try {
+      if (scope === 'user') this.store.setStyle('user', ctx.user.platform, ctx.user.id, style.id);
+      else this.store.setStyle('chat', ctx.chat.platform, ctx.chat.id, style.id);
+    } catch (error) {
+      // the disk refuses writes (the store logs it, once a minute): say so, keep the old style
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ...this.showStyle(ctx), ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(lang, 'STORE_UNAVAILABLE') };
+    }
     this.logger.info({ platform: ctx.user.platform, chatId: ctx.chat.id, userId: ctx.user.id, scope, style: style.id }, 'style set');
     const status = this.showStyle(ctx);
     const summary = summarize(style, lang);
@@ -474,7 +495,13 @@ export class BotCoreImpl implements BotCore {
     const lang = this.languageOf(ctx.user, ctx.locale);
     const denied = this.denied(ctx, lang);
     if (denied) return denied;
-    const forgotten = this.store.resetChat(ctx.chat.platform, ctx.chat.id);
+    let forgotten: number;
+    try {
+      forgotten = this.store.resetChat(ctx.chat.platform, ctx.chat.id);
+    } catch (error) {
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(lang, 'STORE_UNAVAILABLE') };
+    }
     this.logger.info({ platform: ctx.chat.platform, chatId: ctx.chat.id, userId: ctx.user.id, forgotten }, 'conversation reset');
     return { ok: true, text: t(lang, forgotten > 0 ? 'resetDone' : 'resetNothing') };
   }
@@ -502,7 +529,12 @@ export class BotCoreImpl implements BotCore {
     const current = this.languageOf(ctx.user, ctx.locale);
     const denied = this.denied(ctx, current);
     if (denied) return denied;
-    this.store.setLanguage('user', ctx.user.platform, ctx.user.id, language);
+    try {
+      this.store.setLanguage('user', ctx.user.platform, ctx.user.id, language);
+    } catch (error) {
+      if (!isVistyleError(error, 'STORE_UNAVAILABLE')) throw error;
+      return { ok: false, code: 'STORE_UNAVAILABLE', text: errorMessage(current, 'STORE_UNAVAILABLE') };
+    }
     const lang = this.languageOf(ctx.user, ctx.locale);
     return { ok: true, text: t(lang, 'languageSet') };
   }
@@ -576,6 +608,7 @@ export class BotCoreImpl implements BotCore {
       const forgotten = this.store.expire(this.config.limits.conversationTtlMs);
       if (forgotten > 0) this.logger.info({ forgotten }, 'forgot idle conversations');
     } catch (error) {
+      if (isVistyleError(error, 'STORE_UNAVAILABLE')) return; // logged by the store
       this.logger.warn({ error: errorFields(error) }, 'conversation expiry failed');
     }
   }

@@ -64,6 +64,9 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
     zh: '你问得有点快了，请等 {seconds} 秒再试。',
   },
   unsupportedDocument: { en: 'I can only look at pictures (JPEG, PNG, WebP or GIF).', zh: '我只能看图片（JPEG、PNG、WebP 或 GIF）。' },
+  // notices of the distributed queue (src/queue), shown as the answer's text for the moment
+  answerRestarted: { en: 'The model server answering you stopped; starting your answer again on another one…', zh: '正在回答你的模型服务器停了，换一台重新开始回答…' },
+  queueReconnecting: { en: 'The queue server is reconnecting; your request is kept and goes on in a moment…', zh: '队列服务器正在重连，你的请求仍在，稍后继续…' },
 };
 
 /** What the user is told for each error code; codes not listed fall back to INTERNAL. */
@@ -90,6 +93,10 @@ const ERRORS: Partial<Record<ErrorCode, LocalizedText>> = {
   SHUTTING_DOWN: { en: 'The bot is restarting and cannot take this request. Please ask again in a minute.', zh: '机器人正在重启，无法处理这个请求，请过一分钟再问。' },
   STYLE_UNKNOWN: { en: 'There is no style called “{name}”. Available: {available}.', zh: '没有名为「{name}」的风格。可选：{available}。' },
   NETWORK: { en: 'I could not download that picture. Please send it again.', zh: '图片下载失败，请再发一次。' },
+  STORE_UNAVAILABLE: {
+    en: 'Sorry, I cannot save changes right now (the server’s storage is not taking writes). Nothing was changed; questions about pictures still work. Please try again later.',
+    zh: '抱歉，现在无法保存更改（服务器存储暂时无法写入）。设置没有改变，看图问答仍然可用，请稍后再试。',
+  },
   INTERNAL: { en: 'Sorry, something went wrong on my side. Please try again.', zh: '抱歉，我这边出了点问题，请再试一次。' },
 };
 

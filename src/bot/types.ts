@@ -114,7 +114,11 @@ export interface AnswerSink {
   queued(position: number): void | Promise<void>;
   /** The engine started on this request (stop showing the queue position; show typing). */
   started(): void | Promise<void>;
-  /** The answer so far (whole text, not a delta). Adapters throttle their edits (EditScheduler). */
+  /**
+   * The answer so far (whole text, not a delta). Adapters throttle their edits (EditScheduler).
+   * With the distributed queue it may also carry a notice (the answer restarted on another worker,
+   * the queue is reconnecting), also while the request still waits.
+   */
   progress(textSoFar: string): void | Promise<void>;
   /**
    * The final answer. The adapter splits it at the platform's length limit (splitMessage), sends
@@ -250,6 +254,8 @@ export type MessageKey =
   | 'rateLimitedInFlight'
   | 'rateLimitedPerMinute'
   | 'unsupportedDocument'
+  | 'answerRestarted'
+  | 'queueReconnecting'
   | `error.${ErrorCode}`;
 
 export type MessageParams = Record<string, string | number>;

@@ -2,7 +2,7 @@
 // The `vistyle` command line. Each command lives in its own module under ./commands and registers
 // itself on the program; this file only wires them up and turns failures into one clear line.
 import { Command, CommanderError } from 'commander';
-import { VistyleError } from '../errors.js';
+import { exitStatusOf, VistyleError } from '../errors.js';
 import { redactSecrets } from '../log.js';
 import { registerModelCommands } from './commands/model.js';
 import { registerAskCommand } from './commands/ask.js';
@@ -10,6 +10,7 @@ import { registerTokenizeCommand } from './commands/tokenize.js';
 import { registerStylesCommand } from './commands/styles.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerWorkerCommand } from './commands/worker.js';
 import { loadDotEnv } from '../config/dotenv.js';
 import { VERSION } from '../version.js';
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerStylesCommand(program);
   registerDataCommands(program);
   registerStartCommand(program);
+  registerWorkerCommand(program);
   oneLineUsageErrors(program);
   return program;
 }
@@ -60,7 +62,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode;
     }
     printError(error, verbose);
-    return 1;
+    return exitStatusOf(error);
   }
 }
 

@@ -67,7 +67,35 @@ export interface AppConfig {
   access: AccessConfig;
   defaultLanguage: Language;
   logLevel: string;
+  /** json or pretty; unset: pretty when stderr is a terminal, else JSON (VISTYLE_LOG_FORMAT). */
+  logFormat?: 'json' | 'pretty';
+  /** Where logs go once stderr is gone for good (VISTYLE_LOG_FILE); null: dropped and counted. */
+  logFile: string | null;
   metrics?: { port: number; host: string };
+  /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
+  queue?: QueueConfig;
+}
+
+/** The Redis/BullMQ queue between front ends and engine workers (src/queue). */
+export interface QueueConfig {
+  /** redis:// or rediss:// URL (may hold user:password; never logged). */
+  url: string;
+  /** Prefix of every Redis key (several deployments can share one Redis). */
+  prefix: string;
+  /** Jobs one `vistyle worker` runs at once (its batch slots); undefined: the engine's slot count. */
+  workerConcurrency?: number;
+  /** How often a job whose worker died is started again on another worker (0: end it with a message). */
+  stalledRetries: number;
+  /** A worker's lock on a job; a job whose lock lapses (worker gone) counts as stalled. */
+  lockMs: number;
+  /** Picture bytes kept in Redis for a job at most this long. */
+  pictureTtlMs: number;
+  /** Picture bytes one job may carry in all. */
+  maxJobBytes: number;
+  /** Folder of LoRA adapter folders this worker serves (each advertised by its folder name). */
+  adaptersDir: string;
+  /** Name of this worker in metrics and logs (default host:pid). */
+  workerName?: string;
 }
 
 const MiB = 1024 * 1024;
@@ -136,8 +164,19 @@ const EnvSchema = z.object({
   VISTYLE_ADMIN_IDS: idList,
   VISTYLE_DEFAULT_LANGUAGE: z.enum(['en', 'zh'], { error: 'expected en or zh' }).default('en'),
   VISTYLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }).default('info'),
+  VISTYLE_LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'expected json or pretty' }).optional(),
+  VISTYLE_LOG_FILE: optionalText,
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+  VISTYLE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1-32 characters A-Z, a-z, 0-9, _ or -' }).default('vistyle'),
+  VISTYLE_WORKER_CONCURRENCY: optionalInt(1, 256),
+  VISTYLE_QUEUE_STALLED_RETRIES: int(0, 10, 1),
+  VISTYLE_QUEUE_LOCK_SECONDS: int(1, 3600, 30),
+  VISTYLE_QUEUE_PICTURE_TTL_SECONDS: int(10, 7 * 86_400, 3600),
+  VISTYLE_QUEUE_MAX_JOB_BYTES: int(1024, 1024 * MiB, 64 * MiB),
+  VISTYLE_ADAPTERS_DIR: optionalText,
+  VISTYLE_WORKER_NAME: z.string().regex(/^[\w.:@-]{1,64}$/, { error: 'expected 1-64 characters A-Z, a-z, 0-9, _ . : @ or -' }).optional(),
 });
 
 export type EnvVars = z.input<typeof EnvSchema>;
@@ -154,12 +193,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     if (value !== undefined && value.trim() !== '') input[name] = value.trim();
   }
   for (const name of SECRET_VARIABLES) registerSecret(input[name]);
+  registerQueueUrlSecrets(input.VISTYLE_QUEUE_URL);
 
   const parsed = EnvSchema.safeParse(input);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '?');
-      const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
+      const secret = (SECRET_VARIABLES as readonly string[]).includes(name) || name === 'VISTYLE_QUEUE_URL';
       const shown = secret || input[name] === undefined ? '' : ` (got "${input[name]}")`;
       return `${name}: ${issue.message}${shown}`;
     });
@@ -209,6 +249,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     defaultLanguage: e.VISTYLE_DEFAULT_LANGUAGE,
     logLevel: e.VISTYLE_LOG_LEVEL,
+    ...(e.VISTYLE_LOG_FORMAT ? { logFormat: e.VISTYLE_LOG_FORMAT } : {}),
+    logFile: e.VISTYLE_LOG_FILE ?? null,
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {
@@ -237,7 +279,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     };
   }
   if (e.VISTYLE_METRICS_PORT !== undefined) config.metrics = { port: e.VISTYLE_METRICS_PORT, host: e.VISTYLE_METRICS_HOST };
+  if (e.VISTYLE_QUEUE_URL) {
+    config.queue = {
+      url: e.VISTYLE_QUEUE_URL,
+      prefix: e.VISTYLE_QUEUE_PREFIX,
+      stalledRetries: e.VISTYLE_QUEUE_STALLED_RETRIES,
+      lockMs: e.VISTYLE_QUEUE_LOCK_SECONDS * 1000,
+      pictureTtlMs: e.VISTYLE_QUEUE_PICTURE_TTL_SECONDS * 1000,
+      maxJobBytes: e.VISTYLE_QUEUE_MAX_JOB_BYTES,
+      adaptersDir: e.VISTYLE_ADAPTERS_DIR ?? join(home, 'adapters'),
+      ...(e.VISTYLE_WORKER_CONCURRENCY === undefined ? {} : { workerConcurrency: e.VISTYLE_WORKER_CONCURRENCY }),
+      ...(e.VISTYLE_WORKER_NAME ? { workerName: e.VISTYLE_WORKER_NAME } : {}),
+    };
+  }
   return config;
+}
+
+/** The password (and user) of a Redis URL are secrets: redacted from every log line and error. */
+function registerQueueUrlSecrets(url: string | undefined): void {
+  if (!url) return;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) {
+      registerSecret(parsed.password);
+      registerSecret(decodeURIComponent(parsed.password));
+    }
+  } catch {
+    // not a URL: validation names the variable without echoing it
+  }
 }
 
 function invalid(variable: string, message: string): VistyleError {

@@ -1,7 +1,7 @@
 // Opens a built model folder (written by `vistyle model build`): reads and validates
 // vistyle-model.json against the manifest schema and checks that every file it names is there.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { VistyleError } from '../errors.js';
 import { MANIFEST_FILE, ModelManifestSchema, type ModelManifest } from '../../models/manifest.js';
 
@@ -74,12 +74,13 @@ export function openModelFolder(modelDir: string): ModelFolder {
     preprocessorConfig: inFolder(dir, manifest.files.preprocessorConfig),
     generationConfig: optional(manifest.files.generationConfig),
   };
-  for (const [field, file] of Object.entries(paths)) {
-    if (file !== null && !existsSync(file)) {
-      throw new VistyleError('MODEL_INVALID', `the built model at ${dir} is incomplete: ${file} (${field}) is missing; rebuild it`, {
-        details: { path: file, field },
-      });
-    }
+  // Every missing file at once (a folder replaced or half deleted while the bot ran), not the first.
+  const missing = Object.entries(paths).filter((entry): entry is [string, string] => entry[1] !== null && !existsSync(entry[1]));
+  if (missing.length > 0) {
+    const list = missing.map(([field, file]) => `${relative(dir, file) || file} (${field})`).join(', ');
+    throw new VistyleError('MODEL_INVALID', `the built model at ${dir} is incomplete: missing ${list}; rebuild it with \`vistyle model build\``, {
+      details: { path: missing[0]![1], field: missing[0]![0], missing: missing.map(([field, file]) => ({ field, path: file })) },
+    });
   }
   return { dir, manifest, paths };
 }

@@ -1,3 +1,4 @@
-export { Scheduler, LimitError, type Job, type JobSpec, type RunContext, type SchedulerOptions, type SchedulerStatus } from './scheduler.js';
+export { Scheduler, LimitError, type Job, type JobSpec, type QueueNotice, type RunContext, type SchedulerOptions, type SchedulerStatus } from './scheduler.js';
+export type { AnswerScheduler } from './answer-scheduler.js';
 export { BotMetrics } from './metrics.js';
 export { startMetricsServer, type MetricsServer } from './metrics-server.js';

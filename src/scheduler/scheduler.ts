@@ -6,6 +6,7 @@
 // AbortSignal), and a graceful shutdown. Every submitted job's `result` settles exactly once.
 import Bottleneck from 'bottleneck';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
+import type { AnswerScheduler } from './answer-scheduler.js';
 import type { BotMetrics } from './metrics.js';
 
 export interface SchedulerOptions {
@@ -29,6 +30,12 @@ export interface RunContext {
   signal: AbortSignal;
   /** Milliseconds the job waited in the queue. */
   waitedMs: number;
+  /**
+   * Registers what to do when the job starts over from its beginning: a distributed scheduler's
+   * worker died mid-answer and another one took the job, so the text streamed so far is void.
+   * The local scheduler never restarts a job (and does not set this).
+   */
+  onRestart?: (listener: () => void) => void;
 }
 
 export interface JobSpec<T> {
@@ -39,10 +46,19 @@ export interface JobSpec<T> {
   onPosition?: (position: number) => void;
   /** Called when the job starts running. */
   onStart?: () => void;
+  /** Something the user should be told while the job waits or runs (distributed schedulers only). */
+  onNotice?: (notice: QueueNotice) => void;
   run: (context: RunContext) => Promise<T>;
   /** Exempt from per-user limits (admins). */
   exempt?: boolean;
 }
+
+/**
+ * answerRestarted: the worker answering died; the answer starts again on another one.
+ * queueReconnecting: the queue server (Redis) is unreachable; the request is kept and goes on once
+ * it is back.
+ */
+export type QueueNotice = 'answerRestarted' | 'queueReconnecting';
 
 export interface Job<T> {
   id: string;
@@ -85,7 +101,7 @@ interface Entry {
 
 const MINUTE_MS = 60_000;
 
-export class Scheduler {
+export class Scheduler implements AnswerScheduler {
   private readonly options: Required<Omit<SchedulerOptions, 'metrics'>> & { metrics?: BotMetrics };
   private readonly limiter: Bottleneck;
   private readonly waiting: Entry[] = [];

@@ -4,11 +4,20 @@
 // between conversations that show the same bytes), its question/answer turns (bounded) and the
 // message ids that lead to it (the user's photo and the bot's answers), so a reply to any of them
 // continues it. Old conversations expire.
+//
+// Faults (issue 14): the database is checked at open (PRAGMA quick_check) and a damaged one is
+// refused with one line that names the file and how to recover; it is never recreated behind the
+// operator's back. At run time a write the disk cannot take (full, read-only, I/O error) is
+// refused with STORE_UNAVAILABLE instead of throwing SQLite's error into the caller: reads go on,
+// the refusal is logged at most once a minute and counted (health()), and writes simply work again
+// once the disk does. WAL with synchronous=NORMAL: a killed process (SIGKILL, OOM) loses no
+// committed transaction; a power cut may roll back the last ones but never damages the file.
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { VistyleError } from '../errors.js';
+import { errorFields, moduleLogger, type Logger } from '../log.js';
 import { migrate } from './migrations.js';
 
 export type SettingScope = 'user' | 'chat';
@@ -52,6 +61,47 @@ export interface StoreOptions {
   maxConversationsPerChat?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /** Where refused writes are reported (default: the `store` module logger). */
+  logger?: Logger;
+}
+
+/** Whether the database takes writes, for health checks and metrics. */
+export interface StoreHealth {
+  /** False from a refused write until the next write that succeeds. */
+  writable: boolean;
+  /** Writes refused since the store was opened. */
+  refusedWrites: number;
+  /** SQLite's code for the last refusal (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR_WRITE...). */
+  lastFailure?: string;
+}
+
+/** How often a run of refused writes is logged. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+/** SQLite result codes that mean "the disk does not take writes now", not a bug in a statement. */
+function isDiskFault(code: string): boolean {
+  return code === 'SQLITE_FULL' || code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN');
+}
+
+function sqliteCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** Why the disk refused, in words, for the log line. */
+function describeDiskFault(code: string): string {
+  if (code === 'SQLITE_FULL') return 'the disk is full';
+  if (code.startsWith('SQLITE_READONLY')) return 'the database or its disk is read-only';
+  return 'the disk reported an I/O error';
+}
+
+function recoveryHint(path: string): string {
+  return (
+    `vistyle will not recreate it on its own. Stop the bot and move the file aside with its -wal and -shm files ` +
+    `(mv ${path} ${path}.damaged); then restore a backup (docs/deploy.md, "Backing up the SQLite store"), ` +
+    `or salvage what SQLite can read (sqlite3 ${path}.damaged .recover | sqlite3 ${path}), ` +
+    `or start without it (settings and conversations start empty)`
+  );
 }
 
 export interface SaveTurnInput {
@@ -76,25 +126,39 @@ export class Store {
   private readonly now: () => number;
   /** Statements are compiled once and reused: preparing on every call showed up under load. */
   private readonly statements = new Map<string, Statement>();
+  private readonly log: Logger;
+  private healthState: StoreHealth = { writable: true, refusedWrites: 0 };
+  /** Refusals not yet reported, and when the last report was. */
+  private unreported = 0;
+  private lastReportAt = -Infinity;
 
   private constructor(path: string, db: Database, options: StoreOptions) {
     this.path = path;
     this.db = db;
+    this.log = options.logger ?? moduleLogger('store');
     this.maxTurns = options.maxTurnsPerConversation ?? 20;
     this.maxConversations = options.maxConversationsPerChat ?? 20;
     this.now = options.now ?? Date.now;
   }
 
-  /** Opens (creating it and its folder if needed) and migrates the database at `path`. */
+  /**
+   * Opens (creating it and its folder if needed), checks and migrates the database at `path`.
+   * Throws STORE_CORRUPT for a damaged database or one from a newer vistyle, STORE_UNAVAILABLE
+   * when the file cannot be opened or written (details.transient: a full disk or an I/O error,
+   * which may pass; otherwise permissions or a read-only file system).
+   */
   static open(path: string, options: StoreOptions = {}): Store {
     let db: Database;
+    const existed = path !== ':memory:' && existsSync(path);
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       db = new BetterSqlite3(path);
     } catch (error) {
-      throw new VistyleError('CONFIG_INVALID', `cannot open the database at ${path}: ${(error as Error).message}`, { cause: error });
+      throw openFailure(path, error);
     }
     try {
+      // Before anything writes to it: a damaged file must be reported as it is.
+      if (existed) checkIntact(db, path);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
@@ -102,9 +166,53 @@ export class Store {
       migrate(db);
     } catch (error) {
       db.close();
-      throw new VistyleError('CONFIG_INVALID', `database ${path}: ${(error as Error).message}`, { cause: error });
+      throw openFailure(path, error);
     }
     return new Store(path, db, options);
+  }
+
+  /** Whether writes get through (for /readyz and the metrics). */
+  health(): StoreHealth {
+    return { ...this.healthState };
+  }
+
+  /**
+   * Runs a write. A disk that refuses it (full, read-only, I/O error) becomes STORE_UNAVAILABLE,
+   * counted and logged at most once a minute; the first write that succeeds afterwards says so.
+   */
+  private write<T>(what: string, run: () => T): T {
+    let result: T;
+    try {
+      result = run();
+    } catch (error) {
+      const code = sqliteCode(error);
+      if (!isDiskFault(code)) throw error;
+      this.refused(what, code, error);
+      throw new VistyleError('STORE_UNAVAILABLE', `the database ${this.path} refused a write (${what}): ${describeDiskFault(code)}`, {
+        cause: error,
+        details: { path: this.path, sqlite: code },
+      });
+    }
+    if (!this.healthState.writable) {
+      this.log.info({ db: this.path, refusedWrites: this.healthState.refusedWrites, unreported: this.unreported }, 'the database takes writes again');
+      this.healthState = { ...this.healthState, writable: true };
+      this.unreported = 0;
+      this.lastReportAt = -Infinity;
+    }
+    return result;
+  }
+
+  private refused(what: string, code: string, error: unknown): void {
+    this.healthState = { writable: false, refusedWrites: this.healthState.refusedWrites + 1, lastFailure: code };
+    this.unreported++;
+    const now = Date.now();
+    if (now - this.lastReportAt < REFUSAL_LOG_INTERVAL_MS) return;
+    this.log.warn(
+      { db: this.path, sqlite: code, refused: this.unreported, refusedTotal: this.healthState.refusedWrites, write: what, error: errorFields(error) },
+      `the database cannot be written (${describeDiskFault(code)}): settings changes and conversations are not saved; answers go on`,
+    );
+    this.unreported = 0;
+    this.lastReportAt = now;
   }
 
   private prepare<P extends unknown[] = unknown[], R = unknown>(sql: string): Statement<P, R> {
@@ -139,11 +247,11 @@ export class Store {
   }
 
   private upsertSetting(scope: SettingScope, platform: string, id: string, column: 'style' | 'language', value: string | null): void {
-    this.prepare(
+    this.write(`${column} setting`, () => this.prepare(
         `INSERT INTO settings (scope, platform, id, ${column}, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (scope, platform, id) DO UPDATE SET ${column} = excluded.${column}, updated_at = excluded.updated_at`,
       )
-      .run(scope, platform, id, value, this.now());
+      .run(scope, platform, id, value, this.now()));
   }
 
   // ---- conversations ----
@@ -185,7 +293,7 @@ export class Store {
    */
   saveTurn(input: SaveTurnInput): number {
     const now = this.now();
-    return this.db.transaction(() => {
+    return this.write('conversation turn', () => this.db.transaction(() => {
       let conversationId = input.conversationId;
       if (conversationId !== undefined) {
         const exists = this.prepare<[number, string, string], { id: number }>('SELECT id FROM conversations WHERE id = ? AND platform = ? AND chat_id = ?')
@@ -216,30 +324,30 @@ export class Store {
       for (const messageId of new Set(input.messageIds)) link.run(input.platform, input.chatId, messageId, conversationId);
       this.trimChat(input.platform, input.chatId);
       return conversationId;
-    })();
+    })());
   }
 
   /** Forgets every conversation of a chat (/reset). Returns how many were forgotten. */
   resetChat(platform: string, chatId: string): number {
-    return this.db.transaction(() => {
+    return this.write('reset', () => this.db.transaction(() => {
       const ids = this.prepare<[string, string], { id: number }>('SELECT id FROM conversations WHERE platform = ? AND chat_id = ?')
         .all(platform, chatId)
         .map((row) => row.id);
       this.deleteConversations(ids);
       return ids.length;
-    })();
+    })());
   }
 
   /** Forgets conversations idle for longer than `ttlMs`. Returns how many. */
   expire(ttlMs: number): number {
     const cutoff = this.now() - ttlMs;
-    return this.db.transaction(() => {
+    return this.write('expiry', () => this.db.transaction(() => {
       const ids = this.prepare<[number], { id: number }>('SELECT id FROM conversations WHERE updated_at < ?')
         .all(cutoff)
         .map((row) => row.id);
       this.deleteConversations(ids);
       return ids.length;
-    })();
+    })());
   }
 
   /** Counts, for tests and admin output. */
@@ -285,6 +393,44 @@ export class Store {
       turns,
     };
   }
+}
+
+/** PRAGMA quick_check: every page and record readable, the b-trees well formed (not the index contents). */
+function checkIntact(db: Database, path: string): void {
+  const rows = db.pragma('quick_check(5)') as Array<{ quick_check: string }>;
+  const problems = rows.map((row) => row.quick_check).filter((line) => line !== 'ok');
+  if (problems.length > 0) {
+    throw new VistyleError('STORE_CORRUPT', `the database ${path} is damaged (${problems.join('; ')}). ${recoveryHint(path)}`, {
+      details: { path, problems },
+    });
+  }
+}
+
+/** The error for a database that cannot be opened, checked or migrated, saying what to do. */
+function openFailure(path: string, error: unknown): VistyleError {
+  if (error instanceof VistyleError) return error;
+  const code = sqliteCode(error);
+  const message = (error as Error)?.message ?? String(error);
+  const details = { path, ...(code ? { sqlite: code } : {}) };
+  if (code === 'SQLITE_CORRUPT' || code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return new VistyleError('STORE_CORRUPT', `the database ${path} is damaged (${message}). ${recoveryHint(path)}`, { cause: error, details });
+  }
+  if (/newer than this vistyle/.test(message)) {
+    return new VistyleError('STORE_CORRUPT', `the database ${path}: ${message}; run the newer vistyle, or restore a backup made for this one`, { cause: error, details });
+  }
+  const errno = (error as NodeJS.ErrnoException)?.code ?? '';
+  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR') || errno === 'ENOSPC') {
+    return new VistyleError('STORE_UNAVAILABLE', `cannot open the database ${path}: ${message} (free some disk space)`, {
+      cause: error,
+      details: { ...details, transient: true },
+    });
+  }
+  return new VistyleError(
+    'STORE_UNAVAILABLE',
+    `cannot open the database ${path}: ${message} (the bot needs to read and write it and its folder: check the permissions, ` +
+      `that the file system is not read-only, or set VISTYLE_DB_PATH)`,
+    { cause: error, details: { ...details, transient: false } },
+  );
 }
 
 interface ConversationRow {

@@ -68,7 +68,7 @@ describe('vistyle start', () => {
     vi.stubEnv('DISCORD_TOKEN', '');
     vi.stubEnv('DISCORD_APPLICATION_ID', '');
     const { code, stderr } = await cli(['start']);
-    expect(code).not.toBe(0);
+    expect(code).toBe(78); // EX_CONFIG: systemd does not restart it (RestartPreventExitStatus)
     expect(stderr).toContain('TELEGRAM_BOT_TOKEN');
     expect(stderr).toContain('DISCORD_TOKEN');
     expect(stderr).toContain('DISCORD_APPLICATION_ID');
@@ -79,7 +79,7 @@ describe('vistyle start', () => {
     vi.stubEnv('TELEGRAM_BOT_TOKEN', '123456:abcdefghijk');
     vi.stubEnv('VISTYLE_USER_PER_MINUTE', 'lots');
     const { code, stderr } = await cli(['start']);
-    expect(code).toBe(1);
+    expect(code).toBe(78);
     expect(stderr).toContain('VISTYLE_USER_PER_MINUTE');
     expect(stderr).not.toContain('abcdefghijk');
   });

@@ -5,6 +5,8 @@
 // SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
 // running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
 // the store close. A second signal exits at once.
+// With VISTYLE_QUEUE_URL it is a front end only: no model here; answers go through Redis (BullMQ)
+// to `vistyle worker`s (src/queue), with the same limits, positions and streaming.
 import type { Command } from 'commander';
 import { createDiscordAdapter } from '../../../adapters/discord/index.js';
 import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
@@ -13,10 +15,12 @@ import type { PlatformAdapter } from '../../bot/types.js';
 import { loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
-import { VistyleError } from '../../errors.js';
-import { createLogger, errorFields, setRootLogger, type Logger } from '../../log.js';
+import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
+import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
+import { registerFaultMetrics } from '../../fault-metrics.js';
 import { BotMetrics } from '../../scheduler/metrics.js';
 import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
+import { QueueFrontEnd, hasQueue } from '../../queue/front-end.js';
 import { Store } from '../../store/store.js';
 import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
 
@@ -45,6 +49,8 @@ export interface RunningBot {
   core: BotCoreImpl;
   adapters: PlatformAdapter[];
   metricsPort?: number;
+  /** With VISTYLE_QUEUE_URL: the queue client (readiness, metrics). */
+  queue?: QueueFrontEnd;
 }
 
 export function registerStartCommand(program: Command): void {
@@ -55,7 +61,12 @@ export function registerStartCommand(program: Command): void {
     )
     .option('-m, --model <dir>', 'built model folder (default: VISTYLE_MODEL_DIR, then the pulled model)')
     .action(async (options: { model?: string }) => {
-      await runStart(options.model ? { model: options.model } : {});
+      try {
+        await runStart(options.model ? { model: options.model } : {});
+      } catch (error) {
+        // a start-up that cannot work says so in its status (docs/deploy.md), for systemd/Docker
+        throw withExitStatus(error, startupExitStatus(error));
+      }
       // Everything is closed; if a library still holds a handle open, don't hang on it.
       setTimeout(() => process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0), 3_000).unref();
     });
@@ -67,7 +78,14 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   const config = loadConfig(options.model ? { ...env, VISTYLE_MODEL_DIR: options.model } : env);
   if (!config.telegram && !config.discord) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
 
-  const logger = createLogger({ level: config.logLevel, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  // Nothing that happens to stdout/stderr (a closed pipe, a full disk) may stop or spin the bot.
+  guardStdout();
+  const logger = createLogger({
+    level: config.logLevel,
+    file: config.logFile,
+    ...(config.logFormat ? { format: config.logFormat } : {}),
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  });
   setRootLogger(logger);
   const log = logger.child({ module: 'start' });
   // From here on a stray rejection (e.g. during a platform login) is logged, not fatal, and an
@@ -90,19 +108,37 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
     closers.push({ name: 'styles', close: () => styles.close() });
-    const store = Store.open(config.dbPath);
+    const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
-    log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
-    const engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
-    closers.push({ name: 'engine', close: () => engine.close() });
     const metrics = new BotMetrics({ defaultMetrics: true });
+    let engine: Engine;
+    let frontEnd: QueueFrontEnd | undefined;
+    if (hasQueue(config)) {
+      frontEnd = new QueueFrontEnd(config, logger.child({ module: 'queue' }), metrics);
+      closers.push({ name: 'queue', close: () => frontEnd!.close() });
+      await frontEnd.start();
+      engine = frontEnd.engine;
+    } else {
+      log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
+      engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
+      closers.push({ name: 'engine', close: () => engine.close() });
+    }
+    registerFaultMetrics(metrics.registry, { store });
     let metricsServer: MetricsServer | undefined;
     if (config.metrics) {
       metricsServer = await startMetricsServer(metrics, config.metrics);
       closers.push({ name: 'metrics', close: () => metricsServer!.close() });
       log.info({ port: metricsServer.port, host: config.metrics.host }, 'metrics on /metrics');
     }
-    core = createBotCore({ engine, styles, store, config, logger: logger.child({ module: 'bot' }), metrics });
+    core = createBotCore({
+      engine,
+      styles,
+      store,
+      config,
+      logger: logger.child({ module: 'bot' }),
+      metrics,
+      ...(frontEnd ? { scheduler: frontEnd.scheduler } : {}),
+    });
 
     if (config.telegram) {
       adapters.push(
@@ -136,7 +172,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       log.info({ platform: adapter.name }, 'adapter started');
     }
     log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
-    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}) });
+    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
 
     const reason = await stop.reason;
     log.info({ reason }, 'shutting down');
@@ -224,7 +260,7 @@ function watchForStop(signal: AbortSignal | undefined, log: Logger): StopWatch {
   };
   const force = () => {
     log.warn('second signal: exiting now');
-    process.exit(130);
+    process.exit(EXIT.FORCED);
   };
   const onSignal = (name: NodeJS.Signals) => {
     if (stopping) return force();
