@@ -3,12 +3,13 @@
 // 16 greedy tokens, the batch of two prompts decoding together, a row leaving the batch, a prefix
 // snapshot restored. The graph itself is checked on the CPU provider everywhere; the device cache
 // on WebGPU (lavapipe in CI).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../../models/build/build.js';
+import { MANIFEST_FILE, ModelManifestSchema } from '../../models/manifest.js';
 import { checkDeviceAttention } from '../../src/engine/device-attention-check.js';
 import { DeviceGraphs } from '../../src/engine/device-graphs.js';
 import { DeviceKvCache } from '../../src/engine/device-kv-cache.js';
@@ -96,6 +97,26 @@ describeGpu('the device KV cache on WebGPU', () => {
     await deviceGraphs?.release();
     await session?.release();
     await graphs?.close();
+  });
+
+  it('the vision graph on WebGPU: the reference pixel values give the reference image features', async () => {
+    const lora = join(root, 'vision-lora');
+    await buildModel({ checkpointDir: TINY_A_DIR, outDir: lora });
+    const vision = await ort.InferenceSession.create(join(lora, 'vision.onnx'), { executionProviders: [{ name: 'webgpu' }, 'cpu'], logSeverityLevel: 3 });
+    try {
+      const feeds: Record<string, ort.Tensor> = { pixel_values: new ort.Tensor('float32', fixtureArray('image1_pixel_values').data, [1, 3, 56, 56]) };
+      // "no adapter" as rank-1 zeros: rank 0 (zero-size inputs) crashes the WebGPU provider
+      const manifest = ModelManifestSchema.parse(JSON.parse(readFileSync(join(lora, MANIFEST_FILE), 'utf8')));
+      for (const t of manifest.lora.targets.filter((target) => target.graph === 'vision')) {
+        feeds[t.inputA] = new ort.Tensor('float32', new Float32Array(t.inFeatures), [1, t.inFeatures]);
+        feeds[t.inputB] = new ort.Tensor('float32', new Float32Array(t.outFeatures), [t.outFeatures, 1]);
+      }
+      expect(Object.keys(feeds).length).toBeGreaterThan(1);
+      const out = await vision.run(feeds);
+      expect(maxAbsDiff(out.image_features!.data as Float32Array, fixtureArray('image_features').data)).toBeLessThan(TOL);
+    } finally {
+      await vision.release();
+    }
   });
 
   it('every position\'s logits token by token, the cache fed back from the device', async () => {
