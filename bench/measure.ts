@@ -5,8 +5,8 @@ import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
 import { createLocalEngine } from '../src/engine/local-engine.js';
-import { zeroLoraFeeds } from '../src/engine/generator.js';
-import { HostKvCache } from '../src/engine/kv-cache.js';
+import { HostKvCache } from '../src/engine/kv-host.js';
+import { LoraFeeds } from '../src/engine/lora-batch.js';
 import { openModelFolder } from '../src/engine/model-folder.js';
 import { resolveProviderConfig } from '../src/engine/providers.js';
 import { loadModelSessions } from '../src/engine/session.js';
@@ -92,32 +92,21 @@ async function decoderStepper(modelDir: string, threads: number): Promise<Decode
   const folder = openModelFolder(modelDir);
   const m = folder.manifest;
   const sessions = await loadModelSessions(folder, resolveProviderConfig({ provider: 'cpu', threads }));
-  const shape = { numLayers: m.text.numLayers, batch: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 1024, dtype: m.kvCache.dtype };
-  const cache = new HostKvCache(shape);
-  const lora = zeroLoraFeeds(m, sessions.decoder, 'decoder');
+  const spec = { numLayers: m.text.numLayers, rows: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 1024, dtype: m.kvCache.dtype };
+  const cache = new HostKvCache({ spec });
+  const seq = await cache.open();
+  const lora = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes).decoder([null]);
   const hidden = m.text.hiddenSize;
-  const ones = new BigInt64Array(shape.capacity).fill(1n);
-  const feedsFor = (newTokens: number): Record<string, ort.Tensor> => {
-    const past = cache.length;
-    const embeds = Float32Array.from({ length: newTokens * hidden }, (_, i) => Math.sin(i + past) * 0.02);
-    return {
-      inputs_embeds: new ort.Tensor('float32', embeds, [1, newTokens, hidden]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: newTokens }, (_, i) => BigInt(past + i)), [1, newTokens]),
-      attention_mask: new ort.Tensor('int64', ones.subarray(0, past + newTokens), [1, past + newTokens]),
-      ...cache.pastFeeds(),
-      ...lora,
-    };
-  };
   return {
-    async step(newTokens: number, inPlace: boolean): Promise<number> {
-      const feeds = feedsFor(newTokens);
+    // The windowed cache (src/engine/kv-host.ts) has one way only: `inPlace` no longer differs.
+    async step(newTokens: number): Promise<number> {
+      const past = cache.length(seq);
+      const binding = await cache.bindPrefill(seq, newTokens);
+      const embeds = Float32Array.from({ length: newTokens * hidden }, (_, i) => Math.sin(i + past) * 0.02);
+      const feeds = { ...binding.feeds, inputs_embeds: new ort.Tensor('float32', embeds, [1, newTokens, hidden]), ...lora };
       const t = performance.now();
-      if (inPlace) {
-        await sessions.decoder.session.run(feeds, { logits: null, ...cache.presentFetches(newTokens) });
-        cache.commit(newTokens);
-      } else {
-        cache.append(await sessions.decoder.session.run(feeds));
-      }
+      const out = await sessions.decoder.session.run(feeds);
+      cache.commit(binding, feeds, out as Record<string, ort.Tensor>);
       return performance.now() - t;
     },
     release: () => sessions.release(),

@@ -96,7 +96,7 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
     vision: { imageSize: c.vision.imageSize, patchSize: c.vision.patchSize, imageTokens: c.imageTokens },
     tokens: checkpoint.tokens,
     graphs: { ...GRAPH_FILES },
-    kvCache: { layout: 'seq-major', dtype: dtype === 'fp16' ? 'float16' : 'float32' },
+    kvCache: { layout: 'window', dtype: dtype === 'fp16' ? 'float16' : 'float32' },
     allPositionLogits: options.allPositionLogits ?? false,
     lora: { targets, dtype: dtype === 'fp16' ? 'float16' : 'float32' },
     files: copied,

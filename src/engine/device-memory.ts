@@ -117,14 +117,19 @@ export async function deviceMemoryBudget(options: { deviceMemoryMB?: number | un
  */
 export async function checkWebGpuMemory(
   folder: { dir: string; manifest: { dtype: string; text: { numLayers: number; numKvHeads: number; headDim: number; hiddenSize: number; vocabSize: number }; graphs: { vision: string; embed: string }; deviceDecoder?: { graph: string } | undefined; kvCache: { dtype: 'float32' | 'float16' } } },
-  settings: { capacity: number; maxContextTokens: number; slots: number; prefixCacheBytes: number; deviceMemoryMB?: number | undefined; deviceId: number; maxPrefillTokens?: number; intermediateSize?: number },
+  settings: {
+    capacity: number; maxContextTokens: number; slots: number;
+    /** The prefix cache's budget; when not `prefixCacheFixed` (the operator's) it shrinks to half the GPU memory left. */
+    prefixCacheBytes: number; prefixCacheFixed?: boolean;
+    deviceMemoryMB?: number | undefined; deviceId: number; maxPrefillTokens?: number; intermediateSize?: number;
+  },
 ): Promise<{ plan: DeviceMemoryPlan; budget: { bytes: number; source: string } | undefined }> {
   const m = folder.manifest;
   const t = m.text;
   const bytesPerValue = m.kvCache.dtype === 'float32' ? 4 : 2;
   const rowBytes = t.numLayers * 2 * t.numKvHeads * t.headDim * bytesPerValue * settings.capacity;
   const graphs = [m.graphs.vision, m.graphs.embed, m.deviceDecoder?.graph].filter((g): g is string => g !== undefined);
-  const plan = planDeviceMemory({
+  const input = {
     weightsBytes: graphFilesBytes(folder.dir, graphs),
     rowBytes,
     rows: settings.slots,
@@ -137,8 +142,14 @@ export async function checkWebGpuMemory(
       chunk: Math.min(settings.maxPrefillTokens ?? 512, settings.capacity),
       bytesPerValue,
     }),
-  });
+  };
   const budget = await deviceMemoryBudget({ deviceMemoryMB: settings.deviceMemoryMB, deviceId: settings.deviceId });
+  let plan = planDeviceMemory(input);
+  if (budget && !settings.prefixCacheFixed && plan.totalBytes > budget.bytes) {
+    // the default prefix cache is sized from host memory: on the GPU it gets half of what is left
+    const left = budget.bytes - (plan.totalBytes - plan.prefixCacheBytes);
+    plan = planDeviceMemory({ ...input, prefixCacheBytes: Math.max(0, Math.floor(left / 2)) });
+  }
   if (budget) assertDeviceMemoryFits(plan, budget, { maxContextTokens: settings.maxContextTokens, slots: settings.slots });
   return { plan, budget };
 }

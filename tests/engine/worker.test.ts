@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelProto } from '../../models/onnx/schema.js';
+import { MANIFEST_VERSION } from '../../models/manifest.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/worker-client.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 import { isVistyleError } from '../../src/errors.js';
@@ -138,13 +139,17 @@ describe('worker-backed engine: starting', () => {
       expect(isVistyleError(error, 'MODEL_INVALID')).toBe(true);
       expect((error as Error).message).toContain('decoder');
 
-      // A manifest from another version is MODEL_INVALID too, naming the file.
+      // A build of an older vistyle (manifest version 1: the seq-major cache) is MODEL_INVALID,
+      // naming the file and saying to rebuild.
       const manifestPath = join(broken, 'vistyle-model.json');
       copyFileSync(join(good, 'vistyle-model.json'), manifestPath);
-      writeFileSync(manifestPath, readFileSync(manifestPath, 'utf8').replace('"version": 1', '"version": 99'));
+      const text = readFileSync(manifestPath, 'utf8');
+      expect(text).toContain(`"version": ${MANIFEST_VERSION}`);
+      writeFileSync(manifestPath, text.replace(`"version": ${MANIFEST_VERSION}`, '"version": 1'));
       const versionError = await createEngine({ modelDir: broken, threads: 1 }).catch((e: unknown) => e);
       expect(isVistyleError(versionError, 'MODEL_INVALID')).toBe(true);
       expect((versionError as Error).message).toContain('vistyle-model.json');
+      expect((versionError as Error).message).toMatch(/version 1; this vistyle reads version 2\): rebuild the model/);
 
       const engine = await createEngine({ modelDir: good, threads: 1 });
       try {

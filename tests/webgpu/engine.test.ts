@@ -93,8 +93,8 @@ describeGpu('the WebGPU engine with the KV cache on the device', () => {
   });
 
   it('host traffic per decode step does not grow with the context length', async () => {
-    // the cache of this engine, reached the way the engine's own log does: through the decoder runs
-    const cache = (gpu as unknown as { sequenceCache: { lastTraffic: { in: number; out: number }; spec: { capacity: number } } }).sequenceCache;
+    const cache = gpu.cache;
+    expect(cache.constructor.name).toBe('DeviceKvCache');
     const perStep = async (request: GenerateRequest): Promise<{ prompt: number; steps: Array<{ in: number; out: number }> }> => {
       const seen: Array<{ in: number; out: number }> = [];
       const stream = gpu.generate(request, { onToken: () => seen.push({ ...cache.lastTraffic }) });
