@@ -255,4 +255,40 @@ describeGpu('the device KV cache on WebGPU', () => {
       decoder.cache.free();
     }
   });
+  it('a full row left out of a step moves out of the batch; prefilling a batch row moves it back; stale bindings are refused', async () => {
+    const capacity = 8;
+    const cache = new DeviceKvCache(deviceGraphs, { numLayers: 2, numKvHeads: 2, headDim: 16, capacity, rows: 4, dtype: 'float32' }, { maxPrefillTokens: maxChunk });
+    const driver = new CacheDriver(session, cache, D);
+    try {
+      const row = (t: number): Float32Array => promptEmbeds.slice(t * D, (t + 1) * D);
+      const full = await cache.open();
+      const other = await cache.open();
+      await driver.prefill(full, promptEmbeds.slice(0, 7 * D), 7);
+      await driver.prefill(other, promptEmbeds.slice(0, 3 * D), 3);
+      await driver.decode([full, other], new Map([[full, row(7)], [other, row(3)]]));
+      expect(cache.length(full)).toBe(capacity);
+      // `full` has no room for a filler's throw-away write: it leaves the batch, its data intact
+      const step = await driver.decode([other], new Map([[other, row(4)]]));
+      expect(cache.batchRows).toEqual([other]);
+      expect(step.get(other)!.length).toBe(V);
+      await expect(cache.bindDecode([full])).rejects.toMatchObject({ code: 'PROMPT_TOO_LONG' });
+      const snap = await cache.snapshot(full);
+      const again = await cache.open({ snapshot: snap, length: 7 });
+      const reference = await driver.prefill(again, row(7), 1);
+      // the sequence that left still holds its positions: the same step from its own buffers
+      const back = await cache.open({ snapshot: await cache.snapshot(full, 7) });
+      expect(maxAbsDiff(await driver.prefill(back, row(7), 1), reference)).toBeLessThan(TOL);
+      // a sequence in the batch prefilled again goes back to its own buffers first
+      const more = await driver.prefill(other, promptEmbeds.slice(5 * D, 6 * D), 1);
+      expect(more.length).toBe(V);
+      expect(cache.batchRows).toEqual([]);
+      // a binding made before the cache moved on cannot be committed
+      const stale = await cache.bindPrefill(other, 1);
+      await cache.bindPrefill(other, 1);
+      expect(() => cache.commit(stale, stale.feeds, {})).toThrow(/not the last one bound/);
+      cache.releaseSnapshot(snap);
+    } finally {
+      cache.free();
+    }
+  });
 });
