@@ -93,7 +93,9 @@ export class PrefixCache {
     for (const entry of this.entries) {
       if (entry.loraKey !== loraKey) continue;
       const length = Math.min(sharedLength(entry, ids, images), maxLength, entry.snapshot.length);
-      if (length > 0 && (!best || length > best.length)) best = { entry, length };
+      // the longest; of equally long ones the most recently used (so a short match shared by
+      // many entries keeps the LRU order of the rest)
+      if (length > 0 && (!best || length > best.length || (length === best.length && entry.lastUsed > best.entry.lastUsed))) best = { entry, length };
     }
     if (!best) {
       this.misses++;

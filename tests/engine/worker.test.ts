@@ -9,7 +9,8 @@ import { ModelProto } from '../../models/onnx/schema.js';
 import { MANIFEST_VERSION } from '../../models/manifest.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/worker-client.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
-import { isVistyleError } from '../../src/errors.js';
+import { isVistyleError, type VistyleError } from '../../src/errors.js';
+import { CRASH_EXIT_CODE, crashingWorker } from '../support/crash-hook.js';
 import { buildTinyA, fixtureImage, hugePngHeader, referenceInputs, referenceQuestion, removeDirs, textFileBytes, truncatedJpeg, showing } from './engine-test-helpers.js';
 
 const GREEDY = { greedy: true, stopStrings: [], maxNewTokens: 16 };
@@ -96,19 +97,24 @@ describe('worker-backed engine', () => {
   });
 
   it('survives the worker dying mid-answer: ENGINE_CRASHED, a restart, then the next request is answered', async () => {
-    const startsBefore = engine.starts;
-    engine.debugCrashAfterTokens(3);
-    const doomed = engine.generate(request());
-    const alsoInFlight = engine.generate(request());
-    const deltas: string[] = [];
-    const error = await (async () => {
-      for await (const delta of doomed) deltas.push(delta);
-    })().catch((e: unknown) => e);
-    expect(isVistyleError(error, 'ENGINE_CRASHED')).toBe(true);
-    await expect(alsoInFlight.result).rejects.toMatchObject({ code: 'ENGINE_CRASHED' });
-    const after = await engine.generate(request()).result;
-    expect(after.tokens).toEqual(expected);
-    expect(engine.starts).toBe(startsBefore + 1);
+    // a test entry wrapping the real worker: its first start dies after 3 tokens (crash-worker.ts)
+    const crashing = await createEngine({ modelDir, threads: 1, restartDelayMs: 50, ...crashingWorker(3) });
+    try {
+      const doomed = crashing.generate(request());
+      const alsoInFlight = crashing.generate(request());
+      const deltas: string[] = [];
+      const error = await (async () => {
+        for await (const delta of doomed) deltas.push(delta);
+      })().catch((e: unknown) => e);
+      expect(isVistyleError(error, 'ENGINE_CRASHED')).toBe(true);
+      expect((error as VistyleError).details).toMatchObject({ exitCode: CRASH_EXIT_CODE });
+      await expect(alsoInFlight.result).rejects.toMatchObject({ code: 'ENGINE_CRASHED' });
+      const after = await crashing.generate(request()).result;
+      expect(after.tokens).toEqual(expected);
+      expect(crashing.starts).toBe(2);
+    } finally {
+      await crashing.close();
+    }
   });
 });
 

@@ -197,6 +197,9 @@ async function defaultEngine(config: AppConfig, logger: Logger): Promise<Engine>
     threads: config.model.threads,
     maxImageBytes: config.limits.maxImageBytes,
     ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+    ...(config.limits.engineSlots === undefined ? {} : { slots: config.limits.engineSlots }),
+    ...(config.model.prefixCacheBytes === undefined ? {} : { prefixCacheBytes: config.model.prefixCacheBytes }),
+    ...(config.model.maxMemoryBytes === undefined ? {} : { maxMemoryBytes: config.model.maxMemoryBytes }),
     ...(config.model.deviceMemoryMB ? { deviceMemoryMB: config.model.deviceMemoryMB } : {}),
   });
 }
