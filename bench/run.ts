@@ -1,21 +1,40 @@
 // `npm run bench`: a random-weight checkpoint of llava-interleave-qwen-0.5b's real dimensions,
-// built to fp32 graphs (with LoRA inputs, and with --no-lora for the idle-LoRA cost), then vision
-// encode, prefill, time to first token, decode speed and peak RSS for a 384x384 picture and a short
-// question on CPU. Everything generated lives in bench/.work/ (gitignored) and is reused by later
-// runs. Each model is measured in its own process (bench/measure.ts) so peak RSS is its own.
+// generated locally into bench/.work/ (never committed; reused by later runs), built per dtype,
+// and measured side by side in one run, each subject in its own process (bench/measure.ts) so
+// that peak RSS is its own:
+//   - the machine: read bandwidth and MatMul rate (bench/bandwidth.ts), for the bounds
+//   - per dtype, one stream: vision, prefill, TTFT, decode tokens/s, follow-up TTFT with prefix
+//     reuse, peak RSS; accuracy against fp32 (bench/accuracy.ts); concurrent streams
+//   - int4 serving full 2,048-position contexts: peak RSS at 1 and 4 streams
+//   - the main thread's event-loop delay with the engine in its worker
+//   - the peer, transformers.js on the same weights (models/export/transformers-js.ts), run
+//     alternately with vistyle
+// and writes its section of bench/RESULTS.md (machine, date, targets met or not).
 //
-//   npm run bench -- [--tokens N] [--runs N] [--pair-runs N] [--threads N] [--no-idle-lora] [--kv-fetch] [--no-write]
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { withEngineSection } from './results-file.js';
+//   npm run bench -- [--provider cpu|cuda|webgpu] [--dtype fp32,int8,int4] [--streams 1,2,4,8]
+//                    [--tokens 32] [--runs 3] [--threads N] [--peer-dtypes fp32,int4] [--no-peer]
+//                    [--block-size 32] [--compute fp32|fp16] [--no-write] [--work DIR] [--tiny]
+// --tiny: a tiny generated checkpoint instead (seconds, not an hour): runs every code path, for the
+// test suite; it never writes bench/RESULTS.md.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateCheckpoint, REAL_CHECKPOINT_OPTIONS } from '../models/checkpoint/generate.js';
-import { buildModel, isBuiltModel } from '../models/build/build.js';
-import type { MeasureResult, PairResult, RunFigures } from './measure.js';
+import { buildModel, isBuiltModel, type ModelDtype } from '../models/build/build.js';
+import { openCheckpoint } from '../models/checkpoint/reader.js';
+import { generateCheckpoint, REAL_CHECKPOINT_OPTIONS, type CheckpointOptions } from '../models/checkpoint/generate.js';
+import { exportTransformersJs, PEER_DTYPES, type PeerDtype } from '../models/export/transformers-js.js';
+import { ModelManifestSchema, MANIFEST_FILE } from '../models/manifest.js';
+import { arg, flag, list } from './args.js';
+import type { AccuracyFigures } from './accuracy.js';
+import type { MachineFigures } from './bandwidth.js';
+import type { EventLoopResult, LatencyResult, PeerResult, RssResult, StreamsResult } from './measure.js';
+import { renderReport, type BenchFigures, type DtypeFigures } from './report.js';
+import { withEngineSection } from './results-file.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
 
 /** The repository root: the nearest folder above this file with vistyle's package.json. */
 function repoRoot(): string {
@@ -29,167 +48,173 @@ function repoRoot(): string {
   }
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+const log = (message: string): void => void process.stderr.write(`[bench] ${message}\n`);
+
+/** Runs bench/<script> in a child process (same loader as this one) and parses its last stdout line. */
+function child<T>(script: string, args: string[], env: Record<string, string> = {}): T {
+  const path = join(here, `${script}${ext}`);
+  const r = spawnSync(process.execPath, [...process.execArgv, path, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+    env: { ...process.env, ...env },
+  });
+  if (r.status !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as T;
 }
 
-const log = (message: string): void => {
-  process.stderr.write(`[bench] ${message}\n`);
-};
-
-function ensureCheckpoint(dir: string): void {
+function ensureCheckpoint(dir: string, options: CheckpointOptions): void {
   const marker = join(dir, '.complete');
-  const signature = JSON.stringify(REAL_CHECKPOINT_OPTIONS);
+  const signature = JSON.stringify(options);
   if (existsSync(marker) && readFileSync(marker, 'utf8') === signature) return;
   rmSync(dir, { recursive: true, force: true });
-  log(`generating a random checkpoint of the real dimensions in ${dir} (bf16, about 1.7 GB)...`);
+  log(`generating a random checkpoint in ${dir}...`);
   const t = Date.now();
-  generateCheckpoint(dir, { ...REAL_CHECKPOINT_OPTIONS, seed: 7 });
+  generateCheckpoint(dir, options);
   writeFileSync(marker, signature);
   log(`checkpoint ready in ${((Date.now() - t) / 1000).toFixed(0)} s`);
 }
 
-async function ensureBuilt(checkpointDir: string, outDir: string, noLora: boolean): Promise<void> {
+interface BuildSpec {
+  dtype: ModelDtype;
+  blockSize?: number;
+  compute?: 'fp32' | 'fp16';
+}
+
+async function ensureBuilt(checkpointDir: string, outDir: string, spec: BuildSpec): Promise<void> {
   const marker = join(outDir, '.bench-complete');
-  if (isBuiltModel(outDir) && existsSync(marker)) return;
-  log(`building ${outDir} (fp32${noLora ? ', --no-lora' : ''})...`);
-  const result = await buildModel({ checkpointDir, outDir, dtype: 'fp32', noLora, onProgress: (m) => log(`  ${m}`) });
-  writeFileSync(marker, `${result.seconds}\n`);
+  const signature = JSON.stringify(spec);
+  if (isBuiltModel(outDir) && existsSync(marker) && readFileSync(marker, 'utf8') === signature) return;
+  log(`building ${outDir} (${spec.dtype})...`);
+  const quantized = spec.dtype === 'int8' || spec.dtype === 'int4';
+  await buildModel({
+    checkpointDir,
+    outDir,
+    dtype: spec.dtype,
+    ...(quantized ? { blockSize: spec.blockSize, compute: spec.compute } : {}),
+    onProgress: (m) => log(`  ${m}`),
+  });
+  writeFileSync(marker, signature);
 }
 
-function runMeasure(measureJs: string, args: string[]): string {
-  const out = execFileSync(process.execPath, [measureJs, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
-  return out.trim().split('\n').at(-1)!;
+function ensurePeer(checkpointDir: string, outDir: string, dtype: PeerDtype, blockSize: number | undefined): void {
+  const file = join(outDir, 'onnx', `decoder_model_merged${PEER_DTYPES[dtype].suffix}.onnx`);
+  const marker = `${file}.bench-complete`;
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === String(blockSize ?? '')) return;
+  log(`writing the transformers.js layout (${dtype}) in ${outDir}...`);
+  exportTransformersJs({ checkpointDir, outDir, dtype, ...(dtype === 'fp32' ? {} : { blockSize }), onProgress: (m) => log(`  ${m}`) });
+  writeFileSync(marker, String(blockSize ?? ''));
 }
 
-function measure(measureJs: string, modelDir: string, tokens: number, runs: number, threads: number, kvFetch: boolean): MeasureResult {
-  const args = ['--model', modelDir, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
-  if (kvFetch) args.push('--kv-fetch');
-  return JSON.parse(runMeasure(measureJs, args)) as MeasureResult;
-}
-
-function measurePair(measureJs: string, a: string, b: string, tokens: number, runs: number, threads: number): PairResult {
-  const args = ['--model', a, '--pair', b, '--tokens', String(tokens), '--runs', String(runs), '--threads', String(threads)];
-  return JSON.parse(runMeasure(measureJs, args)) as PairResult;
-}
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-
-type Figures = Record<keyof RunFigures, number>;
-
-/** Per figure over the runs: the median and the best (least time, most tokens/s). */
-function summarise(runs: RunFigures[], pick: 'median' | 'best'): Figures {
-  const keys = Object.keys(runs[0]!) as Array<keyof RunFigures>;
-  const best = (key: keyof RunFigures, values: number[]): number => (key === 'tokensPerSecond' ? Math.max(...values) : Math.min(...values));
-  return Object.fromEntries(keys.map((k) => [k, pick === 'median' ? median(runs.map((r) => r[k])) : best(k, runs.map((r) => r[k]))])) as Figures;
+function graphBytes(modelDir: string, graph: string): number {
+  const path = join(modelDir, graph);
+  return statSync(path).size + (existsSync(`${path}.data`) ? statSync(`${path}.data`).size : 0);
 }
 
 function ortVersion(root: string): string {
   return (JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-function machine(root: string): string[] {
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+function machineLines(root: string): string[] {
   return [
-    `- CPU: ${cpu.trim()}, ${availableParallelism()} logical cores available`,
-    `- RAM: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
-    `- OS: ${process.platform} ${process.arch}`,
-    `- Node ${process.versions.node}, onnxruntime-node ${ortVersion(root)}`,
+    `- CPU: ${(cpus()[0]?.model ?? 'unknown CPU').trim()}, ${availableParallelism()} logical cores available`,
+    `- RAM: ${(totalmem() / 2 ** 30).toFixed(1)} GiB; OS: ${process.platform} ${process.arch}; Node ${process.versions.node}, onnxruntime-node ${ortVersion(root)}`,
   ];
 }
 
-const f = (n: number, digits = 0): string => n.toFixed(digits);
-
 async function main(): Promise<void> {
   const root = repoRoot();
-  const work = join(root, 'bench', '.work');
+  const tiny = flag('tiny');
+  const work = arg('work', join(root, 'bench', '.work', ...(tiny ? ['tiny'] : [])));
   mkdirSync(work, { recursive: true });
-  const tokens = Number(arg('tokens', '32'));
-  const runs = Number(arg('runs', '3'));
+  const provider = arg('provider', 'cpu');
+  const dtypes = list('dtype', 'fp32,int8,int4') as ModelDtype[];
+  const streamCounts = list('streams', provider === 'cpu' ? '1,2,4,8' : '1,4,16,32').map(Number);
+  const tokens = Number(arg('tokens', tiny ? '6' : '32'));
+  const runs = Number(arg('runs', tiny ? '2' : '3'));
   const threads = Number(arg('threads', String(availableParallelism())));
-  const idleLora = !process.argv.includes('--no-idle-lora');
-  const kvFetch = process.argv.includes('--kv-fetch');
+  const blockSize = flag('block-size') ? Number(arg('block-size', '32')) : undefined;
+  const compute = flag('compute') ? (arg('compute', 'fp32') as 'fp32' | 'fp16') : undefined;
+  const peerDtypes = flag('no-peer') ? [] : (list('peer-dtypes', 'fp32,int4').filter((d) => d in PEER_DTYPES && dtypes.includes(d as ModelDtype)) as PeerDtype[]);
+  const common = ['--provider', provider, '--threads', String(threads), '--tokens', String(tokens), '--runs', String(runs)];
 
-  const checkpoint = join(work, 'checkpoint-real');
-  ensureCheckpoint(checkpoint);
-  const withLora = join(work, 'model-real-fp32');
-  await ensureBuilt(checkpoint, withLora, false);
-  const noLora = join(work, 'model-real-fp32-nolora');
-  if (idleLora) await ensureBuilt(checkpoint, noLora, true);
+  const checkpointOptions: CheckpointOptions = tiny ? { dtype: 'BF16', seed: 7 } : { ...REAL_CHECKPOINT_OPTIONS, seed: 7 };
+  const checkpoint = join(work, tiny ? 'checkpoint-tiny' : 'checkpoint-real');
+  ensureCheckpoint(checkpoint, checkpointOptions);
+  const config = (() => {
+    const c = openCheckpoint(checkpoint);
+    c.close();
+    return c.config;
+  })();
+  const modelDir = (d: ModelDtype): string => join(work, `model-${d}`);
+  for (const d of dtypes) await ensureBuilt(checkpoint, modelDir(d), { dtype: d, blockSize, compute });
+  const peerDir = join(work, 'peer');
+  for (const d of peerDtypes) ensurePeer(checkpoint, peerDir, d, blockSize);
 
-  const measureJs = join(here, 'measure.js');
-  if (!existsSync(measureJs)) throw new Error(`${measureJs} is missing: run through \`npm run bench\` (it builds first)`);
-  log(`measuring ${withLora}: ${runs} runs of ${tokens} new tokens, ${threads} threads...`);
-  const subject = measure(measureJs, withLora, tokens, runs, threads, kvFetch);
-  const pairRuns = Number(arg('pair-runs', '4'));
-  const pair = idleLora
-    ? (log(`idle LoRA: ${withLora} and ${noLora} alternating in one process, ${pairRuns} rounds...`),
-      measurePair(measureJs, withLora, noLora, tokens, pairRuns, threads))
-    : undefined;
+  log('measuring the machine (read bandwidth, MatMul rate)...');
+  const machine = child<MachineFigures>('bandwidth', ['--threads', String(threads), '--mib', tiny ? '64' : '1024']);
 
-  // The first run includes onnxruntime's first-run allocations; it is shown on its own.
-  const later = subject.runs.length > 1 ? subject.runs.slice(1) : subject.runs;
-  const s = summarise(later, 'median');
-  const b = summarise(later, 'best');
-  const first = subject.runs[0]!;
-  const lines = [
-    `## CPU fp32, random weights of the real dimensions (${new Date().toISOString().slice(0, 10)})`,
-    '',
-    ...machine(root),
-    `- onnxruntime intra-op threads: ${threads}; picture 384x384 PNG; question "${'What is in this picture? Describe it in one sentence.'}" (raw, ${s.promptTokens} prompt tokens); greedy, ${tokens} new tokens`,
-    '',
-    '| figure | first run | best of later runs | median of later runs |',
-    '|---|---:|---:|---:|',
-    `| image decode + resize + normalise (ms) | ${f(first.imageMs, 1)} | ${f(b.imageMs, 1)} | ${f(s.imageMs, 1)} |`,
-    `| vision encode (ms) | ${f(first.visionMs)} | ${f(b.visionMs)} | ${f(s.visionMs)} |`,
-    `| prefill, ${s.promptTokens} tokens (ms) | ${f(first.prefillMs)} | ${f(b.prefillMs)} | ${f(s.prefillMs)} |`,
-    `| time to first token (ms) | ${f(first.ttftMs)} | ${f(b.ttftMs)} | ${f(s.ttftMs)} |`,
-    `| decode (tokens/s) | ${f(first.tokensPerSecond, 2)} | ${f(b.tokensPerSecond, 2)} | ${f(s.tokensPerSecond, 2)} |`,
-    '',
-    `Model load (three sessions): ${f(subject.loadMs)} ms. Peak RSS of the measuring process: ${f(subject.peakRssMiB)} MiB.`,
-  ];
-  if (pair) {
-    const pa = summarise(pair.a.runs, 'best');
-    const pb = summarise(pair.b.runs, 'best');
-    const pct = (x: number, y: number): string => `${x >= y ? '+' : ''}${f(((x - y) / y) * 100, 1)}%`;
-    const row = (label: string, key: keyof RunFigures, digits = 0): string =>
-      `| ${label} | ${f(pa[key], digits)} | ${f(pb[key], digits)} | ${pct(pa[key], pb[key])} |`;
-    lines.push(
-      '',
-      `### Idle LoRA inputs (rank-0 tensors fed) vs a --no-lora build`,
-      '',
-      `Both models loaded in one process and run alternately (${pair.a.runs.length} rounds after a warm-up, order swapped each round),`,
-      'so load from other processes hits both alike; best run of each.',
-      '',
-      '| figure | with LoRA inputs, r = 0 | --no-lora | difference |',
-      '|---|---:|---:|---:|',
-      row('vision encode (ms)', 'visionMs'),
-      row('prefill (ms)', 'prefillMs'),
-      row('time to first token (ms)', 'ttftMs'),
-      row('decode (tokens/s)', 'tokensPerSecond', 2),
-      `| decoder step after 760 tokens, ${pair.decodeStepMs.steps} steps alternating step by step (mean ms) | ${f(pair.decodeStepMs.a, 1)} | ${f(pair.decodeStepMs.b, 1)} | ${pct(pair.decodeStepMs.a, pair.decodeStepMs.b)} |`,
-    );
+  const figures: DtypeFigures[] = [];
+  const referenceFile = join(work, 'accuracy-fp32.json');
+  const accuracyFirst = [...dtypes].sort((a, b) => (a === 'fp32' ? -1 : b === 'fp32' ? 1 : 0));
+  const accuracy = new Map<string, AccuracyFigures>();
+  for (const d of accuracyFirst) {
+    log(`accuracy ${d}...`);
+    const args = ['--model', modelDir(d), '--threads', String(threads), '--steps', tiny ? '8' : '64'];
+    if (d === 'fp32') accuracy.set(d, child<AccuracyFigures>('accuracy', [...args, '--reference-out', referenceFile]));
+    else if (dtypes.includes('fp32')) accuracy.set(d, child<AccuracyFigures>('accuracy', [...args, '--reference', referenceFile]));
   }
-  if (subject.kvFetch) {
-    const k = subject.kvFetch;
-    lines.push(
-      '',
-      '### KV cache: present rows copied by append() vs written in place through pre-allocated fetches',
-      '',
-      `Mean decoder step over ${k.steps} steps after a 760-token prefix: append() ${f(k.appendStepMs, 1)} ms, ` +
-        `pre-allocated fetches ${f(k.preallocatedStepMs, 1)} ms.`,
-    );
+  for (const d of dtypes) {
+    const m = ModelManifestSchema.parse(JSON.parse(readFileSync(join(modelDir(d), MANIFEST_FILE), 'utf8')));
+    log(`${d}: one stream, ${runs} runs of ${tokens} tokens + follow-ups...`);
+    const latency = child<LatencyResult>('measure', ['--mode', 'latency', '--model', modelDir(d), ...common]);
+    log(`${d}: ${streamCounts.join(', ')} concurrent streams...`);
+    const streams = child<StreamsResult>('measure', ['--mode', 'streams', '--model', modelDir(d), '--streams', streamCounts.join(','), ...common]);
+    const t = m.text;
+    figures.push({
+      dtype: d,
+      decoderWeightBytes: graphBytes(modelDir(d), m.graphs.decoder),
+      kvBytesPerPosition: t.numLayers * 2 * t.numKvHeads * t.headDim * (m.kvCache.dtype === 'float16' ? 2 : 4),
+      latency,
+      streams,
+      accuracy: accuracy.get(d),
+    });
   }
-  const markdown = `${lines.join('\n')}\n`;
+  const rss: RssResult[] = [];
+  if (dtypes.includes('int4')) {
+    for (const slots of [1, 4]) {
+      log(`int4: peak RSS, ${slots} stream(s) of 2,048 positions...`);
+      rss.push(child<RssResult>('measure', ['--mode', 'rss', '--model', modelDir('int4'), '--slots', String(slots), '--context', '2048', ...common]));
+    }
+  }
+  const loopDtype = dtypes.includes('int4') ? 'int4' : dtypes[0]!;
+  log(`event loop with the engine (${loopDtype}) in its worker...`);
+  const eventLoop = { ...child<EventLoopResult>('measure', ['--mode', 'eventloop', '--model', modelDir(loopDtype), ...common]), dtype: loopDtype };
+  const peers: BenchFigures['peers'] = [];
+  for (const d of peerDtypes) {
+    log(`peer: transformers.js ${d} and vistyle ${d}, alternating...`);
+    peers.push({ ...child<PeerResult>('measure', ['--mode', 'peer', '--model', modelDir(d), '--peer', peerDir, '--peer-dtype', d, ...common]), vistyleDtype: d });
+  }
+
+  const bench: BenchFigures = {
+    date: new Date().toISOString().slice(0, 10),
+    tiny,
+    provider,
+    threads,
+    tokens,
+    machineLines: machineLines(root),
+    machine,
+    config,
+    dtypes: figures,
+    rss,
+    eventLoop,
+    peers,
+  };
+  const markdown = renderReport(bench);
   process.stdout.write(`\n${markdown}`);
   writeFileSync(join(work, 'last-results.md'), markdown);
-  writeFileSync(join(work, 'last-results.json'), `${JSON.stringify({ subject, pair }, null, 2)}\n`);
-  if (!process.argv.includes('--no-write')) {
+  writeFileSync(join(work, 'last-results.json'), `${JSON.stringify(bench, null, 2)}\n`);
+  if (!tiny && !flag('no-write')) {
     const file = join(root, 'bench', 'RESULTS.md');
     writeFileSync(file, withEngineSection(existsSync(file) ? readFileSync(file, 'utf8') : '', markdown));
     log(`updated the engine section of ${file}`);

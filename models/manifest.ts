@@ -22,6 +22,10 @@
 // [B,out,r] (one adapter per batch row), vision [r,in] and [out,r]; r dynamic, at least 1
 // ("no adapter" is a zero row); the engine folds the adapter's scale into B.
 // Version 2 (the windowed cache and per-row LoRA); a version-1 build must be rebuilt.
+// dtype int8/int4: the linear weights of the vision graph and the decoder (lm_head included) are
+// block-quantized for com.microsoft MatMulNBits (`quantization` says how); the graph I/O, the
+// cache and the LoRA inputs are those of the compute type (`quantization.compute`): the LoRA path
+// stays a separate floating-point branch beside the quantized base weight.
 import { z } from 'zod';
 
 export const MANIFEST_FILE = 'vistyle-model.json';
@@ -40,12 +44,30 @@ export const LoraTargetSchema = z.object({
 });
 export type LoraTarget = z.infer<typeof LoraTargetSchema>;
 
+export const QuantizationSchema = z.object({
+  /** onnxruntime contrib operator the quantized weights feed (domain com.microsoft). */
+  operator: z.literal('MatMulNBits'),
+  bits: z.union([z.literal(4), z.literal(8)]),
+  /** Weights per block along the input features; one scale per block. */
+  blockSize: z.number().int().min(16),
+  /** Symmetric: no zero points stored; the operator's default 2^(bits-1) applies. */
+  symmetric: z.literal(true),
+  /** MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 activations). */
+  accuracyLevel: z.number().int().min(0).max(4),
+  scales: z.enum(['float32', 'float16']),
+  /** Element type of activations and non-quantized matrix work (graph inputs, cache, LoRA). */
+  compute: z.enum(['float32', 'float16']),
+  /** What is quantized: every linear layer of the vision encoder, projector and decoder, and the lm_head. */
+  modules: z.array(z.enum(['vision', 'projector', 'decoder', 'lm_head'])),
+});
+export type Quantization = z.infer<typeof QuantizationSchema>;
+
 export const ModelManifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
   version: z.literal(MANIFEST_VERSION),
   createdAt: z.string(),
   builder: z.string(),
-  dtype: z.enum(['fp32', 'fp16']),
+  dtype: z.enum(['fp32', 'fp16', 'int8', 'int4']),
   source: z.object({
     checkpoint: z.string(),
     modelType: z.string(),
@@ -108,5 +130,7 @@ export const ModelManifestSchema = z.object({
     preprocessorConfig: z.string(),
     generationConfig: z.string().nullable(),
   }),
+  /** int8/int4 builds: how the weights were quantized. Absent in fp32/fp16 builds. */
+  quantization: QuantizationSchema.optional(),
 });
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;

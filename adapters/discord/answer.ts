@@ -1,13 +1,15 @@
 // The AnswerSink for one Discord request. Status (queue position, "thinking…") and the streamed
 // text go into one message through the channel's edit lane (at most about one edit a second per
 // channel, rate limits waited out there); the final answer is split at 2000 characters into that
-// message plus follow-ups. An interaction reply is handed over to a channel message shortly before
-// its token expires (or as soon as Discord says the token is dead), so a long queue still ends in
-// a delivered answer.
+// message plus follow-ups. A request the core refuses up front gets the surface's refusal (for an
+// interaction: a private reply, before anything was deferred); a later failure replaces the status
+// message. An interaction reply is handed over to a channel message shortly before its token
+// expires (or as soon as Discord says the token is dead), so a long queue still ends in a
+// delivered answer. Every text comes finished from the core; only the handoff notice is ours.
 import { ButtonStyle, ComponentType } from 'discord.js';
-import type { EditScheduler } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
-import type { AnswerSink, AskTicket, Language, Translate } from '../../src/bot/types.js';
+import type { EditScheduler } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
+import type { AnswerSink, AskTicket, FailureContext, Language, StatusText } from '../../src/bot/types.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { describeError, isDeadInteractionToken, retryAfterMs } from './errors.js';
@@ -26,8 +28,6 @@ export interface DiscordAnswerOptions {
   channelFallback: () => AnswerSurface;
   /** Hand over this long before the surface's token expires. */
   handoffMarginMs: number;
-  lang: Language;
-  t: Translate;
   logger: Logger;
 }
 
@@ -40,6 +40,8 @@ export class DiscordAnswer implements AnswerSink {
   private phase: Phase = 'new';
   private requestId = '';
   private lastStatus = '';
+  private cancelLabel = '✕';
+  private language: Language = 'en';
   private handoffTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DiscordAnswerOptions) {
@@ -50,6 +52,7 @@ export class DiscordAnswer implements AnswerSink {
   /** Call with the ticket `core.ask` returned: enables the Cancel button and the handoff timer. */
   bind(ticket: AskTicket): void {
     this.requestId = ticket.requestId;
+    this.language = ticket.language;
     this.key = this.nextKey();
     if (Number.isFinite(this.surface.usableUntil) && this.phase !== 'done') {
       const delay = Math.max(0, this.surface.usableUntil - this.options.handoffMarginMs - Date.now());
@@ -58,42 +61,42 @@ export class DiscordAnswer implements AnswerSink {
     }
   }
 
-  queued(position: number): void {
+  queued(_position: number, status: StatusText): void {
     this.phase = 'waiting';
-    this.status(this.options.t(this.options.lang, 'queued', { position }));
+    this.cancelLabel = status.cancelLabel;
+    this.status(status.text);
   }
 
-  started(): void {
+  started(status: StatusText): void {
     this.phase = 'waiting';
-    this.status(this.options.t(this.options.lang, 'thinking'));
+    this.cancelLabel = status.cancelLabel;
+    this.status(status.text);
   }
 
   progress(textSoFar: string): void {
     this.phase = 'waiting';
-    if (textSoFar.trim().length === 0) return;
     this.status(this.preview(textSoFar));
   }
 
   async finished(text: string): Promise<{ messageIds: string[] }> {
     this.end();
-    const body = text.trim().length > 0 ? text : this.options.t(this.options.lang, 'emptyAnswer');
-    const chunks = splitMessage(body, DISCORD_MAX_CONTENT - this.surface.reserved);
+    const chunks = splitMessage(text, DISCORD_MAX_CONTENT - this.surface.reserved);
     const messageIds: string[] = [];
-    messageIds.push(await this.deliver(this.key, (surface) => surface.show(chunks[0] ?? body, [])));
+    messageIds.push(await this.deliver(this.key, (surface) => surface.show(chunks[0] ?? text, [])));
     for (const chunk of chunks.slice(1)) {
       messageIds.push(await this.deliver(undefined, (surface) => surface.append(chunk)));
     }
     return { messageIds };
   }
 
-  async failed(userMessage: string, code: ErrorCode): Promise<void> {
-    const refusedUpFront = this.phase === 'new';
+  async failed(userMessage: string, code: ErrorCode, context: FailureContext): Promise<void> {
     this.end();
-    this.options.logger.debug({ requestId: this.requestId || undefined, code }, 'discord request ended without an answer');
-    if (refusedUpFront) {
+    this.options.logger.debug({ requestId: this.requestId || undefined, code, refused: context.refused }, 'discord request ended without an answer');
+    if (context.refused) {
       await this.deliver(this.key, (surface) => surface.refuse(userMessage));
       return;
     }
+    // The status message (the deferred reply) becomes the failure: the user reads why.
     await this.deliver(this.key, (surface) => surface.show(userMessage, []));
   }
 
@@ -163,7 +166,7 @@ export class DiscordAnswer implements AnswerSink {
     this.handoffTimer = undefined;
     this.options.logger.info({ requestId: this.requestId || undefined }, 'discord answer moves to a channel message');
     if (notify) {
-      const notice = discordText(this.options.lang, 'movedToChannel');
+      const notice = discordText(this.language, 'movedToChannel');
       this.options.lane
         .final(oldKey, () => old.show(notice, []))
         .catch((error: unknown) =>
@@ -184,7 +187,7 @@ export class DiscordAnswer implements AnswerSink {
           {
             type: ComponentType.Button,
             style: ButtonStyle.Secondary,
-            label: this.options.t(this.options.lang, 'cancelButton'),
+            label: this.cancelLabel,
             custom_id: `${CANCEL_PREFIX}${this.requestId}`,
           },
         ],

@@ -1,7 +1,19 @@
 // Builds the discord.js client: minimal gateway intents, the REST root and gateway URL overrides
-// (local proxies, tests), no mention pings by default, and rate limits on message sends/edits
-// handed to the adapter's edit lanes (see errors.ts).
-import { Client, GatewayIntentBits, Partials, Routes, type RESTOptions } from 'discord.js';
+// (local proxies, tests), no mention pings by default, rate limits on message sends/edits handed
+// to the adapter's edit lanes (see errors.ts), and a gateway that backs off between reconnection
+// attempts (ShardHooks) instead of @discordjs/ws's fixed 0.5 s.
+import {
+  Client,
+  GatewayIntentBits,
+  Partials,
+  Routes,
+  SimpleShardingStrategy,
+  type ClientOptions,
+  type RESTOptions,
+} from 'discord.js';
+
+/** @discordjs/ws's manager (discord.js exports its own class of the same name). */
+type GatewayManager = ConstructorParameters<typeof SimpleShardingStrategy>[0];
 import { rateLimitHandledByLane } from './errors.js';
 
 export interface DiscordClientOptions {
@@ -10,6 +22,56 @@ export interface DiscordClientOptions {
   /** Gateway WebSocket URL; default: what GET /gateway/bot reports. */
   gatewayUrl?: string;
   mentionMode: boolean;
+  /** Called around each gateway connection attempt (back-off, status). */
+  shardHooks?: ShardHooks;
+}
+
+/**
+ * @discordjs/ws reconnects a shard 0.5 s after every failed attempt, forever, and reports network
+ * errors only as debug lines. These hooks let the adapter wait before an attempt (its back-off;
+ * resolve false to skip the attempt because the adapter is stopping) and see the errors.
+ */
+export interface ShardHooks {
+  beforeConnect(): Promise<boolean>;
+  onError(error: Error): void;
+}
+
+/** The (private, but stable across @discordjs/ws 1.x) shard members the hooks wrap. */
+interface ShardInternals {
+  internalConnect(): Promise<void>;
+  onError(error: Error): void;
+}
+
+/** discord.js's default strategy, with every shard's connection attempts going through `hooks`. */
+class HookedShardingStrategy extends SimpleShardingStrategy {
+  constructor(
+    manager: GatewayManager,
+    private readonly hooks: ShardHooks,
+  ) {
+    super(manager);
+  }
+
+  override async spawn(shardIds: number[]): Promise<void> {
+    await super.spawn(shardIds);
+    const shards = (this as unknown as { shards: Map<number, ShardInternals> }).shards;
+    for (const shard of shards.values()) hookShard(shard, this.hooks);
+  }
+}
+
+const HOOKED = Symbol('vistyle.hooked');
+
+function hookShard(shard: ShardInternals & { [HOOKED]?: true }, hooks: ShardHooks): void {
+  if (shard[HOOKED]) return;
+  shard[HOOKED] = true;
+  const connect = shard.internalConnect.bind(shard);
+  shard.internalConnect = async () => {
+    if (await hooks.beforeConnect()) await connect();
+  };
+  const onError = shard.onError.bind(shard);
+  shard.onError = (error: Error) => {
+    hooks.onError(error);
+    onError(error);
+  };
 }
 
 /**
@@ -33,14 +95,17 @@ export function normalizeApiRoot(apiRoot: string): string {
 export function createDiscordClient(options: DiscordClientOptions): Client {
   const rest: Partial<RESTOptions> = { rejectOnRateLimit: rateLimitHandledByLane };
   if (options.apiRoot) rest.api = normalizeApiRoot(options.apiRoot);
-  const client = new Client({
+  const clientOptions: ClientOptions = {
     intents: discordIntents(options.mentionMode),
     // DM channels and deleted messages arrive uncached.
     partials: [Partials.Channel, Partials.Message],
     // Model output could contain @everyone or role mentions: never ping anyone unless asked.
     allowedMentions: { parse: [], repliedUser: false },
     rest,
-  });
+  };
+  const hooks = options.shardHooks;
+  if (hooks) clientOptions.ws = { buildStrategy: (manager) => new HookedShardingStrategy(manager, hooks) };
+  const client = new Client(clientOptions);
   if (options.gatewayUrl) overrideGatewayUrl(client, options.gatewayUrl);
   return client;
 }

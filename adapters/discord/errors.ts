@@ -53,10 +53,6 @@ export function isUnknownMessage(error: unknown): boolean {
   return error instanceof DiscordAPIError && error.code === DiscordErrorCode.UnknownMessage;
 }
 
-export function discordErrorCode(error: unknown): number | string | undefined {
-  return error instanceof DiscordAPIError ? error.code : undefined;
-}
-
 /** Replace interaction tokens in webhook / callback paths. */
 export function redactDiscordUrl(url: string): string {
   return redactSecrets(

@@ -1,7 +1,8 @@
 // The Discord adapter: discord.js events in, BotCore calls out, answers rendered back. Thin by
-// design: limits, queueing, styles, conversations and strings live in the core (src/bot); this
-// file maps slash commands, the "Ask about this image" context menu, mentions (mention mode),
-// Cancel buttons and message deletions onto it.
+// design: limits, queueing, styles, conversations, strings and the command table live in the core
+// (src/bot); this file maps slash commands, the "Ask about this image" context menu, mentions
+// (mention mode), Cancel buttons and message deletions onto it, and keeps the gateway connection
+// (back-off between attempts, status() for health checks, a bounded first connection).
 import {
   Events,
   MessageFlags,
@@ -14,31 +15,32 @@ import {
   type PartialMessage,
   type User,
 } from 'discord.js';
-import { EditSchedulers } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import { backoffDelay, ConnectionTracker, sleepUnlessAborted } from '../shared/connection.js';
+import { EditSchedulers } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
+import { findCommand, runCommand, type CommandArgs } from '../../src/bot/commands.js';
 import type {
+  AdapterStatus,
   AskTicket,
   BotChat,
   BotCore,
   BotRequest,
   BotUser,
   CommandContext,
-  CommandResult,
   DiscordAdapterOptions,
   PlatformAdapter,
 } from '../../src/bot/types.js';
-import { VistyleError } from '../../src/errors.js';
-import { registerSecret, type Logger } from '../../src/log.js';
+import { isVistyleError, VistyleError } from '../../src/errors.js';
+import { redactSecrets, registerSecret, type Logger } from '../../src/log.js';
 import type { StyleRegistry } from '../../src/styles/types.js';
 import { CANCEL_PREFIX, DISCORD_MAX_CONTENT, DiscordAnswer } from './answer.js';
 import { createDiscordClient } from './client.js';
-import { buildCommandDefinitions, CommandName, syncCommands, type StyleChoice } from './commands.js';
+import { ASK_ABOUT_IMAGE, buildCommandDefinitions, syncCommands, type StyleChoice } from './commands.js';
 import { describeError, retryAfterMs } from './errors.js';
 import { attachmentImageSource, pickAttachment } from './image-source.js';
-import { discordText } from './strings.js';
-import { ChannelSurface, InteractionSurface, type AnswerSurface } from './surfaces.js';
+import { ChannelSurface, InteractionSurface, type AnswerInteraction, type AnswerSurface } from './surfaces.js';
 
-export { buildCommandDefinitions, CommandName, syncCommands } from './commands.js';
+export { ASK_ABOUT_IMAGE, buildCommandDefinitions, syncCommands } from './commands.js';
 export { discordIntents } from './client.js';
 
 /** A style registry that can tell us when the operator's styles file changed. */
@@ -56,12 +58,25 @@ export interface DiscordAdapterExtras {
   handoffMarginMs?: number;
   /** Least time between two edits in one channel (default 1000 ms). */
   editIntervalMs?: number;
+  /** start() gives up (NETWORK) when the first connection has not succeeded after this long (default 30 s). */
+  startTimeoutMs?: number;
+  /** Gateway reconnection back-off: first wait and cap (default 1 s doubling to 60 s). */
+  reconnectBackoff?: { initialMs?: number; maxMs?: number };
+  /** Least time between two "still unreachable" log lines during an outage (default 60 s). */
+  outageReportEveryMs?: number;
 }
 
 export type DiscordAdapterConfig = DiscordAdapterOptions & DiscordAdapterExtras;
 
 const DEFAULT_TOKEN_LIFETIME_MS = 15 * 60_000;
 const DEFAULT_HANDOFF_MARGIN_MS = 60_000;
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+/**
+ * An interaction must be acknowledged within 3 s of its creation (Discord). The core decides up
+ * front refusals in milliseconds; should it not have decided this long after the interaction was
+ * created, the request is deferred anyway (a refusal then edits the deferred reply).
+ */
+const DECIDE_BEFORE_DEFER_MS = 2000;
 const REMEMBERED = 10_000;
 
 export function createDiscordAdapter(options: DiscordAdapterConfig): DiscordAdapter {
@@ -83,11 +98,24 @@ export class DiscordAdapter implements PlatformAdapter {
   private unsubscribeStyles: (() => void) | undefined;
   private stopped = false;
   private starting: Promise<void> | null = null;
+  /** Aborted by stop(): ends a start() in progress and any back-off wait. */
+  private readonly lifetime = new AbortController();
+  private readonly connection: ConnectionTracker;
+  /** The wait before the gateway's next connection attempt (set when one fails). */
+  private reconnectDelayMs = 0;
+  /** The client whose gateway may connect; a destroyed one's pending attempts are dropped. */
+  private liveClient: Client | null = null;
 
   constructor(private readonly options: DiscordAdapterConfig) {
     registerSecret(options.token);
     this.core = options.core;
     this.log = options.logger.child({ module: 'discord' });
+    this.connection = new ConnectionTracker({
+      platform: 'discord',
+      logger: this.log,
+      what: 'discord gateway',
+      ...(options.outageReportEveryMs !== undefined ? { reportEveryMs: options.outageReportEveryMs } : {}),
+    });
     this.tokenLifetimeMs = options.interactionTokenLifetimeMs ?? DEFAULT_TOKEN_LIFETIME_MS;
     this.handoffMarginMs = Math.min(options.handoffMarginMs ?? DEFAULT_HANDOFF_MARGIN_MS, this.tokenLifetimeMs / 2);
     const editIntervalMs = options.editIntervalMs ?? 1000;
@@ -100,44 +128,128 @@ export class DiscordAdapter implements PlatformAdapter {
   }
 
   start(): Promise<void> {
+    if (this.stopped) return Promise.reject(new VistyleError('CANCELLED', 'the Discord adapter was stopped'));
     this.starting ??= this.connect();
     return this.starting;
+  }
+
+  status(): AdapterStatus {
+    return this.connection.status();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.lifetime.abort();
+    this.connection.stop();
     this.unsubscribeStyles?.();
     this.lanes.closeAll();
     const client = this.client;
     this.client = null;
+    this.liveClient = null;
     if (client) await client.destroy().catch((error: unknown) => this.log.warn({ error: describeError(error) }, 'discord client destroy failed'));
+    // A start() still connecting ends now (it sees the abort); don't leave it behind.
+    await this.starting?.catch(() => undefined);
     this.log.info('discord adapter stopped');
   }
 
+  /**
+   * Logs in and waits for the gateway session. A network failure is retried with back-off (a
+   * new client each time) until `startTimeoutMs` has passed since start() was called, then start()
+   * fails with NETWORK; a rejected token or intent fails at once (CONFIG_INVALID); stop() ends it
+   * at once (CANCELLED).
+   */
   private async connect(): Promise<void> {
-    const client = createDiscordClient({
+    this.connection.starting();
+    const timeoutMs = this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const client = this.buildClient();
+      this.client = client;
+      try {
+        const readyClient = await this.loginOnce(client, deadline);
+        await this.onConnected(readyClient);
+        return;
+      } catch (error) {
+        if (this.client === client) this.client = null;
+        if (this.liveClient === client) this.liveClient = null;
+        await client.destroy().catch(() => undefined);
+        if (this.lifetime.signal.aborted) throw new VistyleError('CANCELLED', 'the Discord adapter was stopped while connecting');
+        const failure = isVistyleError(error) ? error : loginError(error);
+        if (failure.code !== 'NETWORK') {
+          this.connection.stop();
+          throw failure;
+        }
+        const left = deadline - Date.now();
+        const wait = backoffDelay(attempt + 1, this.options.reconnectBackoff);
+        if (left <= wait) {
+          this.connection.stop();
+          const last = this.connection.status().lastError;
+          throw new VistyleError(
+            'NETWORK',
+            `could not connect to Discord within ${Math.round(timeoutMs / 1000)} s${last ? ` (last error: ${last})` : ''}; check the network, DISCORD_API_ROOT and DISCORD_GATEWAY_URL`,
+            { details: failure.details ?? {} },
+          );
+        }
+        this.connection.failed(wait, errorText(error));
+        await sleepUnlessAborted(wait, this.lifetime.signal);
+        if (this.lifetime.signal.aborted) throw new VistyleError('CANCELLED', 'the Discord adapter was stopped while connecting');
+      }
+    }
+  }
+
+  private buildClient(): Client {
+    const client: Client = createDiscordClient({
       apiRoot: this.options.apiRoot,
       gatewayUrl: this.options.gatewayUrl,
       mentionMode: this.options.mentionMode,
+      shardHooks: {
+        beforeConnect: async () => {
+          const wait = this.reconnectDelayMs;
+          this.reconnectDelayMs = 0;
+          if (wait > 0) await sleepUnlessAborted(wait, this.lifetime.signal);
+          // Destroying a client does not stop an attempt already waiting here: drop it.
+          return !this.lifetime.signal.aborted && this.liveClient === client;
+        },
+        onError: (error) => this.connection.error(errorText(error)),
+      },
     });
-    this.client = client;
+    this.liveClient = client;
     this.attachPlatformLogging(client);
     client.on(Events.InteractionCreate, (interaction) => this.guard('interaction', () => this.onInteraction(interaction)));
     if (this.options.mentionMode) {
       client.on(Events.MessageCreate, (message) => this.guard('message', () => this.onMessage(message)));
       client.on(Events.MessageDelete, (message) => this.guard('message delete', () => this.onMessageDelete(message)));
     }
+    return client;
+  }
 
+  /** One login: resolves with the ready client, or rejects (the deadline, stop(), the login's own error). */
+  private async loginOnce(client: Client, deadline: number): Promise<Client<true>> {
     const ready = new Promise<Client<true>>((resolve) => client.once(Events.ClientReady, resolve));
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const givingUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new VistyleError('NETWORK', 'the Discord gateway did not answer in time')), Math.max(0, deadline - Date.now()));
+      onAbort = () => reject(new VistyleError('CANCELLED', 'stopped'));
+      this.lifetime.signal.addEventListener('abort', onAbort, { once: true });
+    });
     try {
-      await client.login(this.options.token);
-    } catch (error) {
-      this.client = null;
-      await client.destroy().catch(() => undefined);
-      throw loginError(error);
+      return await Promise.race([
+        client.login(this.options.token).then(
+          () => ready,
+          (error: unknown) => Promise.reject(loginError(error)),
+        ),
+        givingUp,
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) this.lifetime.signal.removeEventListener('abort', onAbort);
     }
-    const readyClient = await ready;
+  }
+
+  private async onConnected(readyClient: Client<true>): Promise<void> {
+    this.connection.connected();
     if (readyClient.application.id !== this.options.applicationId) {
       this.log.warn(
         { configured: this.options.applicationId, actual: readyClient.application.id },
@@ -165,13 +277,32 @@ export class DiscordAdapter implements PlatformAdapter {
     }
   }
 
+  /**
+   * Platform events as log lines and connection state. A lost gateway connection is reported by
+   * the ConnectionTracker (one warning, then one line a minute), not once per attempt.
+   */
   private attachPlatformLogging(client: Client): void {
     client.on(Events.Error, (error) => this.log.error({ error: describeError(error) }, 'discord client error'));
     client.on(Events.Warn, (message) => this.log.warn({ detail: message }, 'discord client warning'));
-    client.on(Events.ShardError, (error, shardId) => this.log.error({ error: describeError(error), shardId }, 'discord gateway error'));
-    client.on(Events.ShardDisconnect, (event, shardId) => this.log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
-    client.on(Events.ShardReconnecting, (shardId) => this.log.info({ shardId }, 'discord gateway reconnecting'));
-    client.on(Events.ShardResume, (shardId, replayed) => this.log.info({ shardId, replayed }, 'discord gateway resumed'));
+    client.on(Events.ShardError, (error, shardId) => {
+      this.connection.error(errorText(error));
+      this.log.error({ error: describeError(error), shardId }, 'discord gateway error');
+    });
+    client.on(Events.ShardDisconnect, (event, shardId) => {
+      // Discord closed with a code that discord.js does not recover from (e.g. invalid intents).
+      this.connection.failed(undefined, `gateway closed the connection (code ${event.code})`);
+      this.log.error({ code: event.code, shardId }, 'discord gateway disconnected for good');
+    });
+    client.on(Events.ShardReconnecting, () => {
+      // The connection closed; the next attempt waits this long (the first one goes at once).
+      this.reconnectDelayMs = backoffDelay(this.connection.failedAttempts, this.options.reconnectBackoff);
+      this.connection.failed(this.reconnectDelayMs);
+    });
+    client.on(Events.ShardReady, () => this.connection.connected());
+    client.on(Events.ShardResume, (shardId, replayed) => {
+      this.connection.connected();
+      this.log.info({ shardId, replayed }, 'discord gateway resumed');
+    });
     client.rest.on('rateLimited', (info) =>
       this.log.debug({ route: info.route, method: info.method, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limit'),
     );
@@ -194,10 +325,10 @@ export class DiscordAdapter implements PlatformAdapter {
     if (this.stopped) return;
     if ('locale' in interaction && interaction.locale) this.remember(this.locales, interaction.user.id, interaction.locale);
     if (interaction.isChatInputCommand()) {
-      if (interaction.commandName === CommandName.Ask) return this.onAsk(interaction);
+      if (interaction.commandName === 'ask') return this.onAsk(interaction);
       return this.onSettingsCommand(interaction);
     }
-    if (interaction.isMessageContextMenuCommand() && interaction.commandName === CommandName.AskAboutImage) {
+    if (interaction.isMessageContextMenuCommand() && interaction.commandName === ASK_ABOUT_IMAGE) {
       return this.onAskAboutImage(interaction);
     }
     if (interaction.isButton() && interaction.customId.startsWith(CANCEL_PREFIX)) return this.onCancel(interaction);
@@ -206,8 +337,6 @@ export class DiscordAdapter implements PlatformAdapter {
 
   /** `/ask image:<attachment> question:<text> style:<choice>`. */
   private async onAsk(interaction: ChatInputCommandInteraction): Promise<void> {
-    // The first response is due within 3 s: defer before anything else.
-    await interaction.deferReply();
     const attachment = interaction.options.getAttachment('image');
     const request: BotRequest = {
       user: this.userOf(interaction.user, interaction.locale),
@@ -219,12 +348,11 @@ export class DiscordAdapter implements PlatformAdapter {
     const style = interaction.options.getString('style');
     if (style) request.style = style;
     if (attachment) request.image = attachmentImageSource(attachment);
-    this.ask(request, this.interactionSurface(interaction), interaction.channelId, interaction.user.id);
+    await this.askOnInteraction(interaction, request);
   }
 
   /** The message context menu: ask the style's default question about the message's picture. */
   private async onAskAboutImage(interaction: MessageContextMenuCommandInteraction): Promise<void> {
-    await interaction.deferReply();
     const target = interaction.targetMessage;
     const attachment = pickAttachment(target.attachments.values());
     const request: BotRequest = {
@@ -239,11 +367,35 @@ export class DiscordAdapter implements PlatformAdapter {
       // No picture here: a follow-up on the conversation this message belongs to (the bot's answer).
       request.replyToMessageId = target.id;
     }
-    this.ask(request, this.interactionSurface(interaction), interaction.channelId, interaction.user.id);
+    await this.askOnInteraction(interaction, request);
   }
 
-  private interactionSurface(interaction: ChatInputCommandInteraction | MessageContextMenuCommandInteraction): AnswerSurface {
-    return new InteractionSurface(interaction, Promise.resolve(), this.tokenLifetimeMs);
+  /**
+   * Asks first and acknowledges after. What the core can refuse from the interaction alone
+   * (allow-lists, rate and in-flight limits, a full queue, an attachment's type or size from its
+   * metadata, an unknown style) it refuses within milliseconds, and that refusal is the
+   * interaction's private reply. Only an accepted request is deferred ("is thinking…", public);
+   * its reply is then edited into the answer or, should it fail later (download, decoding), into
+   * the failure. Deferring first would leave no private way to refuse: the first follow-up after
+   * a deferral edits the deferred reply and keeps its visibility (Discord ignores the ephemeral
+   * flag there), so a refusal sent that way and the reply deleted afterwards vanishes.
+   */
+  private async askOnInteraction(interaction: AnswerInteraction, request: BotRequest): Promise<void> {
+    const surface = new InteractionSurface(interaction, this.tokenLifetimeMs);
+    const ticket = this.ask(request, surface, interaction.channelId, interaction.user.id);
+    const grace = Math.max(0, interaction.createdTimestamp + DECIDE_BEFORE_DEFER_MS - Date.now());
+    let timer: NodeJS.Timeout | undefined;
+    const decided = await Promise.race([
+      ticket.accepted,
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), grace))),
+    ]);
+    clearTimeout(timer);
+    if (!decided || surface.acknowledged) return;
+    // A failed deferral (Discord gave up on the interaction) shows in the first write, which then
+    // moves the answer to a channel message.
+    await surface.defer().catch((error: unknown) =>
+      this.log.warn({ requestId: ticket.requestId, error: describeError(error) }, 'discord refused the deferral'),
+    );
   }
 
   private async onCancel(interaction: ButtonInteraction): Promise<void> {
@@ -257,20 +409,25 @@ export class DiscordAdapter implements PlatformAdapter {
     await interaction.reply({ content: result.text, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
   }
 
-  /** `/style`, `/styles`, `/help`, `/reset`, `/queue`, `/reload`: answered privately (ephemeral). */
+  /** Every other command of the core's table (/style, /styles, /language, /help...): answered privately (ephemeral). */
   private async onSettingsCommand(interaction: ChatInputCommandInteraction): Promise<void> {
     const ctx: CommandContext = {
       user: this.userOf(interaction.user, interaction.locale),
       chat: chatOf(interaction.channelId, interaction.guildId),
       locale: interaction.locale,
     };
-    let result: CommandResult;
-    try {
-      result = this.runCommand(interaction, ctx);
-    } catch (error) {
-      this.log.error({ error: describeError(error), command: interaction.commandName }, 'discord command failed');
-      result = { ok: false, text: discordText(this.core.languageOf(ctx.user, ctx.locale), 'commandFailed') };
+    const command = findCommand(interaction.commandName);
+    const args: CommandArgs = {};
+    for (const option of command?.options ?? []) {
+      if (option.kind === 'picture') continue;
+      const value = interaction.options.getString(option.name);
+      if (value) args[option.name] = value;
     }
+    const result = command
+      ? runCommand(this.core, command, ctx, args, (error) =>
+          this.log.error({ error: describeError(error), command: interaction.commandName }, 'discord command failed'),
+        )
+      : this.core.help(ctx); // a command from an older registration that this version no longer has
     const [first = result.text, ...rest] = splitMessage(result.text, DISCORD_MAX_CONTENT);
     await interaction.reply({ content: first, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
     // Continuations are message sends like any other: through the channel's lane (rate limits).
@@ -279,27 +436,6 @@ export class DiscordAdapter implements PlatformAdapter {
       await lane.final(undefined, () =>
         interaction.followUp({ content: chunk, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } }),
       );
-    }
-  }
-
-  private runCommand(interaction: ChatInputCommandInteraction, ctx: CommandContext): CommandResult {
-    switch (interaction.commandName) {
-      case CommandName.Style: {
-        const name = interaction.options.getString('name')?.trim();
-        return name ? this.core.setStyle(ctx, name) : this.core.showStyle(ctx);
-      }
-      case CommandName.Styles:
-        return this.core.listStyles(ctx);
-      case CommandName.Reset:
-        return this.core.reset(ctx);
-      case CommandName.Queue:
-        return this.core.queueStatus(ctx);
-      case CommandName.Reload:
-        return this.core.reloadStyles(ctx);
-      case CommandName.Help:
-      default:
-        // Help also answers commands from an older registration that this version no longer has.
-        return this.core.help(ctx);
     }
   }
 
@@ -350,15 +486,12 @@ export class DiscordAdapter implements PlatformAdapter {
   // ------------------------------------------------------------------ shared
 
   private ask(request: BotRequest, surface: AnswerSurface, channelId: string, userId: string): AskTicket {
-    const lang = this.core.languageOf(request.user, request.locale);
     const rest = this.client!.rest;
     const answer = new DiscordAnswer({
       lane: this.lanes.forChat(channelId),
       surface,
       channelFallback: () => new ChannelSurface(rest, channelId, { mentionUserId: userId }),
       handoffMarginMs: this.handoffMarginMs,
-      lang,
-      t: this.core.t,
       logger: this.log,
     });
     const ticket = this.core.ask(request, answer);
@@ -422,4 +555,11 @@ function loginError(error: unknown): VistyleError {
     );
   }
   return new VistyleError('NETWORK', 'could not connect to Discord', { details: detail });
+}
+
+/** A short, log-safe text for an error (status().lastError, outage log lines). */
+function errorText(error: unknown): string {
+  const fields = describeError(error);
+  const code = fields.code !== undefined ? `${String(fields.code)}: ` : '';
+  return redactSecrets(`${code}${String(fields.message ?? fields.type ?? 'unknown error')}`).slice(0, 300);
 }

@@ -1,7 +1,10 @@
-// Where an answer is shown. An interaction surface edits the reply of a slash command or context
-// menu (and posts follow-ups) through the interaction token, which Discord accepts for 15 minutes.
-// A channel surface posts and edits a normal bot message: mention-mode answers, and answers that
-// outlive their interaction token.
+// Where an answer is shown. An interaction surface answers a slash command or the context menu
+// through the interaction token: a refusal decided before the request is queued is the
+// interaction's private (ephemeral) reply; an accepted request is deferred ("is thinking…") and
+// that reply is edited with the queue position, the streamed text and the answer or the failure,
+// for as long as Discord accepts the token (15 minutes). A channel surface posts and edits a
+// normal bot message: mention-mode answers, and answers that outlive their interaction token.
+// Nothing a user must read is ever deleted.
 import {
   MessageFlags,
   Routes,
@@ -40,24 +43,40 @@ export class InteractionSurface implements AnswerSurface {
   readonly usableUntil: number;
   /** The message `show` edits: the reply, or the follow-up that replaced it once it was deleted. */
   private target = '@original';
+  /** Settles once the deferral was sent (rejects when Discord refused it). */
+  private deferral: Promise<void> | undefined;
+  private replied = false;
 
-  /** `deferred` settles once the deferral was accepted; every write waits for it. */
   constructor(
     private readonly interaction: AnswerInteraction,
-    private readonly deferred: Promise<unknown>,
     tokenLifetimeMs: number,
   ) {
     this.usableUntil = interaction.createdTimestamp + tokenLifetimeMs;
   }
 
+  /** Whether the interaction has been acknowledged (deferred or answered). */
+  get acknowledged(): boolean {
+    return this.deferral !== undefined || this.replied;
+  }
+
+  /**
+   * Acknowledge with a public "is thinking…" reply (Discord wants the first response within
+   * 3 s). Idempotent; every later write waits for it.
+   */
+  defer(): Promise<void> {
+    this.deferral ??= this.interaction.deferReply().then(() => undefined);
+    return this.deferral;
+  }
+
   async show(content: string, components: ActionRow[]): Promise<string> {
-    await this.deferred;
+    await this.defer();
     try {
       const message = await this.interaction.editReply({ content, components, allowedMentions: NO_PINGS, message: this.target });
       return message.id;
     } catch (error) {
       if (!isUnknownMessage(error)) throw error;
       // Someone deleted the reply: carry on in a follow-up (public too), edited from now on.
+      // (Not the first follow-up after the deferral: that one would edit the deleted reply.)
       const message = await this.interaction.followUp({ content, components, allowedMentions: NO_PINGS });
       this.target = message.id;
       return message.id;
@@ -65,17 +84,28 @@ export class InteractionSurface implements AnswerSurface {
   }
 
   async append(content: string): Promise<string> {
-    await this.deferred;
+    await this.defer();
     const message = await this.interaction.followUp({ content, allowedMentions: NO_PINGS });
     return message.id;
   }
 
-  /** The refusal goes to the asker alone; the public "thinking…" placeholder is removed. */
+  /**
+   * Refused before anything was acknowledged: the interaction's own reply, visible to the asker
+   * only. Once deferred (the core took longer than the deferral's grace period), the refusal
+   * edits the deferred reply instead: a follow-up would fill the deferred reply anyway, keeping
+   * its public visibility, and deleting the reply would delete the refusal with it.
+   */
   async refuse(content: string): Promise<string[]> {
-    await this.deferred;
-    const message = await this.interaction.followUp({ content, flags: MessageFlags.Ephemeral, allowedMentions: NO_PINGS });
-    await this.interaction.deleteReply().catch(() => undefined);
-    return [message.id];
+    if (this.deferral) return [await this.show(content, [])];
+    this.replied = true;
+    const response = await this.interaction.reply({
+      content,
+      flags: MessageFlags.Ephemeral,
+      allowedMentions: NO_PINGS,
+      withResponse: true,
+    });
+    const id = response.resource?.message?.id;
+    return id ? [id] : [];
   }
 }
 

@@ -1,19 +1,23 @@
 // The Telegram adapter: telegraf in, BotCore calls and rendered answers out. It only translates:
-// messages and albums become BotRequests, commands become core calls, callback queries become
-// style choices and cancels. Limits, queueing, styles, conversations and strings live in the core.
+// messages and albums become BotRequests, commands (the core's command table) become core calls,
+// callback queries become style choices and cancels. Limits, queueing, styles, conversations and
+// strings live in the core. It also keeps the connection: a bounded, stoppable first getMe, and
+// status() from the outcome of each getUpdates call (outages logged at a sane rate).
 import { createServer, type Server } from 'node:http';
 import { Telegraf } from 'telegraf';
 import type { CallbackQuery, InlineKeyboardMarkup, Message, User } from 'telegraf/types';
-import { EditSchedulers } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
+import { ConnectionTracker, sleepUnlessAborted } from '../shared/connection.js';
+import { EditSchedulers } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
+import { argsFromText, findCommand, runCommand } from '../../src/bot/commands.js';
 import type {
+  AdapterStatus,
   BotChat,
   BotCore,
   BotRequest,
   BotUser,
   CommandContext,
   CommandResult,
-  Language,
   PlatformAdapter,
   StyleStatus,
   TelegramAdapterOptions,
@@ -46,6 +50,10 @@ export interface TelegramAdapterTuning {
   messagesPerSecond?: number;
   /** stop() waits at most this long for answers and replies still being delivered (default 5000 ms). */
   stopDrainMs?: number;
+  /** getMe attempts before start() gives up on an unreachable Bot API (default 5, about 20 s). */
+  startAttempts?: number;
+  /** Least time between two "still unreachable" log lines during an outage (default 60 s). */
+  outageReportEveryMs?: number;
 }
 
 export type CreateTelegramAdapterOptions = TelegramAdapterOptions & TelegramAdapterTuning;
@@ -77,7 +85,10 @@ export class TelegramAdapter implements PlatformAdapter {
   private nextDraftId = 1 + Math.floor(Math.random() * 1_000_000);
   private polling: Promise<void> | undefined;
   private webhookServer: Server | undefined;
-  private state: 'new' | 'running' | 'stopped' = 'new';
+  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  /** Aborted by stop(): ends a start() still retrying getMe, at once. */
+  private readonly lifetime = new AbortController();
+  private readonly connection: ConnectionTracker;
 
   constructor(private readonly options: CreateTelegramAdapterOptions) {
     registerSecret(options.token);
@@ -89,6 +100,13 @@ export class TelegramAdapter implements PlatformAdapter {
     const telegram: { webhookReply: boolean; apiRoot?: string } = { webhookReply: false };
     if (options.apiRoot) telegram.apiRoot = options.apiRoot;
     this.bot = new Telegraf(options.token, { telegram, handlerTimeout: 30_000 });
+    this.connection = new ConnectionTracker({
+      platform: 'telegram',
+      logger: this.logger,
+      what: 'Telegram Bot API',
+      ...(options.outageReportEveryMs !== undefined ? { reportEveryMs: options.outageReportEveryMs } : {}),
+    });
+    this.observePolling();
     const privateGap = options.privateEditIntervalMs ?? 1000;
     const groupGap = options.groupEditIntervalMs ?? 3000;
     this.lanes = new EditSchedulers((chatKey) => ({
@@ -125,22 +143,42 @@ export class TelegramAdapter implements PlatformAdapter {
   }
 
   async start(): Promise<void> {
+    if (this.state === 'stopped') throw stoppedWhileStarting();
     if (this.state !== 'new') return;
-    const me = await this.getMe();
-    this.bot.botInfo = me;
-    this.identity = { id: me.id, username: me.username };
-    this.state = 'running';
-    if (this.options.registerCommands ?? true) void this.registerCommands();
-    if (this.options.webhook) {
-      await this.startWebhook(this.options.webhook);
-    } else {
-      await this.bot.telegram.deleteWebhook();
-      this.polling = this.pollForever();
+    this.state = 'starting';
+    this.connection.starting();
+    try {
+      const me = await this.getMe();
+      this.bot.botInfo = me;
+      this.identity = { id: me.id, username: me.username };
+      if (this.options.registerCommands ?? true) void this.registerCommands();
+      if (this.options.webhook) {
+        await this.startWebhook(this.options.webhook);
+        this.connection.connected();
+      } else {
+        await this.bot.telegram.deleteWebhook();
+      }
+    } catch (error) {
+      this.connection.stop();
+      throw this.lifetime.signal.aborted ? stoppedWhileStarting() : error;
     }
-    this.logger.info({ username: me.username, mode: this.options.webhook ? 'webhook' : 'polling' }, 'Telegram adapter started');
+    if (this.lifetime.signal.aborted) {
+      this.webhookServer?.closeAllConnections();
+      this.webhookServer?.close();
+      throw stoppedWhileStarting();
+    }
+    this.state = 'running';
+    if (!this.options.webhook) this.polling = this.pollForever();
+    this.logger.info({ username: this.identity.username, mode: this.options.webhook ? 'webhook' : 'polling' }, 'Telegram adapter started');
+  }
+
+  status(): AdapterStatus {
+    return this.connection.status();
   }
 
   async stop(): Promise<void> {
+    this.lifetime.abort();
+    this.connection.stop();
     if (this.state !== 'running') {
       this.state = 'stopped';
       return;
@@ -167,21 +205,52 @@ export class TelegramAdapter implements PlatformAdapter {
 
   // ------------------------------------------------------------------ connecting
 
+  /** getMe, retried on network trouble (2, 4, 6, 8 s apart); stop() ends it at once. */
   private async getMe() {
+    const attempts = this.options.startAttempts ?? 5;
+    const signal = this.lifetime.signal;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.bot.telegram.getMe();
+        const raw = this.bot.telegram as unknown as RawApi;
+        return (await raw.callApi('getMe', {}, { signal })) as Awaited<ReturnType<Telegraf['telegram']['getMe']>>;
       } catch (error) {
+        if (signal.aborted) throw stoppedWhileStarting();
         if (isApiError(error, 401) || isApiError(error, 404)) {
           throw new VistyleError('CONFIG_INVALID', 'Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)', { cause: error });
         }
-        if (attempt >= 5 || !(isTransient(error) || retryAfterMs(error) !== undefined)) {
-          throw new VistyleError('NETWORK', `cannot reach the Telegram Bot API: ${describeApiError(error).description}`, { cause: error });
+        const { description } = describeApiError(error);
+        if (attempt >= attempts || !(isTransient(error) || retryAfterMs(error) !== undefined)) {
+          throw new VistyleError('NETWORK', `cannot reach the Telegram Bot API: ${description}`, { cause: error });
         }
-        this.logger.warn(apiErrorFields(error, 'getMe'), 'Telegram Bot API unreachable; retrying');
-        await sleep(Math.min(2000 * attempt, 10_000));
+        const wait = Math.min(2000 * attempt, 10_000);
+        this.connection.failed(wait, description);
+        if (!(await sleepUnlessAborted(wait, signal))) throw stoppedWhileStarting();
       }
     }
+  }
+
+  /**
+   * Connection state from the calls telegraf makes: a getUpdates that succeeds means connected,
+   * one that fails (telegraf retries by itself every few seconds, silently) an outage.
+   */
+  private observePolling(): void {
+    const telegram = this.bot.telegram as unknown as RawApi;
+    const callApi = telegram.callApi.bind(telegram);
+    telegram.callApi = async (method, payload, options) => {
+      try {
+        const result = await callApi(method, payload, options);
+        if (method === 'getUpdates' && this.state === 'running') this.connection.connected();
+        return result;
+      } catch (error) {
+        const aborted = (error as Error)?.name === 'AbortError' || this.state !== 'running';
+        if (method === 'getUpdates' && !aborted) {
+          const info = describeApiError(error);
+          // telegraf waits retry_after (or 5 s) before the next getUpdates
+          this.connection.failed(info.retryAfterMs ?? 5000, info.description);
+        }
+        throw error;
+      }
+    };
   }
 
   /** Long polling, restarted with a growing pause if it ever fails (409 conflicts, 401s, bugs). */
@@ -193,6 +262,7 @@ export class TelegramAdapter implements PlatformAdapter {
         return; // stopped on purpose
       } catch (error) {
         if (this.state !== 'running') return;
+        this.connection.failed(pause, describeApiError(error).description);
         this.logger.error(apiErrorFields(error, 'getUpdates'), 'long polling failed; restarting');
         await sleep(pause);
         pause = Math.min(pause * 2, 60_000);
@@ -264,7 +334,8 @@ export class TelegramAdapter implements PlatformAdapter {
     }
     const text = readIncoming(incoming, this.identity, incoming.chat.type === 'private');
     if (!text.addressed) return;
-    if (text.command !== undefined && text.command !== 'ask') {
+    // every command but /ask (a question for the model, with this message's picture) is run here
+    if (text.command !== undefined && findCommand(text.command)?.name !== 'ask') {
       this.runCommand(incoming, text);
       return;
     }
@@ -307,7 +378,6 @@ export class TelegramAdapter implements PlatformAdapter {
       }
     }
 
-    const lang = this.core.languageOf(user);
     const cancelNumber = String(this.nextCancel++);
     const answer = new TelegramAnswer({
       telegram: this.bot.telegram,
@@ -315,8 +385,6 @@ export class TelegramAdapter implements PlatformAdapter {
       chatId: message.chat.id,
       isPrivate: message.chat.type === 'private',
       replyToMessageId: message.message_id,
-      lang,
-      t: this.core.t,
       cancelData: `${CANCEL_PREFIX}${cancelNumber}`,
       drafts: this.drafts,
       draftId: this.nextDraftId++,
@@ -335,50 +403,25 @@ export class TelegramAdapter implements PlatformAdapter {
 
   // ------------------------------------------------------------------ commands
 
+  /** A command of the core's table; an unknown one gets the help where it is clearly meant for us. */
   private runCommand(message: Incoming, text: IncomingText): void {
     const ctx: CommandContext = { user: this.botUser(message.from), chat: this.botChat(message) };
-    const args = text.question;
     const replyTo = message.message_id;
-    const reply = (result: CommandResult) => this.send(message.chat.id, result.text, { replyTo });
-    switch (text.command) {
-      case 'start':
-      case 'help':
-        reply(this.core.help(ctx));
-        return;
-      case 'style': {
-        if (args !== '') {
-          reply(this.core.setStyle(ctx, args.split(/\s+/)[0]!));
-          return;
-        }
-        const status = this.core.showStyle(ctx);
-        this.send(message.chat.id, status.text, { replyTo, keyboard: status.ok ? this.styleKeyboard(status) : undefined });
-        return;
+    const command = findCommand(text.command ?? '');
+    if (!command) {
+      // "/foo" in a group may be meant for another bot; only answer when it is clearly ours
+      if (message.chat.type === 'private' || /^\/\w+@/.test(('text' in message ? message.text : '') ?? '')) {
+        this.send(message.chat.id, this.core.help(ctx).text, { replyTo });
       }
-      case 'styles':
-        reply(this.core.listStyles(ctx));
-        return;
-      case 'reset':
-        reply(this.core.reset(ctx));
-        return;
-      case 'queue':
-        reply(this.core.queueStatus(ctx));
-        return;
-      case 'reload':
-        reply(this.core.reloadStyles(ctx));
-        return;
-      case 'language':
-      case 'lang': {
-        const choice = args.toLowerCase();
-        const language: Language | null = choice.startsWith('zh') || choice.startsWith('中') ? 'zh' : choice.startsWith('en') ? 'en' : null;
-        reply(this.core.setLanguage(ctx, language));
-        return;
-      }
-      default:
-        // "/foo" in a group may be meant for another bot; only answer when it is clearly ours
-        if (message.chat.type === 'private' || /^\/\w+@/.test(('text' in message ? message.text : '') ?? '')) {
-          reply(this.core.help(ctx));
-        }
+      return;
     }
+    const args = argsFromText(command, 'telegram', text.question);
+    const result: CommandResult = runCommand(this.core, command, ctx, args, (error) =>
+      this.logger.error({ ...apiErrorFields(error, 'command'), command: command.name }, 'command failed'),
+    );
+    // `/style` on its own: the styles as buttons under the answer
+    const keyboard = command.name === 'style' && !args.name && result.ok && isStyleStatus(result) ? this.styleKeyboard(result) : undefined;
+    this.send(message.chat.id, result.text, { replyTo, keyboard });
   }
 
   private styleKeyboard(status: StyleStatus): InlineKeyboardMarkup {
@@ -401,9 +444,9 @@ export class TelegramAdapter implements PlatformAdapter {
     const message = query.message;
     let toast = '';
     if (data?.startsWith(CANCEL_PREFIX)) {
-      const requestId = this.cancels.get(data.slice(CANCEL_PREFIX.length));
-      const lang = this.core.languageOf(user);
-      toast = requestId === undefined ? this.core.t(lang, 'cancelUnknown') : this.core.cancel(requestId, user).text;
+      // a button of a request that has ended: the core says so (in the user's language)
+      const requestId = this.cancels.get(data.slice(CANCEL_PREFIX.length)) ?? `ended:${data}`;
+      toast = this.core.cancel(requestId, user).text;
     } else if (data?.startsWith(STYLE_PREFIX) && message) {
       const chat: BotChat = {
         platform: 'telegram',
@@ -504,6 +547,18 @@ class YieldingQueue {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function stoppedWhileStarting(): VistyleError {
+  return new VistyleError('CANCELLED', 'the Telegram adapter was stopped while connecting');
+}
+
+function isStyleStatus(result: CommandResult): result is StyleStatus {
+  return 'choices' in result && Array.isArray((result as StyleStatus).choices);
+}
+
+interface RawApi {
+  callApi(method: string, payload: Record<string, unknown>, options?: { signal?: AbortSignal }): Promise<unknown>;
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {

@@ -9,11 +9,12 @@
 // - the final text is split at 4096 characters on paragraph boundaries, formatted as HTML (plain
 //   text again if Telegram rejects the entities), and replaces the status message (edits) or
 //   follows it as new messages (drafts, which Telegram wants persisted by sendMessage).
+// Every text (status lines, the Cancel label, the answer, a failure) comes finished from the core.
 import type { Telegram } from 'telegraf';
 import type { InlineKeyboardMarkup, Message } from 'telegraf/types';
-import type { EditScheduler } from '../../src/bot/edit-scheduler.js';
-import { splitMessage } from '../../src/bot/split-message.js';
-import type { AnswerSink, Language, Translate } from '../../src/bot/types.js';
+import type { EditScheduler } from '../shared/edit-scheduler.js';
+import { splitMessage } from '../shared/split-message.js';
+import type { AnswerSink, StatusText } from '../../src/bot/types.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { apiErrorFields, isApiError, retryAfterMs } from './api-errors.js';
@@ -33,8 +34,6 @@ export interface TelegramAnswerOptions {
   isPrivate: boolean;
   /** The user's message this answer replies to. */
   replyToMessageId?: number;
-  lang: Language;
-  t: Translate;
   /** callback_data of this request's Cancel button. */
   cancelData: string;
   drafts: DraftSupport;
@@ -53,6 +52,8 @@ export class TelegramAnswer implements AnswerSink {
   private typingTimer: NodeJS.Timeout | undefined;
   private streamedByDraft = false;
   private ended = false;
+  /** The Cancel button's label, as the core's status texts give it. */
+  private cancelLabel = '✕';
   private readonly statusKey: string;
   private readonly draftKey: string;
 
@@ -68,12 +69,14 @@ export class TelegramAnswer implements AnswerSink {
     this.typingTimer = undefined;
   }
 
-  queued(position: number): void {
-    this.showStatus(this.o.t(this.o.lang, 'queued', { position }));
+  queued(_position: number, status: StatusText): void {
+    this.cancelLabel = status.cancelLabel;
+    this.showStatus(status.text);
   }
 
-  started(): void {
-    this.showStatus(this.o.t(this.o.lang, 'thinking'));
+  started(status: StatusText): void {
+    this.cancelLabel = status.cancelLabel;
+    this.showStatus(status.text);
     this.startTyping();
   }
 
@@ -89,8 +92,8 @@ export class TelegramAnswer implements AnswerSink {
 
   async finished(text: string): Promise<{ messageIds: string[] }> {
     this.end();
+    // never blank (the core guarantees it), so there is at least one chunk
     const chunks = splitMessage(text, TELEGRAM_TEXT_LIMIT);
-    if (chunks.length === 0) chunks.push(this.o.t(this.o.lang, 'emptyAnswer'));
     // a draft still waiting would only flash up after the real answer
     this.o.lane.forget(this.draftKey);
     await this.statusCreating;
@@ -134,7 +137,7 @@ export class TelegramAnswer implements AnswerSink {
   // ------------------------------------------------------------------ status message
 
   private cancelKeyboard(): InlineKeyboardMarkup {
-    return { inline_keyboard: [[{ text: this.o.t(this.o.lang, 'cancelButton'), callback_data: this.o.cancelData }]] };
+    return { inline_keyboard: [[{ text: this.cancelLabel, callback_data: this.o.cancelData }]] };
   }
 
   /** Creates the status message once; later texts edit it (coalesced by the lane). */

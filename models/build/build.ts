@@ -6,20 +6,40 @@
 import { copyFileSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { openCheckpoint, type Checkpoint } from '../checkpoint/reader.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type LoraTarget, type ModelManifest } from '../manifest.js';
-import type { GraphContext } from '../graphs/common.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type LoraTarget, type ModelManifest, type Quantization } from '../manifest.js';
+import type { BuildDtype, GraphContext } from '../graphs/common.js';
 import { buildDecoderGraph } from '../graphs/decoder.js';
 import { buildDeviceDecoderGraph } from '../graphs/decoder-device.js';
 import { buildEmbedGraph } from '../graphs/embed.js';
 import { DEFAULT_LORA_TARGETS, resolveLoraTargets } from '../graphs/lora-targets.js';
 import { buildVisionGraph } from '../graphs/vision.js';
+import { isValidBlockSize, type QuantSpec } from '../graphs/quantize.js';
+import { VistyleError } from '../../src/errors.js';
 import { VERSION } from '../../src/version.js';
 import { commitBuildFolder, discardBuildFolder, prepareBuildFolder } from './output-folder.js';
+
+/** Weight types a build can have: plain float, or weight-only int8/int4 (MatMulNBits). */
+export type ModelDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
+export const MODEL_DTYPES: readonly ModelDtype[] = ['fp32', 'fp16', 'int8', 'int4'];
+export const DEFAULT_BLOCK_SIZE = 32;
+/**
+ * MatMulNBits accuracy_level of quantized builds when not given: 4 (activations quantized to
+ * int8 per block inside the operator) — the fastest on CPU in the measurements in
+ * docs/engine.md ("Choosing a dtype"); 1 keeps the activations float32 (exact to the dequantized
+ * weights).
+ */
+export const DEFAULT_ACCURACY_LEVEL = 4;
 
 export interface BuildOptions {
   checkpointDir: string;
   outDir: string;
-  dtype?: 'fp32' | 'fp16';
+  dtype?: ModelDtype;
+  /** int8/int4: weights per quantization block along the input features (power of two >= 16). Default 32. */
+  blockSize?: number;
+  /** int8/int4: MatMulNBits accuracy_level (0..4). Default DEFAULT_ACCURACY_LEVEL. */
+  accuracyLevel?: number;
+  /** int8/int4: type of activations, scales, cache and LoRA inputs. Default fp32 (fp16 builds are always fp16). */
+  compute?: BuildDtype;
   /** Tests only: the decoder returns logits for every position, [B,T,V]. */
   allPositionLogits?: boolean;
   /** LoRA target entries (PEFT-style names); default: q/k/v/o of the decoder, q/k/v/out of vision. */
@@ -74,9 +94,57 @@ function copyInto(outDir: string, source: string | null, files: Record<string, n
   return name;
 }
 
+/** What a build's options resolve to: the compute type and the quantization, checked. */
+export interface ResolvedPrecision {
+  dtype: ModelDtype;
+  compute: BuildDtype;
+  quant: QuantSpec | null;
+}
+
+export function resolvePrecision(options: Pick<BuildOptions, 'dtype' | 'blockSize' | 'accuracyLevel' | 'compute'>): ResolvedPrecision {
+  const dtype = options.dtype ?? 'fp32';
+  if (!MODEL_DTYPES.includes(dtype)) throw new VistyleError('CONFIG_INVALID', `dtype ${String(dtype)} is not one of ${MODEL_DTYPES.join(', ')}`);
+  if (dtype === 'fp32' || dtype === 'fp16') {
+    if (options.blockSize !== undefined || options.accuracyLevel !== undefined) {
+      throw new VistyleError('CONFIG_INVALID', `--block-size and --accuracy-level apply to int8 and int4 builds, not ${dtype}`);
+    }
+    if (options.compute !== undefined && options.compute !== dtype) {
+      throw new VistyleError('CONFIG_INVALID', `--compute applies to int8 and int4 builds; a ${dtype} build computes in ${dtype}`);
+    }
+    return { dtype, compute: dtype, quant: null };
+  }
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  if (!isValidBlockSize(blockSize)) {
+    throw new VistyleError('CONFIG_INVALID', `block size ${blockSize} must be a power of two from 16 (16, 32, 64, 128, ...)`);
+  }
+  const accuracyLevel = options.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL;
+  if (!Number.isInteger(accuracyLevel) || accuracyLevel < 0 || accuracyLevel > 4) {
+    throw new VistyleError('CONFIG_INVALID', `accuracy level ${accuracyLevel} must be 0, 1, 2, 3 or 4`);
+  }
+  return { dtype, compute: options.compute ?? 'fp32', quant: { bits: dtype === 'int4' ? 4 : 8, blockSize, accuracyLevel } };
+}
+
+function quantizationFor(p: ResolvedPrecision): Quantization | undefined {
+  if (!p.quant) return undefined;
+  const type = p.compute === 'fp16' ? 'float16' : 'float32';
+  return {
+    operator: 'MatMulNBits',
+    bits: p.quant.bits,
+    blockSize: p.quant.blockSize,
+    symmetric: true,
+    accuracyLevel: p.quant.accuracyLevel,
+    scales: type,
+    compute: type,
+    modules: ['vision', 'projector', 'decoder', 'lm_head'],
+  };
+}
+
 function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: LoraTarget[], copied: ModelManifest['files']): ModelManifest {
   const c = checkpoint.config;
-  const dtype = options.dtype ?? 'fp32';
+  const precision = resolvePrecision(options);
+  const { dtype } = precision;
+  const floatType = precision.compute === 'fp16' ? 'float16' : 'float32';
+  const quantization = quantizationFor(precision);
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
@@ -96,10 +164,11 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
     vision: { imageSize: c.vision.imageSize, patchSize: c.vision.patchSize, imageTokens: c.imageTokens },
     tokens: checkpoint.tokens,
     graphs: { ...GRAPH_FILES },
-    kvCache: { layout: 'window', dtype: dtype === 'fp16' ? 'float16' : 'float32' },
+    kvCache: { layout: 'window', dtype: floatType },
     allPositionLogits: options.allPositionLogits ?? false,
-    lora: { targets, dtype: dtype === 'fp16' ? 'float16' : 'float32' },
+    lora: { targets, dtype: floatType },
     files: copied,
+    ...(quantization ? { quantization } : {}),
     ...(options.deviceDecoder ? { deviceDecoder: { graph: DEVICE_DECODER_FILE, attention: 'GroupQueryAttention' as const, layout: 'bnsh-capacity' as const } } : {}),
   };
 }
@@ -107,7 +176,8 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
 /** Builds a model folder from a checkpoint folder. Throws VistyleError on a bad checkpoint. */
 export async function buildModel(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const dtype = options.dtype ?? 'fp32';
+  const precision = resolvePrecision(options);
+  const { dtype, compute, quant } = precision;
   const target = resolve(options.outDir);
   const checkpoint = openCheckpoint(options.checkpointDir);
   let outDir: string | undefined;
@@ -122,18 +192,18 @@ export async function buildModel(options: BuildOptions): Promise<BuildResult> {
     const files: Record<string, number> = {};
     const c = checkpoint.config;
     options.onProgress?.(
-      `building ${dtype} graphs: vision ${c.featureLayerIndex}/${c.vision.numLayers} layers, decoder ${c.text.numLayers} layers, ` +
+      `building ${dtype} graphs${quant ? ` (MatMulNBits, block ${quant.blockSize}, accuracy level ${quant.accuracyLevel}, compute ${compute})` : ''}: vision ${c.featureLayerIndex}/${c.vision.numLayers} layers, decoder ${c.text.numLayers} layers, ` +
         `${loraModules.size} LoRA targets`,
     );
 
-    const vision = buildVisionGraph(checkpoint, dtype, loraModules);
+    const vision = buildVisionGraph(checkpoint, compute, loraModules, quant);
     writeGraph(vision, outDir, GRAPH_FILES.vision, options, files);
-    const embed = buildEmbedGraph(checkpoint, dtype);
+    const embed = buildEmbedGraph(checkpoint, compute);
     writeGraph(embed, outDir, GRAPH_FILES.embed, options, files);
-    const decoder = buildDecoderGraph(checkpoint, { dtype, allPositionLogits: options.allPositionLogits ?? false, loraModules });
+    const decoder = buildDecoderGraph(checkpoint, { dtype: compute, allPositionLogits: options.allPositionLogits ?? false, loraModules, quant });
     writeGraph(decoder, outDir, GRAPH_FILES.decoder, options, files);
     if (options.deviceDecoder) {
-      const device = buildDeviceDecoderGraph(checkpoint, { dtype, allPositionLogits: options.allPositionLogits ?? false, loraModules });
+      const device = buildDeviceDecoderGraph(checkpoint, { dtype: compute, allPositionLogits: options.allPositionLogits ?? false, loraModules, quant });
       writeGraph(device, outDir, DEVICE_DECODER_FILE, options, files);
     }
 

@@ -2,13 +2,16 @@
 // checkpoint (linear weights stored transposed, [in, out], so MatMul needs no runtime transpose),
 // linear layers with optional LoRA inputs, norms, activations, dtype casts.
 // Precision policy: in fp32 builds everything is float32. In fp16 builds weights and matrix work
-// are float16, while the residual stream, norms and softmax stay float32.
+// are float16, while the residual stream, norms and softmax stay float32. Quantized builds (int8,
+// int4) keep that policy for activations (float32, or float16 with compute fp16) and store the
+// linear weights block-quantized for MatMulNBits (quantize.ts); see weightMatMul.
 import type { Activation } from '../checkpoint/config.js';
 import { float32ToHalf } from '../checkpoint/dtype.js';
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, type GraphBuilder } from '../onnx/builder.js';
 import { DataType, type DataTypeId } from '../onnx/schema.js';
 import type { LoraTarget } from '../manifest.js';
+import { packCodes, quantizeWeight, scaleData, type QuantizedWeight, type QuantSpec } from './quantize.js';
 
 export type BuildDtype = 'fp32' | 'fp16';
 
@@ -23,6 +26,8 @@ export interface GraphContext {
   graphKind: 'vision' | 'decoder';
   /** LoRA inputs added to this graph, in order. */
   loraTargets: LoraTarget[];
+  /** Weight-only quantization of the linear weights (MatMulNBits), or null for plain MatMul. */
+  quant: QuantSpec | null;
 }
 
 export function makeContext(
@@ -31,6 +36,7 @@ export function makeContext(
   dtype: BuildDtype,
   graphKind: 'vision' | 'decoder',
   loraModules: ReadonlySet<string>,
+  quant: QuantSpec | null = null,
 ): GraphContext {
   return {
     g,
@@ -40,6 +46,7 @@ export function makeContext(
     loraModules,
     graphKind,
     loraTargets: [],
+    quant,
   };
 }
 
@@ -76,6 +83,36 @@ export function transposedWeight(ctx: GraphContext, canonical: string): string {
   const [out, inF] = ctx.checkpoint.tensors.shape(canonical) as [number, number];
   return ctx.g.initializer(`${canonical}.T`, ctx.compute, [inF, out], () =>
     inDtype(transpose2d(ctx.checkpoint.tensors.read(canonical), out, inF), ctx.compute),
+  );
+}
+
+/**
+ * x Wᵀ for a [out, in] checkpoint weight (canonical tensor name), x in the compute type: MatMul
+ * on the transposed weight, or, in quantized builds, MatMulNBits on the block-quantized weight
+ * (scales in the compute type, as the operator requires). The base-weight path of linear() and
+ * the lm_head.
+ */
+export function weightMatMul(ctx: GraphContext, x: string, weight: string): string {
+  if (!ctx.quant) return ctx.g.node('MatMul', [x, transposedWeight(ctx, weight)]);
+  const { bits, blockSize, accuracyLevel } = ctx.quant;
+  const [N, K] = ctx.checkpoint.tensors.shape(weight) as [number, number];
+  const blocks = Math.ceil(K / blockSize);
+  const scaleType = ctx.compute === DataType.FLOAT16 ? 'float16' : 'float32';
+  // B and scales come from one quantization; the writer asks for B, then scales, in turn
+  let pending: QuantizedWeight | null = null;
+  const quantized = (): QuantizedWeight =>
+    (pending ??= quantizeWeight(ctx.checkpoint.tensors.read(weight), N, K, bits, blockSize, scaleType));
+  const B = ctx.g.initializer(`${weight}.q${bits}`, DataType.UINT8, [N, blocks, (blockSize * bits) / 8], () => packCodes(quantized()));
+  const scales = ctx.g.initializer(`${weight}.q${bits}.scales`, ctx.compute, [N, blocks], () => {
+    const data = scaleData(quantized());
+    pending = null;
+    return data;
+  });
+  return ctx.g.node(
+    'MatMulNBits',
+    [x, B, scales],
+    { K: attr.int(K), N: attr.int(N), bits: attr.int(bits), block_size: attr.int(blockSize), accuracy_level: attr.int(accuracyLevel) },
+    'com.microsoft',
   );
 }
 
@@ -117,7 +154,7 @@ export function linear(ctx: GraphContext, x: string, module: string, options: { 
   const g = ctx.g;
   const weight = `${module}.weight`;
   const [outF, inF] = ctx.checkpoint.tensors.shape(weight) as [number, number];
-  let y = g.node('MatMul', [x, transposedWeight(ctx, weight)]);
+  let y = weightMatMul(ctx, x, weight);
   if (options.bias) y = g.node('Add', [y, tensorInit(ctx, `${module}.bias`, ctx.compute)]);
   if (ctx.loraModules.has(module)) y = loraBranch(ctx, x, y, module, inF, outF);
   return y;

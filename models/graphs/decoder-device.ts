@@ -16,19 +16,22 @@
 // different lengths decode together without padding, and the WebGPU provider runs the attention
 // itself (flash-attention kernels) instead of MatMul/Softmax over transposed copies of the cache.
 // Everything else (RoPE from position_ids, norms, MLP, LoRA inputs, dtype policy) is the same as
-// decoder.ts, so both graphs give the same logits.
+// decoder.ts (quantized builds included: MatMulNBits), so both graphs give the same logits.
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
 import {
-  activation, linear, makeContext, rmsNorm, toCompute, toFloat, transposedWeight,
+  activation, linear, makeContext, rmsNorm, toCompute, toFloat, weightMatMul,
   type BuildDtype, type GraphContext,
 } from './common.js';
+import type { QuantSpec } from './quantize.js';
 
 export interface DeviceDecoderGraphOptions {
   dtype: BuildDtype;
   allPositionLogits: boolean;
   loraModules: ReadonlySet<string>;
+  /** Weight-only quantization (MatMulNBits, which WebGPU runs), as in decoder.ts. */
+  quant?: QuantSpec | null;
 }
 
 /** Graph input/output names of the device decoder for layer `i`. */
@@ -41,7 +44,7 @@ export const deviceCacheNames = (i: number): { pastKey: string; pastValue: strin
 
 export function buildDeviceDecoderGraph(checkpoint: Checkpoint, options: DeviceDecoderGraphOptions): GraphContext {
   const g = new GraphBuilder('vistyle_decoder_device');
-  const ctx = makeContext(g, checkpoint, options.dtype, 'decoder', options.loraModules);
+  const ctx = makeContext(g, checkpoint, options.dtype, 'decoder', options.loraModules, options.quant ?? null);
   const t = checkpoint.config.text;
   const D = t.hiddenSize;
   const H = t.numHeads;
@@ -113,8 +116,8 @@ export function buildDeviceDecoderGraph(checkpoint: Checkpoint, options: DeviceD
     ? x
     : g.node('Slice', [x, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]); // [B,1,D]
   const normed = toCompute(ctx, rmsNorm(ctx, last, 'language_model.norm.weight', t.rmsNormEps));
-  const lmHead = transposedWeight(ctx, checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight');
-  let logits = toFloat(ctx, g.node('MatMul', [normed, lmHead]));
+  const lmHead = checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight';
+  let logits = toFloat(ctx, weightMatMul(ctx, normed, lmHead));
   if (!options.allPositionLogits) logits = g.node('Squeeze', [logits, g.i64([1])]);
   g.output(logits, 'logits', DataType.FLOAT, options.allPositionLogits ? ['batch', 'sequence', t.vocabSize] : ['batch', t.vocabSize]);
   return ctx;

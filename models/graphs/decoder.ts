@@ -18,14 +18,17 @@ import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
 import {
-  activation, computeScalar, linear, makeContext, rmsNorm, toCompute, toFloat, transposedWeight,
+  activation, computeScalar, linear, makeContext, rmsNorm, toCompute, toFloat, weightMatMul,
   type BuildDtype, type GraphContext,
 } from './common.js';
+import type { QuantSpec } from './quantize.js';
 
 export interface DecoderGraphOptions {
   dtype: BuildDtype;
   allPositionLogits: boolean;
   loraModules: ReadonlySet<string>;
+  /** Weight-only quantization of the linear layers and the lm_head (the embedding stays exact). */
+  quant?: QuantSpec | null;
 }
 
 /** Graph input/output names of the decoder's cache for layer `i`. */
@@ -38,7 +41,7 @@ export const decoderCacheNames = (i: number): { pastKey: string; pastValue: stri
 
 export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphOptions): GraphContext {
   const g = new GraphBuilder('vistyle_decoder');
-  const ctx = makeContext(g, checkpoint, options.dtype, 'decoder', options.loraModules);
+  const ctx = makeContext(g, checkpoint, options.dtype, 'decoder', options.loraModules, options.quant ?? null);
   const t = checkpoint.config.text;
   const D = t.hiddenSize;
   const H = t.numHeads;
@@ -136,8 +139,8 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
     ? x
     : g.node('Slice', [x, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]); // [B,1,D]
   const normed = toCompute(ctx, rmsNorm(ctx, last, 'language_model.norm.weight', t.rmsNormEps));
-  const lmHead = transposedWeight(ctx, checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight');
-  let logits = toFloat(ctx, g.node('MatMul', [normed, lmHead]));
+  const lmHead = checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight';
+  let logits = toFloat(ctx, weightMatMul(ctx, normed, lmHead));
   if (!options.allPositionLogits) logits = g.node('Squeeze', [logits, g.i64([1])]);
   g.output(logits, 'logits', DataType.FLOAT, options.allPositionLogits ? ['batch', 'sequence', t.vocabSize] : ['batch', t.vocabSize]);
   return ctx;

@@ -7,14 +7,21 @@
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
+import type { QuantSpec } from './quantize.js';
 import {
   activation, computeScalar, layerNorm, linear, makeContext, tensorInit, toCompute, toFloat,
   type BuildDtype, type GraphContext,
 } from './common.js';
 
-export function buildVisionGraph(checkpoint: Checkpoint, dtype: BuildDtype, loraModules: ReadonlySet<string>): GraphContext {
+/** `quant`: weight-only quantization of the encoder's and the projector's linear layers. */
+export function buildVisionGraph(
+  checkpoint: Checkpoint,
+  dtype: BuildDtype,
+  loraModules: ReadonlySet<string>,
+  quant: QuantSpec | null = null,
+): GraphContext {
   const g = new GraphBuilder('vistyle_vision');
-  const ctx = makeContext(g, checkpoint, dtype, 'vision', loraModules);
+  const ctx = makeContext(g, checkpoint, dtype, 'vision', loraModules, quant);
   const cfg = checkpoint.config;
   const v = cfg.vision;
   const Dv = v.hiddenSize;

@@ -10,15 +10,17 @@ import { idListMatches } from '../config/config.js';
 import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
-import { BotMetrics } from '../scheduler/metrics.js';
+import { BotMetrics } from '../metrics/metrics.js';
 import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
 import { LimitError, Scheduler } from '../scheduler/scheduler.js';
 import type { ConversationWithTurns, Store } from '../store/store.js';
 import { buildStyledRequest } from '../styles/conversation.js';
 import type { Style, StyleRegistry } from '../styles/types.js';
+import { helpText } from './commands.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
 import { fetchImage, precheckImage } from './image-input.js';
-import { SinkDriver } from './sink-driver.js';
+import { finalAnswerText, SinkDriver } from './sink-driver.js';
+import { styledStatelessRequest, type StatelessAnswer, type StatelessHooks, type StatelessRequest } from './stateless.js';
 import type {
   AccessDecision,
   AnswerSink,
@@ -72,6 +74,12 @@ interface LiveRequest {
   messageIds: Set<string>;
   /** Set once the request is in the scheduler. */
   scheduled: boolean;
+  /**
+   * Set when the scheduler has taken the request into the line (its first position or start). The
+   * in-process scheduler decides its limits in submit(); the Redis one a moment later, so a limit
+   * refusal can still come after submit() returned.
+   */
+  admitted: boolean;
   /** Aborts the picture download (cancel before the engine starts). */
   download: AbortController;
   cancelledBy?: 'user' | 'shutdown';
@@ -89,7 +97,6 @@ const key = (platform: string, id: string) => `${platform}:${id}`;
 export class BotCoreImpl implements BotCore {
   readonly limits: CoreLimits;
   readonly metrics: BotMetrics;
-  readonly t = t;
   private readonly engine: Engine;
   private readonly styles: ReloadableRegistry;
   private readonly store: Store;
@@ -97,7 +104,7 @@ export class BotCoreImpl implements BotCore {
   private readonly logger: Logger;
   private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
-  private readonly outstanding = new Set<Promise<AskOutcome>>();
+  private readonly outstanding = new Set<Promise<unknown>>();
   private readonly expiryTimer: NodeJS.Timeout;
   private closing = false;
 
@@ -139,43 +146,57 @@ export class BotCoreImpl implements BotCore {
       chatKind: request.chat.kind,
       userId: request.user.id,
     });
-    const driver = new SinkDriver(sink, log);
+    const language = this.safeLanguage(request);
+    const driver = new SinkDriver(sink, log, language);
+    let decide: (accepted: boolean) => void = () => undefined;
+    const accepted = new Promise<boolean>((resolve) => (decide = resolve));
     const liveRequest: LiveRequest = {
       id: requestId,
       user: request.user,
       chat: request.chat,
       messageIds: new Set([request.messageId, ...(request.relatedMessageIds ?? [])].filter((id): id is string => !!id)),
       scheduled: false,
+      admitted: false,
       download: new AbortController(),
     };
     this.live.set(requestId, liveRequest);
-    const done = this.handle(request, liveRequest, driver, log)
+    const done = this.handle(request, liveRequest, driver, log, language, decide)
       .catch(async (error: unknown): Promise<AskOutcome> => {
         // Last line of defence: nothing accepted is dropped.
         log.error({ error: errorFields(error, { stack: true }) }, 'request pipeline failed unexpectedly');
-        const lang = this.safeLanguage(request);
-        const text = errorMessage(lang, 'INTERNAL');
-        await driver.failed(text, 'INTERNAL');
+        const text = errorMessage(language, 'INTERNAL');
+        const refused = !liveRequest.admitted;
+        decide(false);
+        await driver.failed(text, 'INTERNAL', refused);
         return { status: 'failed', code: 'INTERNAL', text, messageIds: [] };
       })
       .finally(() => {
+        decide(false); // no-op once decided
         this.live.delete(requestId);
         this.outstanding.delete(done);
       });
     this.outstanding.add(done);
-    return { requestId, done };
+    return { requestId, language, accepted, done };
   }
 
-  private async handle(request: BotRequest, liveRequest: LiveRequest, driver: SinkDriver, log: Logger): Promise<AskOutcome> {
+  private async handle(
+    request: BotRequest,
+    liveRequest: LiveRequest,
+    driver: SinkDriver,
+    log: Logger,
+    lang: Language,
+    decide: (accepted: boolean) => void,
+  ): Promise<AskOutcome> {
     await Promise.resolve(); // no sink call before ask() has returned its ticket
     const startedAt = Date.now();
-    const lang = this.languageOf(request.user, request.locale);
     const record: Record<string, unknown> = { lang, hasImage: request.image !== undefined, replyImage: request.replyImage !== undefined };
     let style: Style | undefined;
 
     const fail = async (error: unknown): Promise<AskOutcome> => {
       const { code, text } = this.describeFailure(error, lang, liveRequest);
-      await driver.failed(text, code);
+      const refused = !liveRequest.admitted;
+      decide(false);
+      await driver.failed(text, code, refused);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'failed' });
       this.metrics.errors.inc({ code });
       const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
@@ -230,14 +251,25 @@ export class BotCoreImpl implements BotCore {
       style = resolved.style;
       record.styleSource = resolved.source;
 
-      // 5. the queue
+      // 5. the queue; accepted (AskTicket.accepted) once the scheduler has admitted it
+      const admit = () => {
+        if (liveRequest.admitted) return;
+        liveRequest.admitted = true;
+        decide(true);
+      };
       let imageBytes!: Promise<{ bytes: Uint8Array; mime: string | null }>;
       const job = this.scheduler.submit<Answer>({
         id: liveRequest.id,
         userKey: key(request.user.platform, request.user.id),
         exempt: false,
-        onPosition: (position) => driver.queued(position),
-        onStart: () => driver.started(),
+        onPosition: (position) => {
+          admit();
+          driver.queued(position);
+        },
+        onStart: () => {
+          admit();
+          driver.started();
+        },
         onNotice: (notice) => driver.progress(t(lang, notice)),
         run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
@@ -275,18 +307,18 @@ export class BotCoreImpl implements BotCore {
         tokensPerSecond: Math.round(answer.result.tokensPerSecond * 10) / 10,
       });
 
-      // 6. deliver, then remember
-      const text = answer.text.trim() ? answer.text.trim() : t(lang, 'emptyAnswer');
+      // 6. deliver (the driver cleans the text and never hands over a blank one), then remember
       let messageIds: string[];
+      let text: string;
       try {
-        ({ messageIds } = await driver.finished(text));
+        ({ messageIds, text } = await driver.finished(answer.text));
       } catch (error) {
         this.metrics.requests.inc({ platform: request.user.platform, outcome: 'undelivered' });
         this.metrics.errors.inc({ code: 'NETWORK' });
         log.warn({ ...record, style: style.id, outcome: 'undelivered', err: String((error as Error)?.message ?? error), totalMs: Date.now() - startedAt }, 'the adapter could not deliver the answer');
-        return { status: 'failed', code: 'NETWORK', text, messageIds: [] };
+        return { status: 'failed', code: 'NETWORK', text: finalAnswerText(answer.text, lang), messageIds: [] };
       }
-      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), answer.text.trim(), style, messageIds, log);
+      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), text, style, messageIds, log);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'answered' });
       log.info({ ...record, style: style.id, outcome: 'answered', answerChars: text.length, totalMs: Date.now() - startedAt }, 'request answered');
       return { status: 'answered', text, messageIds };
@@ -415,6 +447,88 @@ export class BotCoreImpl implements BotCore {
     return params;
   }
 
+  // ---------------------------------------------------------------- stateless (the HTTP API)
+
+  /**
+   * Answers a whole conversation the caller gives (src/bot/stateless.ts) through the same styles,
+   * scheduler (queue cap, positions, time-outs, cancellation) and engine as the bots, storing
+   * nothing. Rejects with a VistyleError (a LimitError when refused by a limit).
+   */
+  askStateless(request: StatelessRequest, hooks: StatelessHooks = {}): Promise<StatelessAnswer> {
+    const done = this.answerStateless(request, hooks);
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.outstanding.add(settled);
+    void settled.finally(() => this.outstanding.delete(settled));
+    return done;
+  }
+
+  private async answerStateless(request: StatelessRequest, hooks: StatelessHooks): Promise<StatelessAnswer> {
+    const id = randomUUID();
+    const log = this.logger.child({ requestId: id, platform: 'api', caller: request.caller });
+    const startedAt = Date.now();
+    let style: Style | undefined;
+    try {
+      if (this.closing) throw new VistyleError('SHUTTING_DOWN', 'shutting down');
+      style = request.style === undefined ? this.styles.defaultStyle() : this.findStyle(request.style);
+      if (!style) throw new VistyleError('STYLE_UNKNOWN', `unknown style "${request.style}"`, { details: { style: request.style } });
+      const chosen = style;
+      const engineRequest = styledStatelessRequest(chosen, request, this.config.limits.maxQuestionChars);
+      if (hooks.signal?.aborted) throw new VistyleError('CANCELLED', 'cancelled before it was queued');
+      const job = this.scheduler.submit<StatelessAnswer>({
+        id,
+        userKey: request.caller,
+        exempt: request.exemptFromUserLimits === true,
+        ...(hooks.onPosition ? { onPosition: hooks.onPosition } : {}),
+        ...(hooks.onStart ? { onStart: hooks.onStart } : {}),
+        run: async ({ signal, waitedMs }) => {
+          const stream = this.engine.generate(engineRequest, { signal });
+          stream.result.catch(() => undefined); // observed below
+          let text = '';
+          for await (const delta of stream) {
+            text += delta;
+            try {
+              hooks.onDelta?.(delta);
+            } catch (error) {
+              log.warn({ error: errorFields(error) }, 'stateless delta hook failed');
+            }
+          }
+          const result = await stream.result;
+          if (result.finishReason === 'cancelled' || signal.aborted) throw signal.reason ?? new VistyleError('CANCELLED', 'cancelled');
+          this.metrics.generation.observe(result.timings.totalMs / 1000);
+          this.metrics.timeToFirstToken.observe(result.ttftMs / 1000);
+          if (result.tokens.length > 1) this.metrics.tokensPerSecond.observe(result.tokensPerSecond);
+          this.metrics.generatedTokens.inc(result.tokens.length);
+          return { text: result.text || text, result, style: chosen, waitedMs };
+        },
+      });
+      // The caller went away: leave the queue, or stop the engine at its next step.
+      const onAbort = () => this.scheduler.cancel(id, 'CANCELLED');
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      let answer: StatelessAnswer;
+      try {
+        answer = await job.result;
+      } finally {
+        hooks.signal?.removeEventListener('abort', onAbort);
+      }
+      this.metrics.requests.inc({ platform: 'api', outcome: 'answered' });
+      log.info(
+        { style: chosen.id, outcome: 'answered', waitMs: answer.waitedMs, promptTokens: answer.result.promptTokens, tokens: answer.result.tokens.length, finishReason: answer.result.finishReason, totalMs: Date.now() - startedAt },
+        'request answered',
+      );
+      return answer;
+    } catch (error) {
+      const code: ErrorCode = isVistyleError(error) ? error.code : 'INTERNAL';
+      this.metrics.requests.inc({ platform: 'api', outcome: 'failed' });
+      this.metrics.errors.inc({ code });
+      const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
+      log[level]({ style: style?.id, outcome: 'failed', code, err: redactSecrets(String((error as Error)?.message ?? error)), totalMs: Date.now() - startedAt }, 'request failed');
+      throw error;
+    }
+  }
+
   // ---------------------------------------------------------------- cancelling
 
   cancel(requestId: string, by?: BotUser): CommandResult {
@@ -491,7 +605,7 @@ export class BotCoreImpl implements BotCore {
 
   help(ctx: CommandContext): CommandResult {
     const lang = this.languageOf(ctx.user, ctx.locale);
-    return this.denied(ctx, lang) ?? { ok: true, text: t(lang, 'help') };
+    return this.denied(ctx, lang) ?? { ok: true, text: helpText(lang, { platform: ctx.user.platform, admin: this.isAdmin(ctx.user) }) };
   }
 
   reset(ctx: CommandContext): CommandResult {
@@ -585,7 +699,7 @@ export class BotCoreImpl implements BotCore {
   }
 
   /** By id, else by a display name (case-insensitive). */
-  private findStyle(name: string): Style | undefined {
+  findStyle(name: string): Style | undefined {
     const wanted = name.trim();
     const byId = this.styles.get(wanted) ?? this.styles.get(wanted.toLowerCase());
     if (byId) return byId;

@@ -6,32 +6,17 @@ import type { LocalizedText } from '../styles/types.js';
 import type { Language, MessageKey, MessageParams } from './types.js';
 
 const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
-  help: {
+  helpIntro: {
     en: [
       'Send me a picture (with or without a question) and I will answer in the chosen style.',
       'Reply to my answer or to your picture to ask a follow-up about the same picture.',
-      '',
-      '/ask – ask about a picture',
-      '/style [name] – show or set the style',
-      '/styles – every style, with a sample',
-      '/reset – forget the conversation',
-      '/help – this message',
     ].join('\n'),
-    zh: [
-      '发一张图片给我（可以附带问题），我会用选定的风格回答。',
-      '回复我的回答或你的图片，可以继续追问同一张图。',
-      '',
-      '/ask – 就图片提问',
-      '/style [名称] – 查看或设置风格',
-      '/styles – 所有风格及示例',
-      '/reset – 忘掉当前对话',
-      '/help – 显示本帮助',
-    ].join('\n'),
+    zh: ['发一张图片给我（可以附带问题），我会用选定的风格回答。', '回复我的回答或你的图片，可以继续追问同一张图。'].join('\n'),
   },
+  helpAdmins: { en: 'For bot admins:', zh: '机器人管理员：' },
   cancelButton: { en: 'Cancel', zh: '取消' },
   queued: { en: 'In the queue: you are number {position}.', zh: '排队中：你排在第 {position} 位。' },
   thinking: { en: 'Thinking…', zh: '思考中…' },
-  cancelledByUser: { en: 'Cancelled.', zh: '已取消。' },
   emptyAnswer: { en: '(The model had nothing to say about this one. Try asking differently.)', zh: '（模型这次没有给出回答，换个问法试试。）' },
   styleCurrent: { en: 'Current style: {name} — {description} ({source})', zh: '当前风格：{name} — {description}（{source}）' },
   styleSetUser: { en: 'Your style is now {name}. It applies to you in every chat.', zh: '你的风格已设为「{name}」，在所有对话中生效。' },
@@ -42,10 +27,13 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
   styleSourceRequest: { en: 'this request', zh: '本次请求' },
   stylesHeader: { en: 'Styles:', zh: '可选风格：' },
   styleSampleLabel: { en: 'Sample', zh: '示例' },
-  stylePickPrompt: { en: 'Pick a style:', zh: '选择一个风格：' },
   resetDone: { en: 'Done — I have forgotten this conversation.', zh: '好的，已忘掉本对话。' },
   resetNothing: { en: 'There was no conversation to forget.', zh: '当前没有需要忘掉的对话。' },
   languageSet: { en: 'I will speak English with you.', zh: '之后我会用中文和你交流。' },
+  languageCurrent: {
+    en: 'I speak English with you. Change it with /language zh (中文), /language en, or /language auto (your app’s language).',
+    zh: '我现在用中文和你交流。可以用 /language en（English）、/language zh 或 /language auto（跟随客户端语言）更改。',
+  },
   queueStatus: {
     en: 'Queue: {waiting} waiting (max {maxQueueLength}), {inFlight} running on {slots} slot(s), oldest wait {oldestWait}s.',
     zh: '队列：{waiting} 个等待（上限 {maxQueueLength}），{inFlight} 个正在处理（共 {slots} 个槽位），最久等待 {oldestWait} 秒。',
@@ -54,7 +42,6 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
   cancelNotYours: { en: 'Only the person who asked can cancel this.', zh: '只有提问的人可以取消。' },
   cancelUnknown: { en: 'That request has already finished.', zh: '这个请求已经结束了。' },
   cancelDone: { en: 'Cancelling…', zh: '正在取消…' },
-  sendPicture: { en: 'Send me a picture first, then ask about it.', zh: '请先发一张图片，再就它提问。' },
   rateLimitedInFlight: {
     en: 'You already have a question in progress. Wait for the answer (or cancel it) before asking another.',
     zh: '你还有一个问题正在处理，请等它回答完（或取消）再问下一个。',
@@ -63,7 +50,6 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
     en: 'You are asking a bit fast — please wait {seconds}s and try again.',
     zh: '你问得有点快了，请等 {seconds} 秒再试。',
   },
-  unsupportedDocument: { en: 'I can only look at pictures (JPEG, PNG, WebP or GIF).', zh: '我只能看图片（JPEG、PNG、WebP 或 GIF）。' },
   // notices of the distributed queue (src/queue), shown as the answer's text for the moment
   answerRestarted: { en: 'The model server answering you stopped; starting your answer again on another one…', zh: '正在回答你的模型服务器停了，换一台重新开始回答…' },
   queueReconnecting: { en: 'The queue server is reconnecting; your request is kept and goes on in a moment…', zh: '队列服务器正在重连，你的请求仍在，稍后继续…' },

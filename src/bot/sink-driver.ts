@@ -1,10 +1,15 @@
 // Drives one request's AnswerSink for the core, keeping the promises the contract makes to
 // adapters: calls are serialised (a method is never called while an earlier call's promise is
 // pending), `progress` is coalesced to the latest text, nothing follows the one terminal call, and
-// errors thrown by non-terminal methods are logged, never fatal.
+// errors thrown by non-terminal methods are logged, never fatal. It also finishes every text the
+// adapter gets: status lines translated into the request's language, streamed and final answers
+// cleaned of control characters, and a blank final answer replaced by a polite one, so that
+// adapters never translate or re-check anything themselves.
 import type { ErrorCode } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
-import type { AnswerSink } from './types.js';
+import { stripControlChars } from './control-chars.js';
+import { t } from './i18n.js';
+import type { AnswerSink, Language, StatusText } from './types.js';
 
 /** A slow adapter delays the terminal call by at most this much. */
 const DRAIN_LIMIT_MS = 10_000;
@@ -18,6 +23,7 @@ export class SinkDriver {
   constructor(
     private readonly sink: AnswerSink,
     private readonly logger: Logger,
+    private readonly language: Language,
   ) {}
 
   get terminated(): boolean {
@@ -25,16 +31,19 @@ export class SinkDriver {
   }
 
   queued(position: number): void {
-    this.enqueue('queued', () => this.sink.queued(position));
+    this.enqueue('queued', () => this.sink.queued(position, this.status(t(this.language, 'queued', { position }))));
   }
 
   started(): void {
-    this.enqueue('started', () => this.sink.started());
+    this.enqueue('started', () => this.sink.started(this.status(t(this.language, 'thinking'))));
   }
 
+  /** The answer so far; blank text (after cleaning) is not shown. */
   progress(textSoFar: string): void {
     if (this.ended) return;
-    this.latestProgress = textSoFar;
+    const text = stripControlChars(textSoFar);
+    if (text.trim() === '') return;
+    this.latestProgress = text;
     if (this.progressQueued) return;
     this.progressQueued = true;
     this.enqueue('progress', () => {
@@ -45,25 +54,35 @@ export class SinkDriver {
     });
   }
 
-  /** The terminal success call; rejects when the adapter could not deliver the answer. */
-  async finished(text: string): Promise<{ messageIds: string[] }> {
+  /**
+   * The terminal success call with the model's answer, cleaned (control characters, surrounding
+   * whitespace) and, when nothing is left, replaced by the polite "nothing to say" text: the
+   * adapter always gets something to show. Resolves with the text delivered; rejects when the
+   * adapter could not deliver it.
+   */
+  async finished(answer: string): Promise<{ messageIds: string[]; text: string }> {
     if (this.ended) throw new Error('sink already terminated');
     this.ended = true;
+    const text = finalAnswerText(answer, this.language);
     await this.drain();
     const delivered = await this.sink.finished(text);
-    return { messageIds: Array.isArray(delivered?.messageIds) ? delivered.messageIds.map(String) : [] };
+    return { text, messageIds: Array.isArray(delivered?.messageIds) ? delivered.messageIds.map(String) : [] };
   }
 
-  /** The terminal failure call; never rejects. */
-  async failed(userMessage: string, code: ErrorCode): Promise<void> {
+  /** The terminal failure call; never rejects. `refused`: before the request entered the queue. */
+  async failed(userMessage: string, code: ErrorCode, refused: boolean): Promise<void> {
     if (this.ended) return;
     this.ended = true;
     await this.drain();
     try {
-      await this.sink.failed(userMessage, code);
+      await this.sink.failed(userMessage, code, { refused });
     } catch (error) {
       this.logger.warn({ error: errorFields(error), code }, 'adapter failed to show a failure message');
     }
+  }
+
+  private status(text: string): StatusText {
+    return { text, cancelLabel: t(this.language, 'cancelButton') };
   }
 
   private enqueue(method: string, call: () => void | Promise<void>): void {
@@ -86,4 +105,10 @@ export class SinkDriver {
     ]);
     clearTimeout(timer);
   }
+}
+
+/** What a user is shown for the model's final answer: cleaned, never blank. */
+export function finalAnswerText(answer: string, language: Language): string {
+  const text = stripControlChars(answer).trim();
+  return text === '' ? t(language, 'emptyAnswer') : text;
 }

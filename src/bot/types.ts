@@ -95,6 +95,26 @@ export interface AnswerFailure {
   userMessage: string;
 }
 
+/** What a status message shows: finished, translated text, and the label of its Cancel button. */
+export interface StatusText {
+  /** "In the queue: you are number 2." / "Thinking…", in the user's language. */
+  text: string;
+  /** The Cancel button's label in the user's language. */
+  cancelLabel: string;
+}
+
+/** How a request ended without an answer. */
+export interface FailureContext {
+  /**
+   * True when the core refused the request before it entered the queue (allow-lists, limits, a
+   * full queue, a picture refused from its metadata, an unknown style...): no `queued` or
+   * `started` call came first and `AskTicket.accepted` resolves false. (A download that fails
+   * before the scheduler's first report counts too: either way the user is told privately.) Discord answers these
+   * privately before acknowledging anything; later failures replace the status message.
+   */
+  refused: boolean;
+}
+
 /**
  * Implemented by the adapter for one request; driven by the core.
  *
@@ -105,30 +125,36 @@ export interface AnswerFailure {
  * by an earlier call of the same sink is still pending, and it coalesces `progress` so only the
  * latest text is delivered when the adapter is slow. Errors thrown by non-terminal methods are
  * logged and ignored. No sink method is called before `ask()` has returned its ticket.
+ *
+ * Every text the core hands over is finished: translated into the user's language, free of
+ * control characters (newline and tab kept, see control-chars.ts), and for `progress` and
+ * `finished` never blank. Adapters only render it (split, format, pace).
  */
 export interface AnswerSink {
   /**
    * The request waits for the engine; `position` is 1 for the next to run. Called again whenever
    * the position changes (requests ahead finish or are cancelled).
    */
-  queued(position: number): void | Promise<void>;
+  queued(position: number, status: StatusText): void | Promise<void>;
   /** The engine started on this request (stop showing the queue position; show typing). */
-  started(): void | Promise<void>;
+  started(status: StatusText): void | Promise<void>;
   /**
-   * The answer so far (whole text, not a delta). Adapters throttle their edits (EditScheduler).
-   * With the distributed queue it may also carry a notice (the answer restarted on another worker,
-   * the queue is reconnecting), also while the request still waits.
+   * The answer so far (whole text, not a delta). Adapters throttle their edits
+   * (adapters/shared/edit-scheduler.ts). With the distributed queue it may also carry a notice
+   * (the answer restarted on another worker, the queue is reconnecting), also while the request
+   * still waits.
    */
   progress(textSoFar: string): void | Promise<void>;
   /**
-   * The final answer. The adapter splits it at the platform's length limit (splitMessage), sends
-   * or edits it, and returns the ids of every message that carries it so that replies to any of
-   * them continue this conversation. Rejecting means the adapter could not deliver it; the core
-   * logs the failure and makes no further sink calls.
+   * The final answer, non-blank (an empty model answer arrives as a polite "nothing to say"
+   * text). The adapter splits it at the platform's length limit (adapters/shared/split-message.ts),
+   * sends or edits it, and returns the ids of every message that carries it so that replies to
+   * any of them continue this conversation. Rejecting means the adapter could not deliver it; the
+   * core logs the failure and makes no further sink calls.
    */
   finished(text: string): Promise<{ messageIds: string[] }>;
   /** The request ended without an answer; show `userMessage` (already localised). */
-  failed(userMessage: string, code: ErrorCode): void | Promise<void>;
+  failed(userMessage: string, code: ErrorCode, context: FailureContext): void | Promise<void>;
 }
 
 export type AskStatus = 'answered' | 'failed';
@@ -146,6 +172,16 @@ export interface AskOutcome {
 /** Returned synchronously by `ask`, before any sink call, so the adapter can attach a cancel button. */
 export interface AskTicket {
   requestId: string;
+  /** The user's language for this request (for the few texts an adapter writes itself). */
+  language: Language;
+  /**
+   * Settles as soon as the core has decided whether it takes the request, within milliseconds of
+   * `ask` (the checks are local; with the Redis queue, one round trip): true once the scheduler
+   * has admitted it (its first `queued` or `started`), false when it was refused (its only sink
+   * call is then `failed` with `refused: true`). Never rejects. Discord defers the interaction
+   * only after this says true.
+   */
+  accepted: Promise<boolean>;
   /** Settles when the terminal sink call has returned. Never rejects. */
   done: Promise<AskOutcome>;
 }
@@ -224,13 +260,13 @@ export interface AccessDecision {
   message?: string;
 }
 
-/** Keys of the UI strings (src/bot/i18n.ts); adapters may use them for their own labels. */
+/** Keys of the UI strings (src/bot/i18n.ts). Adapters get finished texts from the core and never translate. */
 export type MessageKey =
-  | 'help'
+  | 'helpIntro'
+  | 'helpAdmins'
   | 'cancelButton'
   | 'queued'
   | 'thinking'
-  | 'cancelledByUser'
   | 'emptyAnswer'
   | 'styleCurrent'
   | 'styleSetUser'
@@ -241,27 +277,23 @@ export type MessageKey =
   | 'styleSourceRequest'
   | 'stylesHeader'
   | 'styleSampleLabel'
-  | 'stylePickPrompt'
   | 'resetDone'
   | 'resetNothing'
   | 'languageSet'
+  | 'languageCurrent'
   | 'queueStatus'
   | 'adminOnly'
   | 'cancelNotYours'
   | 'cancelUnknown'
   | 'cancelDone'
-  | 'sendPicture'
   | 'rateLimitedInFlight'
   | 'rateLimitedPerMinute'
-  | 'unsupportedDocument'
   | 'answerRestarted'
   | 'queueReconnecting'
   | `error.${ErrorCode}`;
 
 export type MessageParams = Record<string, string | number>;
 
-/** The localised strings function (`t(lang, key, params)`), also exported from src/bot/i18n.ts. */
-export type Translate = (lang: Language, key: MessageKey, params?: MessageParams) => string;
 
 /** Limits adapters need before they build a request. */
 export interface CoreLimits {
@@ -305,8 +337,6 @@ export interface BotCore {
   isAdmin(user: BotUser): boolean;
   /** The UI language for this user: their saved choice, else the interaction/user language code. */
   languageOf(user: BotUser, locale?: string): Language;
-  /** Localised UI strings. */
-  t: Translate;
   /**
    * Stop taking requests (new ones are refused politely), tell queued users, let running ones
    * finish for up to `drainMs` (default from config) and cancel the rest. Does not close the
@@ -315,13 +345,40 @@ export interface BotCore {
   shutdown(options?: { drainMs?: number }): Promise<void>;
 }
 
+/**
+ * Where an adapter's connection to its platform stands, for health checks (`/readyz`) and logs.
+ * - `starting`: start() is still connecting for the first time;
+ * - `connected`: receiving events (Discord: the gateway session is ready; Telegram: the last
+ *   getUpdates call succeeded, or the webhook server listens and Telegram accepted the URL);
+ * - `reconnecting`: the connection was lost (or never made) and is being retried with back-off;
+ * - `stopped`: stop() was called, or start() gave up.
+ */
+export interface AdapterStatus {
+  platform: Platform;
+  state: 'starting' | 'connected' | 'reconnecting' | 'stopped';
+  /** `state === 'connected'`. */
+  connected: boolean;
+  /** Epoch ms since when the adapter has been trying to (re)connect; null while connected. */
+  reconnectingSince: number | null;
+  /** The most recent connection error, log-safe (no tokens); null when there was none. */
+  lastError: string | null;
+  /** Epoch ms of `lastError`. */
+  lastErrorAt: number | null;
+}
+
 /** Something `vistyle start` runs: one per platform. */
 export interface PlatformAdapter {
   readonly name: Platform;
-  /** Connect and start handling events. Resolves once the adapter is receiving updates. */
+  /**
+   * Connect and start handling events. Resolves once the adapter is receiving updates; rejects
+   * (VistyleError NETWORK) when the platform cannot be reached within a bounded time, or
+   * CONFIG_INVALID for a rejected token. A stop() meanwhile makes it settle at once.
+   */
   start(): Promise<void>;
-  /** Stop receiving events and release connections. Idempotent. */
+  /** Stop receiving events and release connections. Idempotent; also ends a start() in progress. */
   stop(): Promise<void>;
+  /** The connection's state now (cheap; safe to call at any time, before start and after stop). */
+  status(): AdapterStatus;
 }
 
 export interface AdapterDeps {
@@ -362,6 +419,3 @@ export interface DiscordAdapterOptions extends AdapterDeps {
   /** Answer a mention with an image attachment in a channel (needs the MessageContent intent). */
   mentionMode: boolean;
 }
-
-export type CreateTelegramAdapter = (options: TelegramAdapterOptions) => PlatformAdapter;
-export type CreateDiscordAdapter = (options: DiscordAdapterOptions) => PlatformAdapter;

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { VistyleError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import { resolveModelDir, vistyleHome } from '../paths.js';
+import { explainConfiguredValues } from './provenance.js';
 import type { ExecutionProvider } from '../engine/types.js';
 import type { Language } from '../styles/types.js';
 
@@ -72,7 +73,9 @@ export interface AppConfig {
   logFormat?: 'json' | 'pretty';
   /** Where logs go once stderr is gone for good (VISTYLE_LOG_FILE); null: dropped and counted. */
   logFile: string | null;
+  /** Deprecated: VISTYLE_METRICS_PORT, now the port of the health/metrics server when VISTYLE_HTTP_PORT is unset. */
   metrics?: { port: number; host: string };
+  http: HttpConfig;
   /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
   queue?: QueueConfig;
 }
@@ -97,6 +100,22 @@ export interface QueueConfig {
   adaptersDir: string;
   /** Name of this worker in metrics and logs (default host:pid). */
   workerName?: string;
+}
+
+/** The HTTP server (src/http): health, metrics, and the OpenAI-compatible API with its web page. */
+export interface HttpConfig {
+  /** VISTYLE_HTTP_PORT; when set, `vistyle start` serves the API and the web page too. */
+  port?: number;
+  /** VISTYLE_HTTP_HOST (default 127.0.0.1). */
+  host: string;
+  /** VISTYLE_API_KEYS, unparsed (src/http/keys.ts reads it); a secret. */
+  apiKeys: string | null;
+  /** VISTYLE_API_KEYS_FILE: YAML/JSON keys with per-key limits and style allow-lists. */
+  apiKeysFile: string | null;
+  /** VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: let image URLs reach loopback/private/link-local addresses. */
+  allowPrivateImageUrls: boolean;
+  /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
+  maxImagesPerMessage: number;
 }
 
 /** The engine's settings (src/engine takes them from here, never from the environment). */
@@ -184,6 +203,12 @@ const EnvSchema = z.object({
   VISTYLE_LOG_FILE: optionalText,
   VISTYLE_METRICS_PORT: optionalInt(0, 65535),
   VISTYLE_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_HTTP_PORT: optionalInt(0, 65535),
+  VISTYLE_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  VISTYLE_API_KEYS: optionalText,
+  VISTYLE_API_KEYS_FILE: optionalText,
+  VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: bool(false),
+  VISTYLE_MAX_IMAGES_PER_MESSAGE: int(1, 64, 4),
   VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
   VISTYLE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1-32 characters A-Z, a-z, 0-9, _ or -' }).default('vistyle'),
   VISTYLE_WORKER_CONCURRENCY: optionalInt(1, 256),
@@ -212,7 +237,7 @@ const ENGINE_VARIABLES = [
 export type EnvVars = z.input<typeof EnvSchema>;
 
 /** Variables whose values are secrets: registered for redaction and never echoed in errors. */
-export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET'] as const;
+export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET', 'VISTYLE_API_KEYS'] as const;
 
 function engineConfigOf(e: Pick<z.output<typeof EnvSchema>, (typeof ENGINE_VARIABLES)[number]>): EngineConfig {
   return {
@@ -254,9 +279,10 @@ function parseVariables<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv
       const shown = secret || input[name] === undefined ? '' : ` (got "${input[name]}")`;
       return `${name}: ${issue.message}${shown}`;
     });
-    throw new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
+    const error = new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
       details: { variables: parsed.error.issues.map((issue) => String(issue.path[0])) },
     });
+    throw explainConfiguredValues(error, env);
   }
   return parsed.data;
 }
@@ -266,10 +292,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const e = parseVariables(EnvSchema, env);
 
   if (e.TELEGRAM_WEBHOOK_URL && !e.TELEGRAM_WEBHOOK_SECRET) {
-    throw invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)');
+    throw explainConfiguredValues(invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)'), env);
   }
   if (e.DISCORD_TOKEN && !e.DISCORD_APPLICATION_ID) {
-    throw invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)');
+    throw explainConfiguredValues(invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)'), env);
   }
 
   const home = e.VISTYLE_HOME ?? vistyleHome();
@@ -300,6 +326,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     logLevel: e.VISTYLE_LOG_LEVEL,
     ...(e.VISTYLE_LOG_FORMAT ? { logFormat: e.VISTYLE_LOG_FORMAT } : {}),
     logFile: e.VISTYLE_LOG_FILE ?? null,
+    http: {
+      ...(e.VISTYLE_HTTP_PORT === undefined ? {} : { port: e.VISTYLE_HTTP_PORT }),
+      host: e.VISTYLE_HTTP_HOST,
+      apiKeys: e.VISTYLE_API_KEYS ?? null,
+      apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
+      allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
+      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    },
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {
@@ -366,4 +400,9 @@ function invalid(variable: string, message: string): VistyleError {
 export function idListMatches(list: readonly string[], platform: string, id: string | undefined): boolean {
   if (id === undefined) return false;
   return list.some((entry) => entry === id || entry === `${platform}:${id}`);
+}
+
+/** Every variable the configuration reads (for `vistyle doctor`'s check for misspelt names). */
+export function configVariableNames(): string[] {
+  return Object.keys(EnvSchema.shape);
 }

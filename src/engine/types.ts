@@ -121,7 +121,7 @@ export interface EngineOptions {
 
 export interface ModelInfo {
   modelDir: string;
-  dtype: 'fp32' | 'fp16';
+  dtype: 'fp32' | 'fp16' | 'int8' | 'int4';
   provider: ExecutionProvider;
   maxContextTokens: number;
   imageSize: number;

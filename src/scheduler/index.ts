@@ -1,4 +1,3 @@
 export { Scheduler, LimitError, type Job, type JobSpec, type QueueNotice, type RunContext, type SchedulerOptions, type SchedulerStatus } from './scheduler.js';
 export type { AnswerScheduler } from './answer-scheduler.js';
-export { BotMetrics } from './metrics.js';
-export { startMetricsServer, type MetricsServer } from './metrics-server.js';
+export { BotMetrics } from '../metrics/metrics.js';

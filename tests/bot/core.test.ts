@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createBotCore } from '../../src/bot/core.js';
 import { errorMessage, t } from '../../src/bot/i18n.js';
+import { helpText } from '../../src/bot/commands.js';
 import type { AskOutcome, AskTicket, BotRequest } from '../../src/bot/types.js';
 import { VistyleError } from '../../src/errors.js';
 import { messageImages, messageText } from '../../src/engine/prompt.js';
@@ -246,7 +247,7 @@ describe('bot core: languages', () => {
     expect((await ask({ user: enUser, chat: privateChat('2'), question: 'what?' })).outcome.text).toBe(errorMessage('en', 'IMAGE_MISSING'));
     // Discord: interaction.locale beats the user's language code
     expect(core.languageOf(user('3', { platform: 'discord', languageCode: 'en-US' }), 'zh-CN')).toBe('zh');
-    expect(core.help({ user: zhUser, chat: privateChat('1') }).text).toBe(t('zh', 'help'));
+    expect(core.help({ user: zhUser, chat: privateChat('1') }).text).toBe(helpText('zh', { platform: 'telegram', admin: false }));
     // a saved choice wins over both
     core.setLanguage({ user: zhUser, chat: privateChat('1') }, 'en');
     expect(core.languageOf(zhUser, 'zh-CN')).toBe('en');

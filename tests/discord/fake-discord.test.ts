@@ -55,7 +55,9 @@ describe('fake discord with the real discord.js client', () => {
     expect((post.body as { content: string }).content).toBe('a file');
     const stored = fake.message(fake.textChannel.id, sent.id)!;
     expect(await (await fetch(stored.attachments[0]!.url)).text()).toBe('hello');
-    expect(fake.gateway.sessions.size).toBe(1);
+    // (A heartbeat ack delayed on a busy machine makes discord.js resume: wait for the one session.)
+    await fake.waitFor(() => fake.gateway.sessions.size === 1, 'one gateway session');
+    expect(fake.gateway.identifies).toHaveLength(1);
   });
 
   it('rejects a wrong token at the gateway and over REST', async () => {
@@ -126,6 +128,62 @@ describe('fake discord with the real discord.js client', () => {
     await interaction.deferReply();
     await new Promise((r) => setTimeout(r, 700));
     await expect(interaction.editReply('late')).rejects.toMatchObject({ code: 50027 });
+  });
+
+  it('fills the deferred reply with the first follow-up, ignoring its ephemeral flag (discord-api-docs#2742)', async () => {
+    const c = await connect([GatewayIntentBits.Guilds]);
+    await c.application!.commands.set([{ name: 'ping', description: 'Ping' }]);
+    const user = fake.createUser('dana');
+    const other = fake.createUser('eve');
+    const seen = new Promise<Interaction>((resolve) => c.once(Events.InteractionCreate, resolve));
+    const sent = fake.slashCommand('ping', {}, { user });
+    const interaction = (await seen) as import('discord.js').ChatInputCommandInteraction;
+    await interaction.deferReply();
+    const follow = await interaction.followUp({ content: 'private?', flags: MessageFlags.Ephemeral });
+    // No new message: the public "is thinking…" reply became the follow-up's text.
+    expect(follow.id).toBe(sent.originalMessageId);
+    expect(sent.followUpIds).toEqual([]);
+    const original = fake.message(fake.textChannel.id, sent.originalMessageId!)!;
+    expect(original.content).toBe('private?');
+    expect((original.flags ?? 0) & 64).toBe(0);
+    expect(fake.visibleTo(other).map((m) => m.id)).toContain(original.id);
+    // So deleting the reply deletes that text: the user is left with nothing.
+    await interaction.deleteReply();
+    expect(fake.visibleTo(user).some((m) => m.content === 'private?')).toBe(false);
+    // Once the reply was edited, follow-ups are messages of their own, ephemeral ones only for the user.
+    const next = new Promise<Interaction>((resolve) => c.once(Events.InteractionCreate, resolve));
+    const second = fake.slashCommand('ping', {}, { user });
+    const edited = (await next) as import('discord.js').ChatInputCommandInteraction;
+    await edited.deferReply();
+    await edited.editReply('done');
+    const privately = await edited.followUp({ content: 'only you', flags: MessageFlags.Ephemeral });
+    expect(privately.id).not.toBe(second.originalMessageId);
+    expect(fake.visibleTo(user).map((m) => m.content)).toContain('only you');
+    expect(fake.visibleTo(other).map((m) => m.content)).not.toContain('only you');
+    // The bot's channel routes do not reach an ephemeral message.
+    await expect(c.rest.get(`/channels/${fake.textChannel.id}/messages/${privately.id}`)).rejects.toMatchObject({ code: 10008 });
+  });
+
+  it('keeps Discord\'s global limit (50 requests a second per bot), which interaction endpoints are not bound to', async () => {
+    await fake.close();
+    fake = await FakeDiscord.start({ globalRequestsPerSecond: 5 });
+    const raw = (path: string, init: RequestInit = {}) =>
+      fetch(`${fake.apiRoot}/v10${path}`, { ...init, headers: { authorization: `Bot ${fake.token}`, ...(init.headers ?? {}) } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await raw('/users/@me')).status);
+    expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+    const limited = await raw('/users/@me');
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('x-ratelimit-global')).toBe('true');
+    expect(limited.headers.get('x-ratelimit-scope')).toBe('global');
+    const body = (await limited.json()) as { retry_after: number; global: boolean };
+    expect(body.global).toBe(true);
+    expect(body.retry_after).toBeGreaterThan(0);
+    expect(body.retry_after).toBeLessThanOrEqual(1);
+    // An interaction webhook call in the same second is not counted (here: answered as unknown, not 429).
+    expect((await raw(`/webhooks/${fake.applicationId}/no-such-token`, { method: 'POST' })).status).toBe(404);
+    await new Promise((resolve) => setTimeout(resolve, body.retry_after * 1000 + 50));
+    expect((await raw('/users/@me')).status).toBe(200);
   });
 
   it('answers an injected 429 with headers discord.js honours', async () => {

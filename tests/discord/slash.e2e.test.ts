@@ -2,13 +2,16 @@
 // the real core and the real engine on a tiny generated checkpoint: slash commands, the context
 // menu, buttons, streaming, splitting, rate limits, queueing, limits, bad input, crashes, the
 // 15-minute token and command registration.
+import { messageText } from '../../src/engine/prompt.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import { helpText } from '../../src/bot/commands.js';
 import type { Engine, GenerateRequest, GenerationStream } from '../../src/engine/types.js';
 import { openStyleRegistry } from '../../src/styles/registry.js';
 import { FakeDiscord, type FakeInteraction } from '../support/fake-discord/index.js';
+import { ScriptedEngine } from '../support/scripted-engine.js';
 import {
   FIXTURE_PNG,
   finalReply,
@@ -236,19 +239,23 @@ describe('discord /ask end to end', () => {
     expect(thirdPositions.at(-1)).toBe(t('en', 'queued', { position: 1 }));
   }, 120_000);
 
-  it("refuses one user's flood politely and privately, and drops nothing", async () => {
+  it("refuses one user's flood politely and privately, before acknowledging, and the refusal stays visible to them", async () => {
     fake = await FakeDiscord.start();
     await start({ limits: { userInFlight: 1, userPerMinute: 2 } });
     const user = fake.createUser('flooder');
+    const bystander = fake.createUser('bystander');
     const first = fake.slashCommand('ask', { image: picture('slow.png', 1500) }, { user });
     await fake.waitFor(() => first.callback, 'first deferral');
     const second = fake.slashCommand('ask', { image: picture() }, { user });
 
     const refused = await finalReply(fake, second);
-    expect(refused.original).toBeUndefined(); // the public "thinking…" placeholder was removed
-    expect(refused.followUps).toHaveLength(1);
-    expect(refused.followUps[0]!.flags! & 64).toBe(64);
-    expect(refused.followUps[0]!.content).toBe(t('en', 'rateLimitedInFlight'));
+    // Decided from the interaction itself: the interaction's own reply, private, never deferred.
+    // (A deferral followed by an ephemeral follow-up would fill the public deferred reply instead,
+    // and removing that reply would remove the refusal: discord-api-docs#2742.)
+    expect(second.callback?.type).toBe(4);
+    expect(Number(second.callback?.data?.flags) & 64).toBe(64);
+    expect(second.callback!.at - second.createdAt).toBeLessThan(3000);
+    expect(refused.original!.content).toBe(t('en', 'rateLimitedInFlight'));
 
     const answered = await finalReply(fake, first);
     expect(await storedAnswer(first.channelId, answered.original!.id)).toBeTruthy();
@@ -259,8 +266,19 @@ describe('discord /ask end to end', () => {
     const fourth = fake.slashCommand('ask', { image: picture() }, { user });
     const limited = await finalReply(fake, fourth);
     const perMinute = new RegExp(`^${t('en', 'rateLimitedPerMinute', { seconds: 'SECONDS' }).replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace('SECONDS', '\\d+')}$`);
-    expect(limited.followUps[0]!.content).toMatch(perMinute);
-    expect(limited.followUps[0]!.flags! & 64).toBe(64);
+    expect(limited.original!.content).toMatch(perMinute);
+    expect(fourth.callback?.type).toBe(4);
+    expect(limited.original!.flags! & 64).toBe(64);
+
+    // At the end, both refusals are still there for the user who asked, and for nobody else;
+    // the bot deleted nothing.
+    await sleep(300);
+    const seen = fake.visibleTo(user).map((m) => m.content);
+    expect(seen).toContain(t('en', 'rateLimitedInFlight'));
+    expect(seen.some((content) => perMinute.test(content))).toBe(true);
+    const seenByOthers = fake.visibleTo(bystander).map((m) => m.content);
+    expect(seenByOthers).not.toContain(t('en', 'rateLimitedInFlight'));
+    expect(fake.calls.filter((c) => c.method === 'DELETE')).toEqual([]);
   }, 120_000);
 
   it('answers a text file, a 25 MB picture and a corrupt JPEG with clear messages', async () => {
@@ -268,24 +286,50 @@ describe('discord /ask end to end', () => {
     await start({ limits: { userPerMinute: 0 } });
     const user = fake.createUser('dora');
 
+    // Refused from the attachment's metadata (content type, size): privately, before any
+    // acknowledgement, and without downloading anything.
     const text = fake.attachment({ filename: 'notes.txt', contentType: 'text/plain; charset=utf-8', data: new TextEncoder().encode('hello') });
-    const textReply = await finalReply(fake, fake.slashCommand('ask', { image: text }, { user }));
-    expect(textReply.followUps[0]?.content ?? textReply.original?.content).toBe(t('en', 'error.IMAGE_UNSUPPORTED'));
+    const textAsk = fake.slashCommand('ask', { image: text }, { user });
+    const textReply = await finalReply(fake, textAsk);
+    expect(textReply.original!.content).toBe(t('en', 'error.IMAGE_UNSUPPORTED'));
+    expect(textAsk.callback?.type).toBe(4);
+    expect(textReply.original!.flags! & 64).toBe(64);
 
     const big = new Uint8Array(25 * 1024 * 1024);
     big.set(FIXTURE_PNG.subarray(0, 16));
     const huge = fake.attachment({ filename: 'huge.png', contentType: 'image/png', data: big, width: 8000, height: 8000 });
-    const hugeReply = await finalReply(fake, fake.slashCommand('ask', { image: huge }, { user }));
-    expect(hugeReply.followUps[0]?.content ?? hugeReply.original?.content).toBe(t('en', 'error.IMAGE_TOO_LARGE', { limit: '20 MB' }));
-    // Refused from Discord's metadata: the 25 MB were never downloaded.
-    expect(fake.cdnRequests.some((r) => r.path.includes('huge.png'))).toBe(false);
+    const hugeAsk = fake.slashCommand('ask', { image: huge }, { user });
+    const hugeReply = await finalReply(fake, hugeAsk);
+    expect(hugeReply.original!.content).toBe(t('en', 'error.IMAGE_TOO_LARGE', { limit: '20 MB' }));
+    expect(hugeAsk.callback?.type).toBe(4);
+    expect(fake.cdnRequests.some((r) => r.path.includes('huge.png') || r.path.includes('notes.txt'))).toBe(false);
 
+    // Found out only after downloading (the bytes do not decode): the deferred, public reply
+    // becomes the message, and stays.
     const corrupt = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xff, 0xdb, 0x00, 0x43, 0x00, 1, 2, 3]);
     const broken = fake.attachment({ filename: 'broken.jpg', contentType: 'image/jpeg', data: corrupt });
-    const brokenReply = await finalReply(fake, fake.slashCommand('ask', { image: broken }, { user }));
-    const shown = brokenReply.original?.content ?? brokenReply.followUps[0]?.content;
-    expect(shown).toBe(t('en', 'error.IMAGE_CORRUPT'));
+    const brokenAsk = fake.slashCommand('ask', { image: broken }, { user });
+    const brokenReply = await finalReply(fake, brokenAsk);
+    expect(brokenAsk.callback?.type).toBe(5);
+    expect(brokenReply.original!.content).toBe(t('en', 'error.IMAGE_CORRUPT'));
+    expect(brokenReply.original!.flags ?? 0).toBe(0);
+    await sleep(300);
+    expect(fake.visibleTo(fake.createUser('anyone')).map((m) => m.id)).toContain(brokenReply.original!.id);
+    expect(fake.calls.filter((c) => c.method === 'DELETE')).toEqual([]);
   }, 120_000);
+
+  it('never sends control characters, and says something polite for an answer that is only control characters', async () => {
+    fake = await FakeDiscord.start();
+    const scripted = new ScriptedEngine((request) => (messageText(request.messages.at(-1)!) === 'blank?' ? '\u0000\u0001\n\u0007 ' : 'A \u0000cat\u0007 on a\r\nsofa.\u009b'), 150, 5);
+    await start({ engine: scripted });
+    const user = fake.createUser('cora');
+    const reply = await finalReply(fake, fake.slashCommand('ask', { image: picture(), question: 'what?' }, { user }));
+    expect(reply.original!.content).toBe('A cat on a\nsofa.');
+    const written = fake.calls.filter((c) => c.method === 'PATCH' || c.method === 'POST').map((c) => (c.body as { content?: string } | undefined)?.content ?? '');
+    for (const content of written) expect(content).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    const blank = await finalReply(fake, fake.slashCommand('ask', { image: picture(), question: 'blank?' }, { user }));
+    expect(blank.original!.content).toBe(t('en', 'emptyAnswer'));
+  });
 
   it('retries an edit answered with 429 after retry_after and loses nothing', async () => {
     fake = await FakeDiscord.start();
@@ -398,7 +442,7 @@ describe('discord commands and settings', () => {
       `PUT /applications/${fake.applicationId}/guilds/${fake.guildId}/commands`,
     ]);
     const commands = fake.registeredCommands(fake.guildId);
-    expect(commands.map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'queue', 'reload', 'reset', 'style', 'styles']);
+    expect(commands.map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'language', 'queue', 'reload', 'reset', 'style', 'styles']);
     const ask = commands.find((c) => c.name === 'ask')!;
     expect(ask.description_localizations).toMatchObject({ 'zh-CN': expect.any(String), 'zh-TW': expect.any(String) });
     const styleOption = (ask.options as { name: string; choices?: { value: string }[] }[]).find((o) => o.name === 'style')!;
@@ -474,7 +518,7 @@ describe('discord commands and settings', () => {
     fake = await FakeDiscord.start();
     await start({ guildId: null });
     expect(fake.commandWrites().map((c) => `${c.method} ${c.path}`)).toEqual([`PUT /applications/${fake.applicationId}/commands`]);
-    expect(fake.registeredCommands(null).length).toBe(8);
+    expect(fake.registeredCommands(null).length).toBe(9);
   });
 
   it('answers settings commands privately, in the language of the interaction', async () => {
@@ -485,7 +529,7 @@ describe('discord commands and settings', () => {
 
     const help = fake.slashCommand('help', {}, { user, locale: 'zh-CN' });
     await fake.waitFor(() => help.callback, '/help reply');
-    expect(help.callback!.data?.content).toBe(t('zh', 'help'));
+    expect(help.callback!.data?.content).toBe(helpText('zh', { platform: 'discord', admin: false }));
     expect(Number(help.callback!.data?.flags) & 64).toBe(64);
 
     const styles = fake.slashCommand('styles', {}, { user, locale: 'en-US' });
@@ -502,6 +546,16 @@ describe('discord commands and settings', () => {
     const reset = fake.slashCommand('reset', {}, { user });
     await fake.waitFor(() => reset.callback, '/reset reply');
     expect(reset.callback!.data?.content).toBe(t('en', 'resetNothing'));
+
+    // /language exists on Discord too (the core's command table): a saved choice beats the locale.
+    const language = fake.slashCommand('language', { language: 'zh' }, { user, locale: 'en-US' });
+    await fake.waitFor(() => language.callback, '/language reply');
+    expect(language.callback!.data?.content).toBe(t('zh', 'languageSet'));
+    expect(Number(language.callback!.data?.flags) & 64).toBe(64);
+    const helpAfter = fake.slashCommand('help', {}, { user, locale: 'en-US' });
+    await fake.waitFor(() => helpAfter.callback, '/help after /language');
+    expect(helpAfter.callback!.data?.content).toBe(helpText('zh', { platform: 'discord', admin: false }));
+    expect(String(helpAfter.callback!.data?.content)).toContain('/language');
   });
 
   it('continues a settings reply longer than 2000 characters in private follow-ups', async () => {
@@ -541,6 +595,21 @@ describe('discord commands and settings', () => {
     // Asked the style's default question in the user's language, linked to the photo message too.
     expect(conversation?.turns[0]?.question).toBe(bot!.core.resolveStyle({ platform: 'discord', id: user.id }, { platform: 'discord', id: interaction.channelId, kind: 'group' }).style.defaultQuestion.zh);
     expect(bot!.store.findByMessage('discord', interaction.channelId, photo.id)?.id).toBe(conversation!.id);
+  });
+
+  it('refuses "Ask about this image" on a message without a usable picture privately, before acknowledging', async () => {
+    fake = await FakeDiscord.start();
+    await start();
+    const user = fake.createUser('ines');
+    const notes = fake.attachment({ filename: 'notes.pdf', contentType: 'application/pdf', data: new TextEncoder().encode('%PDF-1.4') });
+    const message = fake.userMessage({ user, content: 'my notes', attachments: [notes] });
+    const interaction = fake.messageCommand('Ask about this image', message, { user });
+    const reply = await finalReply(fake, interaction);
+    expect(interaction.callback?.type).toBe(4);
+    expect(Number(interaction.callback?.data?.flags) & 64).toBe(64);
+    expect(reply.original!.content).toBe(t('en', 'error.IMAGE_UNSUPPORTED'));
+    expect(fake.visibleTo(user).map((m) => m.id)).toContain(reply.original!.id);
+    expect(fake.visibleTo(fake.createUser('other')).map((m) => m.id)).not.toContain(reply.original!.id);
   });
 
   it('connects to the configured gateway URL instead of the one the REST API reports', async () => {

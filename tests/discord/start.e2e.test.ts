@@ -51,7 +51,7 @@ describe('vistyle start with Discord', () => {
       await fake.waitFor(() => app, 'vistyle start', 120_000);
       expect(app!.adapters.map((a) => a.name)).toEqual(['discord']);
       expect(fake.gateway.identifies[0]!.intents & Intent.MessageContent).toBe(Intent.MessageContent);
-      expect(fake.registeredCommands(fake.guildId).map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'queue', 'reload', 'reset', 'style', 'styles']);
+      expect(fake.registeredCommands(fake.guildId).map((c) => c.name).sort()).toEqual(['Ask about this image', 'ask', 'help', 'language', 'queue', 'reload', 'reset', 'style', 'styles']);
 
       const user = fake.createUser('rosa');
       const image = fake.attachment({ filename: 'cat.png', contentType: 'image/png', data: FIXTURE_PNG });

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { runCli } from '../../src/cli/main.js';
 import { generateCheckpoint } from '../../models/checkpoint/generate.js';
 import { ModelManifestSchema } from '../../models/manifest.js';
+import { defaultPullDtype } from '../../src/cli/commands/model-pull.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vistyle-cli-build-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -64,6 +65,34 @@ describe('vistyle model build', () => {
     expect(manifest.lora.targets).toEqual([]);
   });
 
+  it('--dtype int4 --block-size 64 quantizes the weights and says how in the manifest', async () => {
+    const ckpt = join(root, 'int4');
+    generateCheckpoint(ckpt, { dtype: 'BF16' });
+    const out = join(root, 'int4-built');
+    expect(await cli('--checkpoint', ckpt, '--out', out, '--dtype', 'int4', '--block-size', '64'), stderr).toBe(0);
+    expect(stderr).toMatch(/building int4 graphs \(MatMulNBits, block 64, accuracy level 4, compute fp32\)/);
+    const manifest = ModelManifestSchema.parse(JSON.parse(readFileSync(join(out, 'vistyle-model.json'), 'utf8')));
+    expect(manifest.dtype).toBe('int4');
+    expect(manifest.kvCache.dtype).toBe('float32');
+    expect(manifest.lora.dtype).toBe('float32');
+    expect(manifest.quantization).toMatchObject({ operator: 'MatMulNBits', bits: 4, blockSize: 64, symmetric: true, scales: 'float32' });
+    const decoder = readFileSync(join(out, 'decoder.onnx'));
+    expect(decoder.includes('MatMulNBits')).toBe(true);
+    expect(decoder.includes('com.microsoft')).toBe(true);
+  });
+
+  it('refuses a block size that is not a power of two from 16, and quantization flags on a float build', async () => {
+    const ckpt = join(root, 'flags');
+    generateCheckpoint(ckpt);
+    expect(await cli('--checkpoint', ckpt, '--out', join(root, 'f1'), '--dtype', 'int4', '--block-size', '48')).not.toBe(0);
+    expect(stderr).toMatch(/--block-size/);
+    expect(stderr).toMatch(/power of two from 16/);
+    stderr = '';
+    expect(await cli('--checkpoint', ckpt, '--out', join(root, 'f2'), '--dtype', 'fp32', '--block-size', '64')).toBe(1);
+    expect(stderr).toBe('vistyle: --block-size and --accuracy-level apply to int8 and int4 builds, not fp32\n');
+    expect(existsSync(join(root, 'f2', 'vistyle-model.json'))).toBe(false);
+  });
+
   it('fails with one line naming a missing tensor, and writes no manifest', async () => {
     const ckpt = join(root, 'broken');
     generateCheckpoint(ckpt, { omitTensors: ['language_model.layers.1.mlp.down_proj.weight'] });
@@ -85,6 +114,13 @@ describe('vistyle model build', () => {
     expect(await cli('--checkpoint', ckpt, '--out', join(root, 't3'), '--lora-targets', 'qq_proj')).toBe(1);
     expect(stderr).toMatch(/LoRA target "qq_proj" matches no attention projection/);
     expect(stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+
+  it('model pull builds int4 on CPU and fp16 for the GPU providers by default', () => {
+    expect(defaultPullDtype({})).toBe('int4');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'cpu' })).toBe('int4');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: ' CUDA ' })).toBe('fp16');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'webgpu' })).toBe('fp16');
   });
 
   it('names a missing checkpoint folder', async () => {

@@ -46,7 +46,7 @@ export class Graphs {
   }
 
   get fp16(): boolean {
-    return this.manifest.dtype === 'fp16';
+    return this.manifest.kvCache.dtype === 'float16';
   }
 
   /** A float tensor in the build's compute type (cache, LoRA inputs). */

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
+import { helpText } from '../../src/bot/commands.js';
+import { stripControlChars } from '../../src/bot/control-chars.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
 import { messageText } from '../../src/engine/prompt.js';
 import { builtinStyles } from '../../src/styles/index.js';
@@ -67,7 +69,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const replies = await settledReplies(fake, alice.id, photo.message_id);
     const [call] = observed.calls;
     expect(call?.request.messages.at(-1)).toMatchObject({ role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'What is in this picture?' }] });
-    const answer = call!.result!.text;
+    const answer = stripControlChars(call!.result!.text);
     expect(replies.map((m) => m.text).join('')).not.toBe('');
     expect(visibleCore(replies.map((m) => m.text).join(''))).toBe(visibleCore(answer));
 
@@ -141,7 +143,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     const alice = fake.user(1004);
     const photo = await fake.sendPhoto(alice, PNG, { caption: 'What is it?' });
     const [answerMessage] = await settledReplies(fake, alice.id, photo.message_id);
-    const firstAnswer = observed.calls[0]!.result!.text.trim();
+    const firstAnswer = stripControlChars(observed.calls[0]!.result!.text).trim(); // as the user saw it
 
     const followUp = fake.sendText(alice, 'And what colour is it?', { replyTo: answerMessage!.messageId });
     await settledReplies(fake, alice.id, followUp.message_id);
@@ -299,7 +301,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     expect(messageText(observed.calls[1]!.request.messages.at(-1)!)).toBe('is it a cat?');
     const command = fake.sendCommand(alice, `/help@${fake.botUser.username}`, { chat: group });
     const [help] = await settledReplies(fake, group.id, command.message_id);
-    expect(help!.text).toBe(t('en', 'help'));
+    expect(help!.text).toBe(helpText('en', { platform: 'telegram', admin: false }));
 
     // a mention in reply to someone's photo asks about that photo
     const aboutCat = fake.sendText(bob, `@${fake.botUser.username} what breed?`, { chat: group, replyTo: cat.message_id });
@@ -332,7 +334,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
   it('registers its command menu in English and Chinese', async () => {
     const { fake } = await setUp();
     await fake.waitFor(() => fake!.commands(undefined, 'zh'));
-    expect(fake.commands()?.map((c) => c.command)).toEqual(['ask', 'style', 'styles', 'reset', 'help']);
+    expect(fake.commands()?.map((c) => c.command)).toEqual(['ask', 'style', 'styles', 'language', 'reset', 'help']);
     expect(fake.commands(undefined, 'zh')?.find((c) => c.command === 'style')?.description).toMatch(/风格/);
   });
 });

@@ -182,6 +182,51 @@ describe('fake Telegram Bot API', () => {
     }
   });
 
+  it('shows sendMessageDraft as a short-lived preview in private chats only, never as a message', async () => {
+    const f = await startFake({ draftLifetimeMs: 300 });
+    const alice = f.user(19);
+    f.sendText(alice, 'hi');
+    const group = f.group(-1900);
+    f.sendText(alice, 'hi all', { chat: group });
+    const raw = new Telegraf(f.token, { telegram: { apiRoot: f.apiRoot } }).telegram as unknown as { callApi(method: string, payload: object): Promise<unknown> };
+    await raw.callApi('sendMessageDraft', { chat_id: 19, draft_id: 7, text: 'thinking about it' });
+    expect(f.draftIn(19)?.text).toBe('thinking about it');
+    expect(f.visibleMessagesIn(19)).toEqual([]); // a draft is not a message
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(f.draftIn(19)).toBeUndefined(); // the preview expired; nothing persisted
+    await raw.callApi('sendMessageDraft', { chat_id: 19, draft_id: 7, text: 'again' });
+    await raw.callApi('sendMessage', { chat_id: 19, text: 'the answer' });
+    expect(f.draftIn(19)).toBeUndefined(); // a sent message replaces the preview
+    expect(f.visibleMessagesIn(19).map((m) => m.text)).toEqual(['the answer']);
+    await expect(raw.callApi('sendMessageDraft', { chat_id: group.id, draft_id: 7, text: 'x' })).rejects.toThrow(/TEXTDRAFT_PEER_INVALID/);
+    await expect(raw.callApi('sendMessageDraft', { chat_id: 19, draft_id: 0, text: 'x' })).rejects.toThrow(/non-zero/);
+    await expect(raw.callApi('sendMessageDraft', { chat_id: 19, draft_id: 7, text: 'x'.repeat(4097) })).rejects.toThrow(/too long/);
+  });
+
+  it('refuses a reply to a deleted message unless allow_sending_without_reply is set', async () => {
+    const f = await startFake();
+    const alice = f.user(20);
+    const photo = f.sendText(alice, 'my message');
+    const tg = new Telegraf(f.token, { telegram: { apiRoot: f.apiRoot } }).telegram;
+    f.deleteUserMessage(20, photo.message_id);
+    await expect(tg.sendMessage(20, 'reply', { reply_parameters: { message_id: photo.message_id } })).rejects.toThrow(/message to be replied not found/);
+    const sent = await tg.sendMessage(20, 'reply', { reply_parameters: { message_id: photo.message_id, allow_sending_without_reply: true } });
+    expect(sent.text).toBe('reply');
+    expect(f.botMessage(20, sent.message_id)?.replyToMessageId).toBeUndefined();
+  });
+
+  it('answers 403 to every send in a chat whose user blocked the bot', async () => {
+    const f = await startFake();
+    const alice = f.user(21);
+    f.sendText(alice, 'hi');
+    f.blockChat(21);
+    const tg = new Telegraf(f.token, { telegram: { apiRoot: f.apiRoot } }).telegram;
+    const error = await tg.sendMessage(21, 'hello?').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TelegramError);
+    expect((error as TelegramError).code).toBe(403);
+    expect((error as TelegramError).description).toBe('Forbidden: bot was blocked by the user');
+  });
+
   it('parses Telegram HTML the way the service does', () => {
     expect(parseTelegramHtml('<pre><code class="language-ts">let x</code></pre>')).toEqual({
       text: 'let x',

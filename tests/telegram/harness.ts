@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { expect } from 'vitest';
 import { TelegramAdapter, type TelegramAdapterTuning } from '../../adapters/telegram/index.js';
+import { stripControlChars } from '../../src/bot/control-chars.js';
 import { BotCoreImpl } from '../../src/bot/core.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Engine, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from '../../src/engine/types.js';
@@ -165,9 +166,12 @@ export function tempDir(prefix = 'vistyle-tg-'): { dir: string; remove: () => vo
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** What a user sees: letters and digits in order, ignoring whitespace and Markdown markers. */
+/**
+ * What a user sees: letters and digits in order, ignoring whitespace, Markdown markers and the
+ * control characters the bot strips from answers (a random tiny model writes plenty).
+ */
 export function visibleCore(text: string): string {
-  return text.replace(/[\s*_`~#]/g, '');
+  return stripControlChars(text).replace(/[\s*_`~#]/g, '');
 }
 
 /**

@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Message } from 'telegraf/types';
 import { AlbumCollector } from '../../adapters/telegram/album.js';
 import { GlobalPacer } from '../../adapters/telegram/pacer.js';
-import { EditScheduler } from '../../src/bot/edit-scheduler.js';
+import { EditScheduler } from '../../adapters/shared/edit-scheduler.js';
 import { streamingText } from '../../adapters/telegram/answer.js';
 import { markdownToTelegramHtml } from '../../adapters/telegram/format.js';
 import { readIncoming } from '../../adapters/telegram/incoming.js';

@@ -2,72 +2,18 @@
 // real bot core. The engine here is a scripted one (it streams a given text): these tests need
 // answers with known Markdown and known length, which a random tiny model cannot give. What the
 // real engine produces is covered by e2e.test.ts.
+import { messageText } from '../../src/engine/prompt.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
-import { DeltaStream } from '../../src/engine/stream.js';
-import type { Engine, GenerateRequest, GenerationStream, ModelInfo } from '../../src/engine/types.js';
-import { VistyleError } from '../../src/errors.js';
+import { helpText } from '../../src/bot/commands.js';
+import type { Engine } from '../../src/engine/types.js';
+import { ScriptedEngine } from '../support/scripted-engine.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
 import { expectPaced, LogCapture, settledReplies, sleep, startBot, tempDir, type BotUnderTest, type StartOptions } from './harness.js';
 
 const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
-
-/** Streams `script(request)` in pieces of `pieceChars`, one every `deltaMs`. */
-class ScriptedEngine implements Engine {
-  readonly requests: GenerateRequest[] = [];
-  readonly info: ModelInfo = {
-    modelDir: 'scripted',
-    dtype: 'fp32',
-    provider: 'cpu',
-    maxContextTokens: 4096,
-    imageSize: 56,
-    imageTokens: 16,
-    eosTokenIds: [1],
-    loraTargets: [],
-    slots: 1,
-  };
-
-  constructor(
-    private readonly script: (request: GenerateRequest) => string,
-    private readonly deltaMs = 20,
-    private readonly pieceChars = 40,
-  ) {}
-
-  generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): GenerationStream {
-    this.requests.push(request);
-    const text = this.script(request);
-    const stream = new DeltaStream();
-    void (async () => {
-      const started = Date.now();
-      for (let i = 0; i < text.length; i += this.pieceChars) {
-        if (options.signal?.aborted) {
-          stream.fail(options.signal.reason ?? new VistyleError('CANCELLED', 'cancelled'));
-          return;
-        }
-        stream.push(text.slice(i, i + this.pieceChars));
-        await sleep(this.deltaMs);
-      }
-      const totalMs = Date.now() - started;
-      stream.end({
-        text,
-        tokens: [...text].map((_, i) => i),
-        promptTokens: 10,
-        ttftMs: this.deltaMs,
-        tokensPerSecond: 100,
-        finishReason: 'eos',
-        timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: totalMs, totalMs },
-        cachedPromptTokens: 0,
-        imageCount: 1,
-        droppedMessages: 0,
-      });
-    })();
-    return stream;
-  }
-
-  async close(): Promise<void> {}
-}
 
 const temp = tempDir();
 let fake: FakeTelegram | undefined;
@@ -166,6 +112,44 @@ describe('Telegram rendering', () => {
   });
 });
 
+describe('Telegram answers the model should not have written', () => {
+  it('strips control characters from streamed and final text, and sends a polite text for a blank answer', async () => {
+    const dirty = 'A \u0000cat\u0007 on a\r\nsofa.\u001b[0m Nice\u009b.';
+    const engine = new ScriptedEngine((request) => (messageText(request.messages.at(-1)!) === 'blank?' ? '\u0000\u0001 \n\u0007' : dirty), 150, 6);
+    const { fake } = await setUp(engine, { fake: { drafts: false } });
+    const alice = fake.user(2061);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'what?' });
+    const [reply] = await settledReplies(fake, alice.id, photo.message_id);
+    expect(reply!.text).toBe('A cat on a\nsofa.[0m Nice.');
+    // no text Telegram was sent, streamed or final, carries a control character
+    const texts = fake.calls.filter((c) => c.method === 'editMessageText' || c.method === 'sendMessage').map((c) => String(c.params.text));
+    expect(texts.length).toBeGreaterThan(1);
+    for (const text of texts) expect(text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+
+    const blank = await fake.sendPhoto(alice, PNG, { caption: 'blank?' });
+    const [blankReply] = await settledReplies(fake, alice.id, blank.message_id);
+    expect(blankReply!.text).toBe(t('en', 'emptyAnswer'));
+  });
+});
+
+describe('Telegram replies', () => {
+  it('still delivers the answer when the user deleted the message it replies to (allow_sending_without_reply)', async () => {
+    const engine = new ScriptedEngine(() => 'word '.repeat(60).trim(), 100, 10);
+    const { fake } = await setUp(engine);
+    const alice = fake.user(2071);
+    const photo = await fake.sendPhoto(alice, PNG, { caption: 'quick, delete it' });
+    await fake.waitFor(() => fake!.callsTo('sendMessageDraft', alice.id).some((c) => c.ok));
+    fake.deleteUserMessage(alice.id, photo.message_id);
+    const answer = await fake.waitFor(() => fake!.visibleMessagesIn(alice.id).find((m) => m.text === 'word '.repeat(60).trim()));
+    expect(answer.replyToMessageId).toBeUndefined();
+    const finalSend = fake.callsTo('sendMessage', alice.id).find((c) => c.params.text === answer.text)!;
+    expect(finalSend.ok).toBe(true);
+    expect(finalSend.params.reply_parameters).toMatchObject({ message_id: photo.message_id, allow_sending_without_reply: true });
+    // the streamed draft was only a preview: the answer was sent as a message as well
+    expect(fake.callsTo('sendMessageDraft', alice.id).filter((c) => c.ok).length).toBeGreaterThan(0);
+  });
+});
+
 describe('Telegram pictures', () => {
   it('names the Bot API’s 20 MB download limit when the configured limit is higher', async () => {
     const engine = new ScriptedEngine(() => 'never');
@@ -248,12 +232,12 @@ describe('Telegram resilience', () => {
     const logs = new LogCapture();
     const { fake, bot } = await setUp(new ScriptedEngine(() => 'Still here.', 1, 100), { logs, tuning: { albumWindowMs: 100 } });
     const alice = fake.user(2013);
-    // the first album meets a broken store (say, a locked database file)
-    const languageOf = bot.core.languageOf.bind(bot.core);
+    // the first album meets a broken core (a bug, or a store that throws)
+    const ask = bot.core.ask.bind(bot.core);
     let failures = 0;
-    bot.core.languageOf = (...args: Parameters<typeof languageOf>) => {
+    bot.core.ask = (...args: Parameters<typeof ask>) => {
       if (failures++ === 0) throw new Error('database is locked');
-      return languageOf(...args);
+      return ask(...args);
     };
     await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken', caption: 'two?' });
     await fake.sendPhoto(alice, PNG, { mediaGroupId: 'broken' });
@@ -280,14 +264,14 @@ describe('Telegram resilience', () => {
     );
     expect(forged).toBe(403);
     await sleep(300);
-    expect(fake.visibleMessagesIn(alice.id).some((m) => m.text === t('en', 'help'))).toBe(false);
+    expect(fake.visibleMessagesIn(alice.id).some((m) => m.text === helpText('en', { platform: 'telegram', admin: false }))).toBe(false);
   });
 
   it('answers /help, /styles, /reset and refuses /queue to non-admins', async () => {
     const { fake } = await setUp(new ScriptedEngine(() => 'ok'), { env: { VISTYLE_ADMIN_IDS: 'telegram:2032' } });
     const [user, admin] = [fake.user(2031, { language_code: 'zh-CN' }), fake.user(2032)];
     const help = fake.sendCommand(user, '/start');
-    expect((await settledReplies(fake, user.id, help.message_id))[0]!.text).toBe(t('zh', 'help'));
+    expect((await settledReplies(fake, user.id, help.message_id))[0]!.text).toBe(helpText('zh', { platform: 'telegram', admin: false }));
     const styles = fake.sendCommand(user, '/styles');
     const listed = (await settledReplies(fake, user.id, styles.message_id)).map((m) => m.text).join('\n');
     for (const id of ['plain', 'grumpy', 'cantonese', 'salesman']) expect(listed).toContain(id);
@@ -299,6 +283,16 @@ describe('Telegram resilience', () => {
     expect((await settledReplies(fake, user.id, reset.message_id))[0]!.text).toBe(t('zh', 'resetNothing'));
     const text = fake.sendText(user, 'what is this?');
     expect((await settledReplies(fake, user.id, text.message_id))[0]!.text).toBe(t('zh', 'error.IMAGE_MISSING'));
+
+    // /language (from the core's command table, in the menu and the help) switches the language
+    const english = fake.sendCommand(user, '/language en');
+    expect((await settledReplies(fake, user.id, english.message_id))[0]!.text).toBe(t('en', 'languageSet'));
+    const helpAgain = fake.sendCommand(user, '/help');
+    const helpShown = (await settledReplies(fake, user.id, helpAgain.message_id))[0]!.text;
+    expect(helpShown).toBe(helpText('en', { platform: 'telegram', admin: false }));
+    expect(helpShown).toMatch(/^\/language \[zh\|en\|auto\] – /m);
+    const auto = fake.sendCommand(user, '/lang auto');
+    expect((await settledReplies(fake, user.id, auto.message_id))[0]!.text).toBe(t('zh', 'languageSet'));
   });
 });
 

@@ -5,13 +5,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { downloadCheckpoint, parseHubSource, reporterFor, formatBytes, type DownloadCheckpointResult } from '../../../models/download/index.js';
-import { buildModel } from '../../../models/build/build.js';
+import { buildModel, MODEL_DTYPES, resolvePrecision, type ModelDtype } from '../../../models/build/build.js';
+import { blockSizeArg, BLOCK_SIZE_HELP, COMPUTE_HELP } from './model-build.js';
 import { MANIFEST_FILE } from '../../../models/manifest.js';
 import { VERSION } from '../../version.js';
 import { VistyleError } from '../../errors.js';
 import { DEFAULT_MODEL_ID, pulledBuiltDir, pulledCheckpointDir, resolveModelDir } from '../../paths.js';
 
-export type PullDtype = 'fp32' | 'fp16';
+export type PullDtype = ModelDtype;
 
 interface PullFlags {
   source: string;
@@ -19,15 +20,22 @@ interface PullFlags {
   dir?: string;
   out?: string;
   dtype?: PullDtype;
+  blockSize?: number;
+  compute?: 'fp32' | 'fp16';
   build: boolean;
   rebuild?: boolean;
   retries: number;
 }
 
-/** fp16 halves the weights and runs faster on a GPU; on CPU onnxruntime is faster in fp32. */
+/**
+ * The dtype `model pull` builds when --dtype is not given, by VISTYLE_PROVIDER. CPU: int4 —
+ * decoding reads a quarter of the fp32 weights' bytes per token and MatMulNBits' int8-activation
+ * kernel was the fastest candidate measured (docs/engine.md, "Choosing a dtype"). GPU providers:
+ * fp16 (int4 on a GPU has not been measured here yet).
+ */
 export function defaultPullDtype(env: Record<string, string | undefined> = process.env): PullDtype {
   const provider = env.VISTYLE_PROVIDER?.trim().toLowerCase();
-  return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'fp32';
+  return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'int4';
 }
 
 /** With VISTYLE_PROVIDER=webgpu the build also writes the device-cache decoder (decoder-device.onnx). */
@@ -35,20 +43,37 @@ export function pullWantsDeviceDecoder(env: Record<string, string | undefined> =
   return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'webgpu';
 }
 
+const DEFAULT_DTYPE_HELP = 'fp16 when VISTYLE_PROVIDER is cuda or webgpu, else int4';
+
 function nonNegativeInteger(value: string): number {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < 0 || parsed > 100) throw new InvalidArgumentError('expected a whole number from 0 to 100');
   return parsed;
 }
 
-/** Whether `out` already holds a build of this checkpoint, in this dtype, by this version of vistyle. */
-function builtAlready(out: string, checkpoint: string, dtype: PullDtype, deviceDecoder = false): boolean {
+interface PullPrecision {
+  dtype: PullDtype;
+  blockSize?: number;
+  compute?: 'fp32' | 'fp16';
+}
+
+/** Whether `out` already holds a build of this checkpoint, in this precision, by this version of vistyle. */
+function builtAlready(out: string, checkpoint: string, wanted: PullPrecision, deviceDecoder = false): boolean {
   const file = resolve(out, MANIFEST_FILE);
   if (!existsSync(file)) return false;
   try {
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { dtype?: string; builder?: string; source?: { checkpoint?: string }; deviceDecoder?: unknown };
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as {
+      dtype?: string; builder?: string; source?: { checkpoint?: string };
+      quantization?: { blockSize?: number; compute?: string }; deviceDecoder?: unknown;
+    };
+    const p = resolvePrecision(wanted);
+    const sameQuantization = !p.quant || (
+      manifest.quantization?.blockSize === p.quant.blockSize &&
+      manifest.quantization?.compute === (p.compute === 'fp16' ? 'float16' : 'float32')
+    );
     return (
-      manifest.dtype === dtype &&
+      manifest.dtype === p.dtype &&
+      sameQuantization &&
       (!deviceDecoder || manifest.deviceDecoder !== undefined) &&
       manifest.builder === `vistyle ${VERSION}` &&
       typeof manifest.source?.checkpoint === 'string' &&
@@ -57,6 +82,10 @@ function builtAlready(out: string, checkpoint: string, dtype: PullDtype, deviceD
   } catch {
     return false;
   }
+}
+
+function precisionFlags(p: PullPrecision): string {
+  return `${p.blockSize !== undefined ? ` --block-size ${p.blockSize}` : ''}${p.compute ? ` --compute ${p.compute}` : ''}`;
 }
 
 function quoteArg(path: string): string {
@@ -78,7 +107,9 @@ export function registerModelPullCommand(model: Command): void {
     .option('--revision <rev>', 'branch, tag or commit (default: main on Hugging Face, master on ModelScope)')
     .option('--dir <dir>', `checkpoint folder (default: ${pulledCheckpointDir()})`)
     .option('--out <dir>', `built model folder (default: ${pulledBuiltDir()})`)
-    .addOption(new Option('--dtype <dtype>', 'weight dtype of the built graphs (default: fp16 when VISTYLE_PROVIDER=cuda or webgpu, else fp32)').choices(['fp32', 'fp16']))
+    .addOption(new Option('--dtype <dtype>', `weight dtype of the built graphs (default: ${DEFAULT_DTYPE_HELP})`).choices([...MODEL_DTYPES]))
+    .option('--block-size <n>', BLOCK_SIZE_HELP, blockSizeArg)
+    .addOption(new Option('--compute <dtype>', COMPUTE_HELP).choices(['fp32', 'fp16']))
     .option('--no-build', 'download only, do not build')
     .option('--rebuild', 'build again even when the built model is up to date')
     .option('--retries <n>', 'retries per request on network errors and 5xx answers', nonNegativeInteger, 5)
@@ -91,6 +122,8 @@ export function registerModelPullCommand(model: Command): void {
     .action(async (flags: PullFlags) => {
       const source = parseHubSource(flags.source);
       const dtype = flags.dtype ?? defaultPullDtype();
+      const precision: PullPrecision = { dtype, blockSize: flags.blockSize, compute: flags.compute };
+      resolvePrecision(precision); // a flag that does not fit the dtype fails before the download
       const out = resolve(flags.out ?? pulledBuiltDir());
       // Ctrl-C: stop cleanly (progress bar closed, partial files kept for resuming, lock released)
       const interrupt = new AbortController();
@@ -113,19 +146,21 @@ export function registerModelPullCommand(model: Command): void {
       process.stdout.write(`${describeDownload(download)}\n`);
 
       if (!flags.build) {
-        process.stdout.write(`not built (--no-build); build it with:\n  vistyle model build --checkpoint ${quoteArg(download.dir)} --out ${quoteArg(out)} --dtype ${dtype}\n`);
+        process.stdout.write(`not built (--no-build); build it with:\n  vistyle model build --checkpoint ${quoteArg(download.dir)} --out ${quoteArg(out)} --dtype ${dtype}${precisionFlags(precision)}\n`);
         return;
       }
 
       const fetchedNow = download.files.some((file) => file.status === 'fetched');
       const deviceDecoder = pullWantsDeviceDecoder();
-      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, dtype, deviceDecoder)) {
+      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, precision, deviceDecoder)) {
         process.stdout.write(`model: ${out} (${dtype}) is already built from this checkpoint (--rebuild to build it again)\n`);
       } else {
         await buildModel({
           checkpointDir: download.dir,
           outDir: out,
           dtype,
+          blockSize: flags.blockSize,
+          compute: flags.compute,
           deviceDecoder,
           onProgress: (message) => process.stderr.write(`${message}\n`),
         });

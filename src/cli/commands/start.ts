@@ -4,7 +4,10 @@
 // token it says exactly what to set and exits non-zero, before loading anything.
 // SIGINT/SIGTERM shut down gracefully: new requests are refused politely, queued users are told,
 // running answers get VISTYLE_SHUTDOWN_DRAIN_SECONDS to finish, then the adapters, the engine and
-// the store close. A second signal exits at once.
+// the store close. A second signal exits at once. A signal while an adapter is still connecting
+// stops at once (no waiting for its retries). The HTTP server (src/http/app.ts) starts before
+// the model loads: health and metrics always (127.0.0.1:8484 by default), the OpenAI-compatible API
+// and web page too when VISTYLE_HTTP_PORT is set; `vistyle serve` runs the same without platforms.
 // With VISTYLE_QUEUE_URL it is a front end only: no model here; answers go through Redis (BullMQ)
 // to `vistyle worker`s (src/queue), with the same limits, positions and streaming.
 import type { Command } from 'commander';
@@ -18,8 +21,12 @@ import type { Engine } from '../../engine/types.js';
 import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
 import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
 import { registerFaultMetrics } from '../../fault-metrics.js';
-import { BotMetrics } from '../../scheduler/metrics.js';
-import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
+import { checkBeforeLoading } from '../../doctor/preflight.js';
+import { adapterCheck, engineCheck, storeCheck } from '../../health/checks.js';
+import { Readiness } from '../../health/readiness.js';
+import { httpPlan, startVistyleHttp, type HttpPlanOverrides } from '../../http/app.js';
+import type { HttpServer } from '../../http/server.js';
+import { BotMetrics } from '../../metrics/metrics.js';
 import { QueueFrontEnd, hasQueue } from '../../queue/front-end.js';
 import { Store } from '../../store/store.js';
 import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
@@ -27,7 +34,7 @@ import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry
 export const NO_PLATFORM_MESSAGE =
   'no chat platform is configured. Set TELEGRAM_BOT_TOKEN (from @BotFather) to run on Telegram, ' +
   'and/or DISCORD_TOKEN and DISCORD_APPLICATION_ID (from the Discord developer portal) to run on Discord ' +
-  '(in the environment or in a .env file)';
+  '(in the environment or in a .env file); or set VISTYLE_HTTP_PORT, or run `vistyle serve`, for the HTTP API alone';
 
 export interface StartOptions {
   /** Built model folder (default: VISTYLE_MODEL_DIR, then the pulled model). */
@@ -42,13 +49,23 @@ export interface StartOptions {
   onStarted?: (app: RunningBot) => void;
   /** Engine factory (tests). */
   engineFactory?: (config: AppConfig) => Promise<Engine>;
+  /** `vistyle serve`: the HTTP API and web page only, no chat platform. */
+  serve?: boolean;
+  /** --host / --port of `vistyle serve`. */
+  http?: HttpPlanOverrides;
+  /** Extra CA certificates trusted for https image URLs (tests). */
+  imageUrlCa?: string | Buffer;
 }
 
 export interface RunningBot {
   config: AppConfig;
   core: BotCoreImpl;
   adapters: PlatformAdapter[];
+  /** Port of the HTTP server (health, metrics and, when on, the API); same as httpPort. */
   metricsPort?: number;
+  httpPort?: number;
+  /** The readiness registry behind /readyz; other parts register their checks here. */
+  readiness: Readiness;
   /** With VISTYLE_QUEUE_URL: the queue client (readiness, metrics). */
   queue?: QueueFrontEnd;
 }
@@ -76,7 +93,8 @@ export function registerStartCommand(program: Command): void {
 export async function runStart(options: StartOptions = {}): Promise<void> {
   const env = options.env ?? process.env;
   const config = loadConfig(options.model ? { ...env, VISTYLE_MODEL_DIR: options.model } : env);
-  if (!config.telegram && !config.discord) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
+  const serve = options.serve === true;
+  if (!serve && !config.telegram && !config.discord && config.http.port === undefined) throw new VistyleError('CONFIG_INVALID', NO_PLATFORM_MESSAGE);
 
   // Nothing that happens to stdout/stderr (a closed pipe, a full disk) may stop or spin the bot.
   guardStdout();
@@ -105,12 +123,30 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
 
   let core: BotCoreImpl | undefined;
   const adapters: PlatformAdapter[] = [];
+  const readiness = new Readiness();
   try {
     const styles: LiveStyleRegistry = openStyleRegistry({ file: config.stylesFile, logger: logger.child({ module: 'styles' }) });
     closers.push({ name: 'styles', close: () => styles.close() });
     const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
+    // The fast checks (model folder, platform tokens) before anything slow: ports, the queue, the model.
+    await checkBeforeLoading(config, { model: !options.engineFactory && !hasQueue(config), platforms: !serve, env, log });
+    readiness.register('store', storeCheck(config.dbPath, store));
+    // The HTTP server is up before the model loads: /healthz answers, /readyz says what it waits for.
     const metrics = new BotMetrics({ defaultMetrics: true });
+    registerFaultMetrics(metrics.registry, { store });
+    readiness.report('engine', false, hasQueue(config) ? 'connecting to the queue' : 'loading the model');
+    const http: HttpServer | undefined = await startVistyleHttp({
+      config,
+      plan: httpPlan(config, serve, options.http),
+      metrics,
+      readiness,
+      styles,
+      core: () => core,
+      logger: logger.child({ module: 'http' }),
+      ...(options.imageUrlCa ? { imageUrlCa: options.imageUrlCa } : {}),
+    });
+    if (http) closers.push({ name: 'http', close: () => http.close() });
     let engine: Engine;
     let frontEnd: QueueFrontEnd | undefined;
     if (hasQueue(config)) {
@@ -118,18 +154,17 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       closers.push({ name: 'queue', close: () => frontEnd!.close() });
       await frontEnd.start();
       engine = frontEnd.engine;
+      const queue = frontEnd;
+      readiness.register('queue', () => {
+        const state = queue.readiness();
+        return state.ready ? { ready: true } : { ready: false, detail: state.reasons.join('; ') };
+      });
     } else {
       log.info({ modelDir: config.model.dir, provider: config.model.provider, db: config.dbPath }, 'loading the model');
       engine = await (options.engineFactory ?? ((c: AppConfig) => defaultEngine(c, logger)))(config);
       closers.push({ name: 'engine', close: () => engine.close() });
     }
-    registerFaultMetrics(metrics.registry, { store });
-    let metricsServer: MetricsServer | undefined;
-    if (config.metrics) {
-      metricsServer = await startMetricsServer(metrics, config.metrics);
-      closers.push({ name: 'metrics', close: () => metricsServer!.close() });
-      log.info({ port: metricsServer.port, host: config.metrics.host }, 'metrics on /metrics');
-    }
+    readiness.register('engine', engineCheck(engine));
     core = createBotCore({
       engine,
       styles,
@@ -140,7 +175,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
       ...(frontEnd ? { scheduler: frontEnd.scheduler } : {}),
     });
 
-    if (config.telegram) {
+    if (config.telegram && !serve) {
       adapters.push(
         createTelegramAdapter({
           core,
@@ -151,7 +186,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
         }),
       );
     }
-    if (config.discord) {
+    if (config.discord && !serve) {
       const discord = config.discord;
       adapters.push(
         createDiscordAdapter({
@@ -167,14 +202,35 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
         }),
       );
     }
+    // A signal while an adapter is still connecting (an unreachable platform is retried for a
+    // while) stops at once: stopEverything's adapter.stop() ends the pending start().
+    let stoppedEarly: string | undefined;
     for (const adapter of adapters) {
-      await adapter.start();
+      let started = false;
+      readiness.register(`adapter:${adapter.name}`, adapterCheck(adapter, () => started));
+      const starting = adapter.start();
+      const outcome = await Promise.race([starting.then(() => undefined), stop.reason]);
+      if (outcome !== undefined) {
+        starting.catch(() => undefined); // it ends with CANCELLED once the adapter stops
+        stoppedEarly = outcome;
+        break;
+      }
+      started = true;
       log.info({ platform: adapter.name }, 'adapter started');
     }
-    log.info({ platforms: adapters.map((a) => a.name) }, 'vistyle is running');
-    options.onStarted?.({ config, core, adapters, ...(metricsServer ? { metricsPort: metricsServer.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
+    if (stoppedEarly !== undefined) {
+      log.info({ reason: stoppedEarly }, 'stop requested during start-up; stopping now');
+      if (stoppedEarly === 'uncaught exception') process.exitCode = 1;
+      await stopEverything(core, adapters, 0, closeAll, log);
+      stop.release();
+      log.info('stopped');
+      return;
+    }
+    log.info({ platforms: adapters.map((a) => a.name), ...(http ? { http: http.url } : {}) }, 'vistyle is running');
+    options.onStarted?.({ config, core, adapters, readiness, ...(http ? { metricsPort: http.port, httpPort: http.port } : {}), ...(frontEnd ? { queue: frontEnd } : {}) });
 
     const reason = await stop.reason;
+    readiness.report('shutdown', false, 'shutting down');
     log.info({ reason }, 'shutting down');
     if (reason === 'uncaught exception') process.exitCode = 1;
   } catch (error) {

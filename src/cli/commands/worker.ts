@@ -11,8 +11,11 @@ import { VistyleError } from '../../errors.js';
 import { createLogger, errorFields, setRootLogger } from '../../log.js';
 import { WorkerMetrics } from '../../queue/metrics.js';
 import { QueueWorker } from '../../queue/worker.js';
-import { BotMetrics } from '../../scheduler/metrics.js';
-import { startMetricsServer, type MetricsServer } from '../../scheduler/metrics-server.js';
+import { engineCheck } from '../../health/checks.js';
+import { Readiness } from '../../health/readiness.js';
+import { httpPlan, startVistyleHttp } from '../../http/app.js';
+import type { HttpServer } from '../../http/server.js';
+import { BotMetrics } from '../../metrics/metrics.js';
 
 export interface WorkerRunOptions {
   model?: string;
@@ -62,8 +65,19 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
 
   let engine: Engine | undefined;
   let worker: QueueWorker | undefined;
-  let metricsServer: MetricsServer | undefined;
+  let metricsServer: HttpServer | undefined;
+  // Health and metrics as `vistyle start` serves them (never the API: a worker has no bot core).
+  const readiness = new Readiness();
+  readiness.report('engine', false, 'loading the model');
   try {
+    const metrics = new BotMetrics({ defaultMetrics: true });
+    metricsServer = await startVistyleHttp({
+      config,
+      plan: { ...httpPlan(config, false), api: false },
+      metrics,
+      readiness,
+      logger: logger.child({ module: 'http' }),
+    });
     log.info({ modelDir: config.model.dir, provider: config.model.provider }, 'loading the model');
     engine = await createEngine({
       logger: logger.child({ module: 'engine-client' }),
@@ -74,15 +88,16 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
       maxImageBytes: config.limits.maxImageBytes,
       ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
     });
-    const metrics = new BotMetrics({ defaultMetrics: true });
+    readiness.register('engine', engineCheck(engine));
     let redisUp = () => false;
     const workerMetrics = new WorkerMetrics(metrics.registry, () => redisUp());
     worker = new QueueWorker({ queue: config.queue, engine, logger: log, metrics: workerMetrics });
     redisUp = () => worker!.redisUp();
-    if (config.metrics) {
-      metricsServer = await startMetricsServer(metrics, config.metrics);
-      log.info({ port: metricsServer.port, host: config.metrics.host }, 'metrics on /metrics');
-    }
+    const queueWorker = worker;
+    readiness.register('worker', () => {
+      const state = queueWorker.readiness();
+      return state.ready ? { ready: true } : { ready: false, detail: state.reasons.join('; ') };
+    });
     await Promise.race([worker.start(), stopped]);
     options.onStarted?.(worker, metricsServer?.port);
     const reason = await stopped;

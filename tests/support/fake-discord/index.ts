@@ -2,7 +2,10 @@
 // 127.0.0.1 with random ports. The real discord.js client is pointed at it through its own options
 // (`rest.api`, `rest.cdn`; the gateway URL comes from GET /gateway/bot). Tests drive it by
 // invoking registered commands, clicking buttons, posting and deleting user messages; they assert
-// on the REST calls it recorded (with timestamps) and on the messages it holds.
+// on the REST calls it recorded (with timestamps), on the messages it holds and on what each user
+// can see of them (visibleTo: ephemeral messages only to their interaction's user). The platform
+// rules it keeps, with their sources, are listed in rest.ts; docs/discord.md lists the ones the
+// bot relies on.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIAttachment, APIMessage, APIUser } from 'discord.js';
@@ -26,10 +29,18 @@ export interface FakeDiscordOptions {
   token?: string;
   applicationId?: string;
   botName?: string;
-  /** The first interaction response must come within this (Discord: 3 s). */
+  /**
+   * The first interaction response must come within this, else the interaction is gone (Discord:
+   * 3 s, https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-callback).
+   */
   interactionResponseWindowMs?: number;
-  /** Interaction tokens (follow-ups, edits of the reply) expire after this (Discord: 15 min). */
+  /** Interaction tokens (follow-ups, edits of the reply) expire after this (Discord: 15 min, same page). */
   interactionTokenLifetimeMs?: number;
+  /**
+   * Bot requests a second beyond which every route answers a global 429 (Discord: 50; interaction
+   * endpoints are not bound to it: https://discord.com/developers/docs/topics/rate-limits#global-rate-limit).
+   */
+  globalRequestsPerSecond?: number;
   heartbeatIntervalMs?: number;
   /** Privileged intents enabled in the developer portal (default: all; 0 = none). */
   privilegedIntents?: number;
@@ -86,6 +97,12 @@ export class FakeDiscord {
   private restServer: Server | null = null;
   private gatewayServer: Server | null = null;
   private commandVersion = 0;
+  /** Times of recent bot requests counted against the global limit. */
+  private readonly globalWindow: number[] = [];
+  /** While true the gateway refuses every connection (an outage); tests flip it. */
+  gatewayDown = false;
+  /** Connection attempts the gateway saw (accepted or refused). */
+  gatewayAttempts: number[] = [];
 
   private constructor(options: FakeDiscordOptions) {
     this.applicationId = options.applicationId ?? snowflake();
@@ -98,6 +115,7 @@ export class FakeDiscord {
       interactionTokenLifetimeMs: options.interactionTokenLifetimeMs ?? 15 * 60_000,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
       privilegedIntents: options.privilegedIntents ?? ((1 << 1) | (1 << 8) | (1 << 15)),
+      globalRequestsPerSecond: options.globalRequestsPerSecond ?? 50,
     };
     this.botUser = {
       id: this.applicationId,
@@ -130,7 +148,10 @@ export class FakeDiscord {
     });
     fake.gatewayServer = createServer((_req, res) => res.writeHead(426).end());
     fake.gatewayServer.on('upgrade', (req, socket, head) => {
-      if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname === '/') fake.gateway.handleUpgrade(req, socket, head);
+      fake.gatewayAttempts.push(Date.now());
+      // An outage: the connection is dropped before the WebSocket handshake (ECONNRESET).
+      if (fake.gatewayDown) socket.destroy();
+      else if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname === '/') fake.gateway.handleUpgrade(req, socket, head);
       else socket.destroy();
     });
     const listen = (server: Server) =>
@@ -230,6 +251,36 @@ export class FakeDiscord {
     return rule;
   }
 
+  /**
+   * @internal used by the REST handler: the global rate limit, counted over bot requests of the
+   * last second; interaction callbacks and interaction webhooks are exempt (rate-limits#global-rate-limit).
+   */
+  takeGlobalLimit(path: string, botAuth: boolean, at: number): RateLimitRule | undefined {
+    if (!botAuth || /^\/(interactions|webhooks)\//.test(path)) return undefined;
+    while (this.globalWindow.length > 0 && this.globalWindow[0]! <= at - 1000) this.globalWindow.shift();
+    if (this.globalWindow.length >= this.options.globalRequestsPerSecond) {
+      const retryAfter = Math.max(0.001, (this.globalWindow[0]! + 1000 - at) / 1000);
+      return { method: undefined, path: /global/, retryAfter, global: true, scope: 'global', when: undefined, remaining: 0, hits: 1 };
+    }
+    this.globalWindow.push(at);
+    return undefined;
+  }
+
+  /**
+   * The messages of a channel as `user` sees them: everything except ephemeral messages, which
+   * only the user of their interaction sees (message flag EPHEMERAL, 1 << 6: "this message is only
+   * visible to the user who invoked the Interaction",
+   * https://discord.com/developers/docs/resources/message#message-object-message-flags).
+   */
+  visibleTo(user: APIUser, channelId: string = this.textChannel.id): APIMessage[] {
+    return this.messages(channelId).filter((message) => {
+      if (((message.flags ?? 0) & 64) === 0) return true;
+      return [...this.interactions.values()].some(
+        (i) => i.user.id === user.id && (i.originalMessageId === message.id || i.followUpIds.includes(message.id)),
+      );
+    });
+  }
+
   /** Poll until `probe` returns something truthy. */
   async waitFor<T>(probe: () => T | undefined | null | false, what = 'condition', timeoutMs = 15_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
@@ -285,7 +336,12 @@ export class FakeDiscord {
     return [...(map?.values() ?? [])];
   }
 
-  /** Put a file on the fake CDN and describe it as Discord would in a message or interaction. */
+  /**
+   * Put a file on the fake CDN and describe it as Discord would in a message or interaction: id,
+   * filename, size in bytes, url and proxy_url, and content_type / width / height only when known
+   * (all optional in Discord's attachment object,
+   * https://discord.com/developers/docs/resources/message#attachment-object).
+   */
   attachment(input: AttachmentInput): APIAttachment {
     const id = snowflake();
     const path = `/attachments/${this.textChannel.id}/${id}/${encodeURIComponent(input.filename)}`;

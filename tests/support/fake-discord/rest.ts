@@ -1,8 +1,28 @@
 // The fake Discord REST API (v10 paths, as discord.js's REST client calls them) and the fake CDN.
-// It keeps the rules the real API enforces that matter to a bot: bot auth on bot routes, a 3 s
-// window for the first interaction response, one initial response per interaction, interaction
-// tokens that expire, 2000-character message content, no empty messages, edits only of the bot's
-// own messages; and it answers injected 429s with the headers discord.js reads.
+// It keeps the rules the real API enforces that matter to a bot, each with where Discord documents
+// it (DOCS = https://discord.com/developers/docs):
+// - bot auth on bot routes;
+// - the first interaction response within 3 s, else the interaction (and its token) is dead:
+//   DOCS/interactions/receiving-and-responding#interaction-callback ("you must send an initial
+//   response within 3 seconds of receiving the event. If the 3 second deadline is exceeded, the
+//   token will be invalidated");
+// - one initial response per interaction (40060 "already acknowledged");
+// - interaction tokens valid for 15 minutes (same page, #followup-messages);
+// - the first follow-up right after a deferred response (type 5) edits the deferred "is
+//   thinking…" message instead of creating one, and its ephemeral flag is ignored (the deferral's
+//   visibility is kept): DOCS/interactions/receiving-and-responding#create-followup-message;
+//   discord/discord-api-docs#2742 (Discord staff: "If you send a followup without resolving the
+//   loading state, we interpret your followup as you resolving the loading state"),
+//   discordjs/discord.js#6465 ("followUp directly after a deferReply has the same effect as
+//   editReply");
+// - ephemeral messages (flag 64) exist only for the interaction's user and only through the
+//   interaction token: the bot's channel routes do not find them (see index.ts visibleTo());
+// - message content of at most 2000 characters, never empty: DOCS/resources/message#create-message;
+// - edits only of the bot's own messages (50005);
+// - 429 answers with `retry_after` (seconds, float) in the body, the Retry-After and
+//   X-RateLimit-* headers, `global: true` plus X-RateLimit-Global for the global limit
+//   (50 requests a second per bot, which interaction endpoints are not bound to):
+//   DOCS/topics/rate-limits#exceeding-a-rate-limit, #global-rate-limit.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { APIMessage } from 'discord.js';
 import type { FakeDiscord } from './index.js';
@@ -153,7 +173,7 @@ export function createRestHandler(fake: FakeDiscord): (req: IncomingMessage, res
     const failure = fake.takeFailure(method, path, parsed.json);
     if (failure) return finish(failure.status, failure.body);
 
-    const limit = fake.takeRateLimit(method, path, parsed.json);
+    const limit = fake.takeRateLimit(method, path, parsed.json) ?? fake.takeGlobalLimit(path, call.botAuth, call.at);
     if (limit) {
       call.rateLimited = true;
       const headers: Record<string, string> = {
@@ -284,6 +304,16 @@ function buildRoutes(fake: FakeDiscord): Route[] {
     route('POST', '/webhooks/:app/:token', false, ({ params, body, files, query }) => {
       const interaction = interactionByToken(params.app!, params.token!);
       if (!interaction.callback) throw unknownWebhook();
+      // Directly after a deferral the follow-up fills the "is thinking…" message (create-followup-
+      // message; discord-api-docs#2742): no new message, and the ephemeral flag is ignored.
+      const loading = interaction.callback.type === 5 && interaction.originalMessageId
+        ? fake.message(interaction.channelId, interaction.originalMessageId)
+        : undefined;
+      if (loading && ((loading.flags ?? 0) & 128) !== 0) {
+        const { flags: _ignored, ...rest } = body;
+        const edited = fake.editMessage(loading.channel_id, loading.id, rest, files);
+        return query.get('wait') === 'false' ? { status: 204 } : { status: 200, body: edited };
+      }
       const message = fake.createMessage(interaction.channelId, fake.botUser, body, files, {
         webhookId: fake.applicationId,
       });
@@ -317,14 +347,15 @@ function buildRoutes(fake: FakeDiscord): Route[] {
       botChannel(params.channel!);
       return { status: 200, body: fake.createMessage(params.channel!, fake.botUser, body, files) };
     }),
+    // Ephemeral messages are not channel messages: only their interaction's token reaches them.
     route('GET', '/channels/:channel/messages/:message', true, ({ params }) => {
       const message = botChannel(params.channel!).messages.get(params.message!);
-      if (!message) throw unknownMessage();
+      if (!message || isEphemeral(message)) throw unknownMessage();
       return { status: 200, body: message };
     }),
     route('PATCH', '/channels/:channel/messages/:message', true, ({ params, body, files }) => {
       const message = botChannel(params.channel!).messages.get(params.message!);
-      if (!message) throw unknownMessage();
+      if (!message || isEphemeral(message)) throw unknownMessage();
       if (message.author.id !== fake.botUser.id) {
         throw new HttpError(403, { message: 'Cannot edit a message authored by another user', code: 50005 });
       }
@@ -332,10 +363,13 @@ function buildRoutes(fake: FakeDiscord): Route[] {
     }),
     route('DELETE', '/channels/:channel/messages/:message', true, ({ params }) => {
       const channel = botChannel(params.channel!);
-      if (!channel.messages.delete(params.message!)) throw unknownMessage();
+      const message = channel.messages.get(params.message!);
+      if (!message || isEphemeral(message) || !channel.messages.delete(params.message!)) throw unknownMessage();
       return { status: 204 };
     }),
   ];
 }
+
+const isEphemeral = (message: APIMessage) => ((message.flags ?? 0) & 64) !== 0;
 
 export { HttpError };

@@ -3,6 +3,26 @@
 // have (messages, edits, drafts, commands, files, pending updates), answers like the real service
 // (`{ok, result}` / `{ok:false, error_code, description, parameters}`), lets a test inject updates
 // and failures, and records every call with a timestamp so tests can assert what users saw and when.
+//
+// The rules it keeps, with where Telegram documents them (API = https://core.telegram.org/bots/api):
+// - sendMessageDraft streams a preview to a *private* chat (API#sendmessagedraft: chat_id is the
+//   "target private chat"); the draft "is ephemeral and acts as a temporary 30-second preview -
+//   once the output is finalized, you must call sendMessage with the complete message to persist
+//   it": a draft is never a message (visibleMessagesIn), it disappears after 30 s or when the bot
+//   sends a message in the chat (draftIn), and a group gets 400 TEXTDRAFT_PEER_INVALID;
+// - message text of 1-4096 characters after entities parsing (API#sendmessage), else 400
+//   "message is too long" / "message text is empty";
+// - flood control: 429 with parameters.retry_after, "the number of seconds left to wait before the
+//   request can be repeated" (API#responseparameters); calls in that chat before it runs out are
+//   answered 429 again (floodViolations);
+// - getFile hands out files of at most 20 MB (API#getfile: "bots can download files of up to 20MB
+//   in size"), else 400 "file is too big";
+// - parse_mode HTML is parsed like the service does (API#html-style); markup it does not accept is
+//   400 "Bad Request: can't parse entities: ..." (html.ts);
+// - reply_parameters (API#replyparameters): replying to a message that no longer exists is 400
+//   "message to be replied not found" unless allow_sending_without_reply is true;
+// - a user who blocked the bot: every send to that chat is 403 "Forbidden: bot was blocked by the
+//   user" (the answer the service gives; the Bot API page lists no error texts).
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -32,6 +52,18 @@ export interface FakeTelegramOptions {
   drafts?: boolean;
   /** Largest file getFile hands out (20 MB on the real service). */
   maxDownloadBytes?: number;
+  /** How long a sendMessageDraft preview stays up (30 s on the real service). */
+  draftLifetimeMs?: number;
+}
+
+/** The draft a private chat shows, while it lasts. */
+export interface DraftState {
+  chatId: number;
+  draftId: number;
+  text: string;
+  /** performance.now() of the latest update and of its expiry. */
+  at: number;
+  expiresAt: number;
 }
 
 /** One size of a photo as the test wants it delivered. */
@@ -109,6 +141,8 @@ export class FakeTelegram extends EventEmitter {
   apiRoot = '';
   draftsSupported: boolean;
   maxDownloadBytes: number;
+  draftLifetimeMs: number;
+  private readonly drafts = new Map<number, DraftState>();
 
   private server: Server | undefined;
   private nextUpdateId = 100_000;
@@ -148,6 +182,7 @@ export class FakeTelegram extends EventEmitter {
     };
     this.draftsSupported = options.drafts ?? true;
     this.maxDownloadBytes = options.maxDownloadBytes ?? 20 * 1024 * 1024;
+    this.draftLifetimeMs = options.draftLifetimeMs ?? 30_000;
     this.handlers = {
       getMe: () => ({ ...this.botUser, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false }),
       getUpdates: (p, res) => this.getUpdates(p, res),
@@ -226,6 +261,18 @@ export class FakeTelegram extends EventEmitter {
 
   group(id: number, title = `Group ${id}`, type: 'group' | 'supergroup' = 'supergroup'): FakeChat {
     return { id: id < 0 ? id : -id, type, title };
+  }
+
+  /** The user deletes one of their own messages (later replies to it need allow_sending_without_reply). */
+  deleteUserMessage(chatId: number, messageId: number): void {
+    if (!this.userMessages.delete(messageKey(chatId, messageId))) throw new Error(`no user message ${messageId} in chat ${chatId}`);
+  }
+
+  /** The draft preview the chat shows now, if any (expired after draftLifetimeMs, or replaced by a sent message). */
+  draftIn(chatId: number): DraftState | undefined {
+    const draft = this.drafts.get(chatId);
+    if (!draft || performance.now() >= draft.expiresAt) return undefined;
+    return { ...draft };
   }
 
   /** Makes every message-sending call to this chat fail with 403, as when a user blocks the bot. */
@@ -694,6 +741,8 @@ export class FakeTelegram extends EventEmitter {
     if (replyMarkup) state.replyMarkup = replyMarkup;
     if (replyTo) state.replyToMessageId = replyTo.message_id;
     this.botMessages.set(messageKey(chat.id, state.messageId), state);
+    // a message the bot sends replaces the draft preview in that chat
+    this.drafts.delete(chat.id);
     const inChat = this.botMessagesByChat.get(chat.id);
     if (inChat) inChat.push(state);
     else this.botMessagesByChat.set(chat.id, [state]);
@@ -756,7 +805,9 @@ export class FakeTelegram extends EventEmitter {
     if (chat.type !== 'private') throw badRequest('TEXTDRAFT_PEER_INVALID');
     const draftId = numberParam(params.draft_id);
     if (!draftId) throw badRequest('parameter "draft_id" must be non-zero');
-    if (params.text !== undefined) this.parseText(params, true);
+    const text = params.text !== undefined ? this.parseText(params, true).text : '';
+    const now = performance.now();
+    this.drafts.set(chat.id, { chatId: chat.id, draftId, text, at: now, expiresAt: now + this.draftLifetimeMs });
     return true;
   }
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Writable } from 'node:stream';
-import { EditScheduler, EditSchedulers } from '../../src/bot/edit-scheduler.js';
+import { EditScheduler, EditSchedulers } from '../../adapters/shared/edit-scheduler.js';
 import { createLogger, registerSecret } from '../../src/log.js';
 
 class RateLimited extends Error {

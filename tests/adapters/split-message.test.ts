@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitMessage } from '../../src/bot/split-message.js';
+import { splitMessage } from '../../adapters/shared/split-message.js';
 
 describe('splitMessage', () => {
   it('keeps a short text whole (trimmed) and returns nothing for blank text', () => {

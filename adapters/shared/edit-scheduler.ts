@@ -7,8 +7,8 @@
 //   to the minimum after a run of successes);
 // - never loses the final text: final operations are retried after rate limits and settle only
 //   when sent (or with the platform's non-rate-limit error, for the adapter to fall back on).
-import { VistyleError } from '../errors.js';
-import { redactSecrets, type Logger } from '../log.js';
+import { VistyleError } from '../../src/errors.js';
+import { redactSecrets, type Logger } from '../../src/log.js';
 
 export interface EditSchedulerOptions {
   /** Minimum gap between the starts of two operations in this chat. */

@@ -1,0 +1,2 @@
+// Public surface of the metrics module.
+export { BotMetrics } from './metrics.js';

@@ -1,0 +1,47 @@
+// The real engine (worker thread, tiny model) with a record of what it was asked and how each
+// answer ended, so tests can see the styled prompt and that a cancelled request really stopped.
+import type { AppConfig } from '../../../src/config/config.js';
+import { createEngine } from '../../../src/engine/engine.js';
+import type { Engine, GenerateRequest, GenerationResult, GenerationStream } from '../../../src/engine/types.js';
+
+export interface EngineCall {
+  request: GenerateRequest;
+  result: Promise<GenerationResult>;
+}
+
+export class RecordingEngine implements Engine {
+  readonly calls: EngineCall[] = [];
+  constructor(private readonly inner: Engine) {}
+
+  get info() {
+    return this.inner.info;
+  }
+
+  generate(request: GenerateRequest, options?: { signal?: AbortSignal }): GenerationStream {
+    const stream = this.inner.generate(request, options);
+    this.calls.push({ request, result: stream.result });
+    return stream;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** An engineFactory for runStart/runServe that keeps the engine it made. */
+export function recordingEngineFactory(options: { delayMs?: number } = {}) {
+  const holder: { engine?: RecordingEngine } = {};
+  const factory = async (config: AppConfig): Promise<Engine> => {
+    if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+    const inner = await createEngine({
+      modelDir: config.model.dir,
+      provider: config.model.provider,
+      threads: config.model.threads,
+      maxImageBytes: config.limits.maxImageBytes,
+      ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+    });
+    holder.engine = new RecordingEngine(inner);
+    return holder.engine;
+  };
+  return { factory, holder };
+}
