@@ -134,3 +134,23 @@ describeGpu('an fp16 build on WebGPU', () => {
   });
 });
 
+describeGpu('an int4 build on WebGPU (MatMulNBits)', () => {
+  it('gives the greedy tokens and logits (1e-4) of the same int4 build on the CPU', async () => {
+    // accuracy level 1: the CPU keeps float32 activations too (its default, int8 activations, is
+    // an approximation of its own; the WebGPU kernel computes in the activations' type)
+    const dir = await buildTinyA({ deviceDecoder: true, dtype: 'int4', accuracyLevel: 1, noLora: true });
+    const cpu = await createLocalEngine({ modelDir: dir, provider: 'cpu', threads: 1, maxContextTokens: 256 });
+    const gpu = await createLocalEngine({ modelDir: dir, provider: 'webgpu', maxContextTokens: 256 });
+    try {
+      const onCpu = await answer(cpu, greedy16());
+      const onGpu = await answer(gpu, greedy16());
+      expect(gpu.cache.constructor.name).toBe('DeviceKvCache');
+      expect(onGpu.result.tokens).toEqual(onCpu.result.tokens);
+      onGpu.logits.forEach((l, i) => expect(maxAbsDiff(l, onCpu.logits[i]!), `step ${i}`).toBeLessThanOrEqual(1e-4));
+    } finally {
+      await cpu.close();
+      await gpu.close();
+      removeDirs(dir);
+    }
+  });
+});
