@@ -108,6 +108,19 @@ export const ModelManifestSchema = z.object({
     /** Element type of the LoRA A/B inputs (float16 in fp16 builds). Absent means float32. */
     dtype: z.enum(['float32', 'float16']).optional(),
   }),
+  /**
+   * The decoder for a device-resident KV cache (built with --device-decoder; WebGPU uses it):
+   * the same weights and LoRA inputs as `graphs.decoder`, with com.microsoft GroupQueryAttention
+   * over fixed-capacity per-layer buffers (models/graphs/decoder-device.ts):
+   *   inputs_embeds, position_ids as above; seqlens_k int32 [B] (cached + T - 1 per row);
+   *   total_sequence_length int32 []; past_key.<i>, past_value.<i> cache [B,kvH,C,hd]
+   *   -> logits as above; present_key.<i>, present_value.<i> [B,kvH,C,hd].
+   */
+  deviceDecoder: z.object({
+    graph: z.string(),
+    attention: z.literal('GroupQueryAttention'),
+    layout: z.literal('bnsh-capacity'),
+  }).optional(),
   /** Files copied from the checkpoint, relative to the built folder. */
   files: z.object({
     config: z.string(),

@@ -9,6 +9,7 @@ import { openCheckpoint, type Checkpoint } from '../checkpoint/reader.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type LoraTarget, type ModelManifest, type Quantization } from '../manifest.js';
 import type { BuildDtype, GraphContext } from '../graphs/common.js';
 import { buildDecoderGraph } from '../graphs/decoder.js';
+import { buildDeviceDecoderGraph } from '../graphs/decoder-device.js';
 import { buildEmbedGraph } from '../graphs/embed.js';
 import { DEFAULT_LORA_TARGETS, resolveLoraTargets } from '../graphs/lora-targets.js';
 import { buildVisionGraph } from '../graphs/vision.js';
@@ -45,6 +46,11 @@ export interface BuildOptions {
   loraTargets?: string[];
   /** Build without LoRA inputs. */
   noLora?: boolean;
+  /**
+   * Also write decoder-device.onnx, the decoder for a device-resident KV cache (WebGPU;
+   * models/graphs/decoder-device.ts). It holds its own copy of the decoder weights.
+   */
+  deviceDecoder?: boolean;
   /** A graph whose weights exceed this many bytes stores them in `<graph>.onnx.data`. Default 1 GiB. */
   externalDataThreshold?: number;
   /** Progress lines (the CLI prints them to stderr). */
@@ -60,6 +66,7 @@ export interface BuildResult {
 }
 
 const GRAPH_FILES = { vision: 'vision.onnx', embed: 'embed.onnx', decoder: 'decoder.onnx' } as const;
+const DEVICE_DECODER_FILE = 'decoder-device.onnx';
 
 function writeGraph(ctx: GraphContext, outDir: string, file: string, options: BuildOptions, files: Record<string, number>): void {
   const path = join(outDir, file);
@@ -162,6 +169,7 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
     lora: { targets, dtype: floatType },
     files: copied,
     ...(quantization ? { quantization } : {}),
+    ...(options.deviceDecoder ? { deviceDecoder: { graph: DEVICE_DECODER_FILE, attention: 'GroupQueryAttention' as const, layout: 'bnsh-capacity' as const } } : {}),
   };
 }
 
@@ -194,6 +202,10 @@ export async function buildModel(options: BuildOptions): Promise<BuildResult> {
     writeGraph(embed, outDir, GRAPH_FILES.embed, options, files);
     const decoder = buildDecoderGraph(checkpoint, { dtype: compute, allPositionLogits: options.allPositionLogits ?? false, loraModules, quant });
     writeGraph(decoder, outDir, GRAPH_FILES.decoder, options, files);
+    if (options.deviceDecoder) {
+      const device = buildDeviceDecoderGraph(checkpoint, { dtype: compute, allPositionLogits: options.allPositionLogits ?? false, loraModules, quant });
+      writeGraph(device, outDir, DEVICE_DECODER_FILE, options, files);
+    }
 
     const f = checkpoint.files;
     // one place for the template whatever file it came from: chat_template.json

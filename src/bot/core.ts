@@ -119,7 +119,7 @@ export class BotCoreImpl implements BotCore {
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
     // One waiting line: the scheduler runs as many requests as the engine decodes together, so a
     // request the engine cannot take yet is still "waiting, position N" here, and its time-out
-    // starts when it starts.
+    // starts when it starts. (A queue front end brings its own scheduler.)
     this.scheduler =
       deps.scheduler ??
       new Scheduler({

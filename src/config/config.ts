@@ -128,6 +128,8 @@ export interface EngineConfig {
   prefixCacheBytes?: number;
   /** VISTYLE_MAX_MEMORY_MB in bytes. */
   maxMemoryBytes?: number;
+  /** VISTYLE_DEVICE_MEMORY_MB: GPU memory the webgpu engine may plan for (unset: nvidia-smi's total). */
+  deviceMemoryMB?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -173,10 +175,11 @@ const EnvSchema = z.object({
   DISCORD_MENTION_MODE: bool(false),
   VISTYLE_MODEL_DIR: optionalText,
   // any case, as `vistyle model pull` reads it ("CUDA" is cuda)
-  VISTYLE_PROVIDER: z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(['cpu', 'cuda'], { error: 'expected cpu or cuda' })).default('cpu'),
+  VISTYLE_PROVIDER: z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(['cpu', 'cuda', 'webgpu'], { error: 'expected cpu, cuda or webgpu' })).default('cpu'),
   VISTYLE_DEVICE_ID: int(0, 64, 0),
   VISTYLE_THREADS: int(0, 1024, 0),
   VISTYLE_MAX_CONTEXT_TOKENS: optionalInt(256, 1_000_000),
+  VISTYLE_DEVICE_MEMORY_MB: optionalInt(64, 100_000_000),
   VISTYLE_HOME: optionalText,
   VISTYLE_DB_PATH: optionalText,
   VISTYLE_STYLES_FILE: optionalText,
@@ -228,6 +231,7 @@ const ENGINE_VARIABLES = [
   'VISTYLE_ENGINE_SLOTS',
   'VISTYLE_PREFIX_CACHE_MB',
   'VISTYLE_MAX_MEMORY_MB',
+  'VISTYLE_DEVICE_MEMORY_MB',
 ] as const;
 
 export type EnvVars = z.input<typeof EnvSchema>;
@@ -243,6 +247,7 @@ function engineConfigOf(e: Pick<z.output<typeof EnvSchema>, (typeof ENGINE_VARIA
     ...(e.VISTYLE_MAX_CONTEXT_TOKENS === undefined ? {} : { maxContextTokens: e.VISTYLE_MAX_CONTEXT_TOKENS }),
     ...(e.VISTYLE_PREFIX_CACHE_MB === undefined ? {} : { prefixCacheBytes: e.VISTYLE_PREFIX_CACHE_MB * MiB }),
     ...(e.VISTYLE_MAX_MEMORY_MB === undefined ? {} : { maxMemoryBytes: e.VISTYLE_MAX_MEMORY_MB * MiB }),
+    ...(e.VISTYLE_DEVICE_MEMORY_MB === undefined ? {} : { deviceMemoryMB: e.VISTYLE_DEVICE_MEMORY_MB }),
   };
 }
 
@@ -295,6 +300,7 @@ export function engineOptionsOf(config: AppConfig): EngineOptions {
     ...(config.limits.engineSlots === undefined ? {} : { slots: config.limits.engineSlots }),
     ...(prefixCacheBytes === undefined ? {} : { prefixCacheBytes }),
     ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
+    ...(config.model.deviceMemoryMB ? { deviceMemoryMB: config.model.deviceMemoryMB } : {}),
   };
 }
 

@@ -53,7 +53,10 @@ export interface BatchEngineOptions {
   manifest: ModelManifest;
   text: TextParts;
   cache: KvCache;
-  lora: LoraFeeds;
+  /** Per-row LoRA inputs; the device cache's feeds come from the GPU (device-lora.ts), hence a promise. */
+  lora: Pick<LoraFeeds, 'touchesVision' | 'vision'> & {
+    decoder(batch: readonly (LoadedLora | null)[]): Record<string, ort.Tensor> | Promise<Record<string, ort.Tensor>>;
+  };
   prefix: PrefixCache;
   /** Image features by picture hash (+ vision adapter): a picture seen before skips the vision graph. */
   featureCache?: LruCache<string, Float32Array> | undefined;
@@ -453,7 +456,7 @@ export class BatchEngine {
       const t0 = now();
       const binding = await this.o.cache.bindPrefill(job.seq!, T);
       const chunk = embeds.subarray(job.prefilled * this.hidden, (job.prefilled + T) * this.hidden);
-      const [logits] = await this.runDecoder(binding, chunk, this.o.lora.decoder([job.input!.lora]));
+      const [logits] = await this.runDecoder(binding, chunk, await this.o.lora.decoder([job.input!.lora]));
       this.stats.prefillChunks++;
       job.fed.push(...job.prompt!.ids.slice(job.cached + job.prefilled, job.cached + job.prefilled + T));
       job.prefilled += T;
@@ -491,7 +494,7 @@ export class BatchEngine {
       const binding = await this.o.cache.bindDecode(decoding.map((job) => job.seq!));
       const rows = binding.batch.map((seq) => (seq === null ? undefined : bySeq.get(seq)));
       const embeds = await this.embed(rows.map((job) => job?.nextToken ?? 0), rows.length);
-      const lora = this.o.lora.decoder(rows.map((job) => job?.input?.lora ?? null));
+      const lora = await this.o.lora.decoder(rows.map((job) => job?.input?.lora ?? null));
       const logits = await this.runDecoder(binding, embeds, lora);
       this.stats.decodeSteps++;
       this.stats.decodeRows += decoding.length;

@@ -8,6 +8,8 @@
 import { VistyleError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { BatchEngine, type JobInput } from './batch-engine.js';
+import { DeviceLoraFeeds } from './device-lora.js';
+import { checkWebGpuMemory } from './device-memory.js';
 import type { LoadedLora } from './generation-parts.js';
 import { kvCacheBytes, type KvCache, type KvCacheSpec } from './kv-cache.js';
 import { DEFAULT_WINDOW_BLOCK, HostKvCache } from './kv-host.js';
@@ -69,7 +71,7 @@ export class LocalEngine implements Engine {
     /** The batch loop; exposed for tests and measurements (steps, batch sizes). */
     readonly batch: BatchEngine,
     private readonly loras: LoraCache,
-    private readonly loraFeeds: LoraFeeds,
+    private readonly loraFeeds: LoraFeeds | DeviceLoraFeeds,
     readonly prefix: PrefixCache,
     provider: ProviderConfig,
     memory: MemoryPlan,
@@ -207,8 +209,18 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
     rows: slots,
     dtype: m.kvCache.dtype,
   };
-  // The host cache's buffers hold whole windows: capacity rounded up to the block.
-  const kvBytes = kvCacheBytes({ ...spec, capacity: Math.ceil(capacity / block) * block });
+  const webgpu = provider.provider === 'webgpu';
+  const onDevice = webgpu && folder.paths.deviceDecoder !== null;
+  const log = moduleLogger('engine');
+  if (webgpu && !onDevice) {
+    log.warn(
+      { modelDir: folder.dir },
+      'this model has no device decoder: with WebGPU the KV cache then crosses host memory on every step; rebuild it with `vistyle model build --device-decoder` (or `vistyle model pull` with VISTYLE_PROVIDER=webgpu)',
+    );
+  }
+  // The host cache's buffers hold whole windows: capacity rounded up to the block. The device
+  // cache holds no host memory (its plan is the GPU's, below).
+  const kvBytes = onDevice ? 0 : kvCacheBytes({ ...spec, capacity: Math.ceil(capacity / block) * block });
   const memory = planMemory({
     folder,
     kvCacheBytes: kvBytes,
@@ -220,30 +232,47 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
     prefixCacheBytes: options.prefixCacheBytes,
     maxMemoryBytes: options.maxMemoryBytes,
   });
+  // WebGPU: weights + every slot's cache + prefix snapshots must fit the GPU (refused with the numbers)
+  const deviceMemory = onDevice
+    ? await checkWebGpuMemory(folder, {
+      capacity, maxContextTokens: requested, slots, prefixCacheBytes: memory.prefixCache, prefixCacheFixed: options.prefixCacheBytes !== undefined,
+      deviceMemoryMB: options.deviceMemoryMB, deviceId: provider.deviceId, maxPrefillTokens: prefillChunk,
+    })
+    : undefined;
+  if (deviceMemory) memory.prefixCache = deviceMemory.plan.prefixCacheBytes;
   const text = await createTextParts(folder, {
     maxImagePixels: options.maxImagePixels,
     maxImageBytes: options.maxImageBytes,
   });
   const sessions = await loadModelSessions(folder, provider);
   try {
-    const cache = new HostKvCache({ spec, block });
+    const device = sessions.device;
+    const cache: KvCache = device ? device.createKvCache(spec) : new HostKvCache({ spec, block });
     const prefix = new PrefixCache(memory.prefixCache, (snapshot) => cache.releaseSnapshot(snapshot));
     const featureCache = new LruCache<string, Float32Array>(featureCacheSize);
-    const loraFeeds = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes);
-    const batch = new BatchEngine({ sessions, manifest: m, text, cache, lora: loraFeeds, prefix, featureCache, prefillChunk });
+    const hostLora = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes);
+    const loraFeeds = device ? new DeviceLoraFeeds(hostLora, device.graphs) : hostLora;
+    // the device's prefill limit (device-attention-check.ts) bounds the chunks
+    const chunk = device ? Math.min(prefillChunk, device.maxPrefillTokens) : prefillChunk;
+    const batch = new BatchEngine({ sessions, manifest: m, text, cache, lora: loraFeeds, prefix, featureCache, prefillChunk: chunk });
     const loras = new LoraCache(options.loraLoader ?? defaultLoraLoader, folder, sessions, loraCacheSize);
     const maxLoraBytes = options.maxMemoryBytes === undefined ? undefined : Math.floor(memory.loraCache / Math.max(1, loraCacheSize));
-    moduleLogger('engine').info(
+    log.info(
       {
         modelDir: folder.dir,
         provider: provider.provider,
         dtype: m.dtype,
         slots,
         maxContextTokens: capacity,
-        kvCacheMiB: Math.round(kvBytes / 2 ** 20),
+        kvCacheMiB: Math.round(kvCacheBytes(spec) / 2 ** 20),
+        kvCache: device ? 'device' : 'host',
         prefixCacheMiB: Math.round(memory.prefixCache / 2 ** 20),
         plannedMiB: Math.round(memory.total / 2 ** 20),
         loraMiBPerAdapter: Math.round(loraBytes(m, 8) / 2 ** 20),
+        ...(device ? { prefillChunk: chunk, maxPrefillTokens: device.maxPrefillTokens } : {}),
+        ...(deviceMemory
+          ? { deviceMiB: Math.ceil(deviceMemory.plan.totalBytes / 2 ** 20), deviceBudgetMiB: deviceMemory.budget ? Math.floor(deviceMemory.budget.bytes / 2 ** 20) : null, deviceBudgetSource: deviceMemory.budget?.source ?? 'unknown' }
+          : {}),
       },
       'engine loaded',
     );

@@ -13,6 +13,8 @@ export interface ModelFolder {
     vision: string;
     embed: string;
     decoder: string;
+    /** decoder-device.onnx, when the model was built with --device-decoder. */
+    deviceDecoder: string | null;
     config: string;
     tokenizer: string;
     tokenizerConfig: string | null;
@@ -72,6 +74,7 @@ export function openModelFolder(modelDir: string): ModelFolder {
     vision: inFolder(dir, manifest.graphs.vision),
     embed: inFolder(dir, manifest.graphs.embed),
     decoder: inFolder(dir, manifest.graphs.decoder),
+    deviceDecoder: manifest.deviceDecoder ? inFolder(dir, manifest.deviceDecoder.graph) : null,
     config: inFolder(dir, manifest.files.config),
     tokenizer: inFolder(dir, manifest.files.tokenizer),
     tokenizerConfig: optional(manifest.files.tokenizerConfig),

@@ -6,7 +6,8 @@ import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
 import { newKeyName, newValueName, pastKeyName, pastValueName } from './kv-host.js';
 import type { ModelFolder } from './model-folder.js';
-import { assertCudaProviderInstalled, diagnoseProviderError, sessionOptions, type ProviderConfig } from './providers.js';
+import { checkDeviceDecoderMatchesManifest, deviceDecoderOutputLocations, startDeviceRuntime, type DeviceRuntime } from './device-runtime.js';
+import { assertCudaProviderInstalled, assertWebGpuUsable, diagnoseProviderError, ensureDawnRuntimeDir, sessionOptions, type ProviderConfig } from './providers.js';
 
 export type GraphName = 'vision' | 'embed' | 'decoder';
 
@@ -22,7 +23,10 @@ export interface GraphSession {
 export interface ModelSessions {
   vision: GraphSession;
   embed: GraphSession;
+  /** With `device`, the device decoder (decoder-device.onnx), whose cache stays on the GPU. */
   decoder: GraphSession;
+  /** WebGPU with a device decoder: the device graphs and limits its KV cache needs; else null. */
+  device: DeviceRuntime | null;
   release(): Promise<void>;
 }
 
@@ -47,12 +51,13 @@ function requireIo(graph: GraphSession, path: string, inputs: string[], outputs:
 }
 
 /** Checks each graph's inputs and outputs against the manifest contract (models/manifest.ts). */
-export function checkGraphsMatchManifest(sessions: Omit<ModelSessions, 'release'>, folder: ModelFolder): void {
+export function checkGraphsMatchManifest(sessions: Omit<ModelSessions, 'release' | 'device'>, folder: ModelFolder, options: { skipDecoder?: boolean } = {}): void {
   const m: ModelManifest = folder.manifest;
   const loraInputs = (graph: 'vision' | 'decoder'): string[] =>
     m.lora.targets.filter((t) => t.graph === graph).flatMap((t) => [t.inputA, t.inputB]);
   requireIo(sessions.vision, folder.paths.vision, ['pixel_values', ...loraInputs('vision')], ['image_features']);
   requireIo(sessions.embed, folder.paths.embed, ['input_ids'], ['inputs_embeds']);
+  if (options.skipDecoder) return; // the device decoder is checked by device-runtime.ts
   const layers = Array.from({ length: m.text.numLayers }, (_, i) => i);
   requireIo(
     sessions.decoder,
@@ -71,10 +76,15 @@ export function checkGraphsMatchManifest(sessions: Omit<ModelSessions, 'release'
   }
 }
 
-async function createSession(name: GraphName, path: string, config: ProviderConfig): Promise<GraphSession> {
+async function createSession(
+  name: GraphName,
+  path: string,
+  config: ProviderConfig,
+  outputLocations?: Record<string, 'cpu' | 'gpu-buffer'>,
+): Promise<GraphSession> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(path, sessionOptions(config));
+    session = await ort.InferenceSession.create(path, sessionOptions(config, outputLocations));
   } catch (error) {
     const providerError = await diagnoseProviderError(error, config);
     if (providerError) throw providerError;
@@ -89,9 +99,18 @@ async function createSession(name: GraphName, path: string, config: ProviderConf
 
 export async function loadModelSessions(folder: ModelFolder, config: ProviderConfig): Promise<ModelSessions> {
   if (config.provider === 'cuda') assertCudaProviderInstalled();
+  if (config.provider === 'webgpu') {
+    ensureDawnRuntimeDir(process.env);
+    await assertWebGpuUsable(); // a child process: says in one line what the host lacks
+  }
+  // WebGPU runs the device decoder when the model has one (the cache then never leaves the GPU)
+  const onDevice = config.provider === 'webgpu' && folder.paths.deviceDecoder !== null;
   const opened: GraphSession[] = [];
+  let device: DeviceRuntime | null = null;
   const release = async (): Promise<void> => {
     for (const graph of opened.splice(0)) await graph.session.release();
+    await device?.release();
+    device = null;
   };
   try {
     // One at a time: the first failure (e.g. the CUDA provider) stops before the big decoder loads.
@@ -99,11 +118,18 @@ export async function loadModelSessions(folder: ModelFolder, config: ProviderCon
     opened.push(vision);
     const embed = await createSession('embed', folder.paths.embed, config);
     opened.push(embed);
-    const decoder = await createSession('decoder', folder.paths.decoder, config);
+    const decoder = onDevice
+      ? await createSession('decoder', folder.paths.deviceDecoder!, config, deviceDecoderOutputLocations(folder.manifest.text.numLayers))
+      : await createSession('decoder', folder.paths.decoder, config);
     opened.push(decoder);
-    const sessions = { vision, embed, decoder, release };
-    checkGraphsMatchManifest(sessions, folder);
-    return sessions;
+    if (onDevice) {
+      checkGraphsMatchManifest({ vision, embed, decoder }, folder, { skipDecoder: true });
+      checkDeviceDecoderMatchesManifest(decoder, folder);
+      device = await startDeviceRuntime(folder.manifest);
+    } else {
+      checkGraphsMatchManifest({ vision, embed, decoder }, folder);
+    }
+    return { vision, embed, decoder, device, release };
   } catch (error) {
     await release();
     throw error;

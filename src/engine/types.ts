@@ -91,7 +91,7 @@ export interface GenerationStream extends AsyncIterable<string> {
   readonly result: Promise<GenerationResult>;
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
 export interface EngineOptions {
   /** A folder written by `vistyle model build` (holds vistyle-model.json). */
@@ -103,6 +103,8 @@ export interface EngineOptions {
   threads?: number;
   /** Longest conversation (prompt + answer) in tokens; the KV cache is preallocated for it. */
   maxContextTokens?: number;
+  /** webgpu: GPU memory the engine may use (default: nvidia-smi's total; unknown: not checked). */
+  deviceMemoryMB?: number;
   /** Images with more pixels than this are refused before decoding. */
   maxImagePixels?: number;
   /** Encoded images larger than this are refused. */

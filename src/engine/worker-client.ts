@@ -13,6 +13,7 @@ import { errorFields, moduleLogger, type Logger } from '../log.js';
 import { DeltaStream, cancelledBeforeStart } from './stream.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationStream, ModelInfo } from './types.js';
 import type { FromWorker, RequestCommand, RequestEvent, ToWorker, WorkerInit } from './worker-protocol.js';
+import { ensureDawnRuntimeDir } from './providers.js';
 
 export interface WorkerEngineOptions extends EngineOptions {
   /** Restart backoff after a crash: first delay, doubled per consecutive crash up to the maximum. */
@@ -58,6 +59,8 @@ type State = 'starting' | 'ready' | 'down' | 'closing' | 'closed';
  */
 function workerSpawn(workerData: WorkerInit, entryUrl?: URL): Worker {
   const here = fileURLToPath(import.meta.url);
+  // Dawn reads XDG_RUNTIME_DIR from the process environment, which a worker cannot change
+  if (workerData.options.provider === 'webgpu') ensureDawnRuntimeDir(process.env);
   const common = { workerData, stdout: false, stderr: false };
   if (entryUrl ? entryUrl.pathname.endsWith('.ts') : here.endsWith('.ts')) {
     const entry = (entryUrl ?? new URL('./worker.ts', import.meta.url)).href;

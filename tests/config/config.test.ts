@@ -52,7 +52,7 @@ describe('loadConfig', () => {
   it('names the variable in the error for an invalid value', () => {
     expect(() => loadConfig({ ...base, VISTYLE_ENGINE_SLOTS: 'two' })).toThrow(/VISTYLE_ENGINE_SLOTS/);
     expect(() => loadConfig({ ...base, VISTYLE_ENGINE_SLOTS: '0' })).toThrow(/VISTYLE_ENGINE_SLOTS: expected at least 1/);
-    expect(() => loadConfig({ ...base, VISTYLE_PROVIDER: 'tpu' })).toThrow(/VISTYLE_PROVIDER: expected cpu or cuda/);
+    expect(() => loadConfig({ ...base, VISTYLE_PROVIDER: 'tpu' })).toThrow(/VISTYLE_PROVIDER: expected cpu, cuda or webgpu/);
     expect(() => loadConfig({ ...base, TELEGRAM_API_ROOT: 'not a url' })).toThrow(/TELEGRAM_API_ROOT/);
     expect(() => loadConfig({ ...base, DISCORD_MENTION_MODE: 'maybe' })).toThrow(/DISCORD_MENTION_MODE/);
     try {

@@ -98,7 +98,7 @@ describe('vistyle ask', () => {
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', textFile, '--raw', 'What?'], env), /send a .*image/i);
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '   '], env), /question is empty/i);
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--max-tokens', 'lots', 'What?'], env), /--max-tokens must be a positive integer/);
-    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--provider', 'tpu', 'What?'], env), /--provider must be cpu or cuda/);
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--provider', 'tpu', 'What?'], env), /--provider must be cpu, cuda or webgpu/);
   });
 
   it('asked for CUDA without the provider installed, names the missing library', async () => {

@@ -93,8 +93,8 @@ async function readImage(path: string): Promise<Uint8Array> {
 export async function runAsk(question: string, options: AskOptions, verbose: boolean): Promise<void> {
   if (!process.env.VISTYLE_LOG_LEVEL) setRootLogger(createLogger({ level: verbose ? 'debug' : 'warn' }));
   const provider = options.provider;
-  if (provider !== undefined && provider !== 'cpu' && provider !== 'cuda') {
-    throw new VistyleError('CONFIG_INVALID', `--provider must be cpu or cuda, got "${provider}"`);
+  if (provider !== undefined && provider !== 'cpu' && provider !== 'cuda' && provider !== 'webgpu') {
+    throw new VistyleError('CONFIG_INVALID', `--provider must be cpu, cuda or webgpu, got "${provider}"`);
   }
   const threads = parseNumber('--threads', options.threads, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer');
   // The bot asks a style's default question for a photo sent alone; on the command line an empty
@@ -184,7 +184,7 @@ export function registerAskCommand(program: Command): void {
     .option('--styles-file <path>', 'styles file with more styles (default: VISTYLE_STYLES_FILE)')
     .option('--adapter <dir>', "PEFT LoRA adapter folder to apply instead of the style's (scale from its adapter_config.json)")
     .option('--json', 'print a JSON summary on the last line')
-    .option('--provider <cpu|cuda>', 'execution provider (default: VISTYLE_PROVIDER, then cpu)')
+    .option('--provider <cpu|cuda|webgpu>', 'execution provider (default: VISTYLE_PROVIDER, then cpu)')
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = onnxruntime default)')
     .action(async (question: string, options: AskOptions, command: Command) => {
       const verbose = command.optsWithGlobals().verbose === true;

@@ -1,5 +1,5 @@
 // `vistyle model build --checkpoint DIR --out DIR [--dtype fp32|fp16|int8|int4] [--block-size N]
-//   [--compute fp32|fp16] [--lora-targets LIST] [--no-lora]`:
+//   [--compute fp32|fp16] [--lora-targets LIST] [--no-lora] [--device-decoder]`:
 // turns a Hugging Face LLaVA checkpoint folder into a vistyle model folder (see models/build).
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { buildModel, DEFAULT_BLOCK_SIZE, MODEL_DTYPES, type BuildOptions, type BuildResult, type ModelDtype } from '../../../models/build/build.js';
@@ -16,6 +16,7 @@ interface BuildFlags {
   compute?: 'fp32' | 'fp16';
   loraTargets?: string[];
   lora: boolean;
+  deviceDecoder?: boolean;
   allPositionLogits?: boolean;
   externalDataThreshold?: number;
 }
@@ -65,6 +66,7 @@ export function registerModelBuildCommand(model: Command): void {
     .addOption(new Option('--accuracy-level <n>', 'int8/int4: MatMulNBits accuracy_level (measurements only)').argParser(accuracyLevelArg).hideHelp())
     .option('--lora-targets <list>', 'comma-separated LoRA targets (default q_proj,k_proj,v_proj,o_proj,out_proj)', targetList)
     .option('--no-lora', 'build without LoRA inputs')
+    .option('--device-decoder', 'also write decoder-device.onnx, the decoder that keeps the KV cache on the GPU (for --provider webgpu)')
     .addOption(new Option('--all-position-logits', 'decoder returns logits for every position (tests)').hideHelp())
     .addOption(new Option('--external-data-threshold <bytes>', 'graph weight size above which weights go to <graph>.onnx.data')
       .argParser(byteCount).hideHelp())
@@ -81,6 +83,7 @@ export function registerModelBuildCommand(model: Command): void {
         compute: flags.compute,
         loraTargets: flags.loraTargets,
         noLora: !flags.lora,
+        deviceDecoder: flags.deviceDecoder ?? false,
         allPositionLogits: flags.allPositionLogits ?? false,
         externalDataThreshold: flags.externalDataThreshold,
         onProgress: (message) => process.stderr.write(`${message}\n`),

@@ -38,6 +38,11 @@ export function defaultPullDtype(env: Record<string, string | undefined> = proce
   return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'int4';
 }
 
+/** With VISTYLE_PROVIDER=webgpu the build also writes the device-cache decoder (decoder-device.onnx). */
+export function pullWantsDeviceDecoder(env: Record<string, string | undefined> = process.env): boolean {
+  return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'webgpu';
+}
+
 const DEFAULT_DTYPE_HELP = 'fp16 when VISTYLE_PROVIDER is cuda or webgpu, else int4';
 
 function nonNegativeInteger(value: string): number {
@@ -53,13 +58,13 @@ interface PullPrecision {
 }
 
 /** Whether `out` already holds a build of this checkpoint, in this precision, by this version of vistyle. */
-function builtAlready(out: string, checkpoint: string, wanted: PullPrecision): boolean {
+function builtAlready(out: string, checkpoint: string, wanted: PullPrecision, deviceDecoder = false): boolean {
   const file = resolve(out, MANIFEST_FILE);
   if (!existsSync(file)) return false;
   try {
     const manifest = JSON.parse(readFileSync(file, 'utf8')) as {
       dtype?: string; builder?: string; source?: { checkpoint?: string };
-      quantization?: { blockSize?: number; compute?: string };
+      quantization?: { blockSize?: number; compute?: string }; deviceDecoder?: unknown;
     };
     const p = resolvePrecision(wanted);
     const sameQuantization = !p.quant || (
@@ -69,6 +74,7 @@ function builtAlready(out: string, checkpoint: string, wanted: PullPrecision): b
     return (
       manifest.dtype === p.dtype &&
       sameQuantization &&
+      (!deviceDecoder || manifest.deviceDecoder !== undefined) &&
       manifest.builder === `vistyle ${VERSION}` &&
       typeof manifest.source?.checkpoint === 'string' &&
       resolve(manifest.source.checkpoint) === resolve(checkpoint)
@@ -145,7 +151,8 @@ export function registerModelPullCommand(model: Command): void {
       }
 
       const fetchedNow = download.files.some((file) => file.status === 'fetched');
-      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, precision)) {
+      const deviceDecoder = pullWantsDeviceDecoder();
+      if (!fetchedNow && !flags.rebuild && builtAlready(out, download.dir, precision, deviceDecoder)) {
         process.stdout.write(`model: ${out} (${dtype}) is already built from this checkpoint (--rebuild to build it again)\n`);
       } else {
         await buildModel({
@@ -154,6 +161,7 @@ export function registerModelPullCommand(model: Command): void {
           dtype,
           blockSize: flags.blockSize,
           compute: flags.compute,
+          deviceDecoder,
           onProgress: (message) => process.stderr.write(`${message}\n`),
         });
         process.stdout.write(`model: ${out} (${dtype})\n`);
