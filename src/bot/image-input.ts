@@ -3,20 +3,10 @@
 // damaged file) is the engine's job.
 import { isVistyleError, VistyleError } from '../errors.js';
 import { formatBytes } from './i18n.js';
+import { sniffImage, type ImageKind } from '../media/sniff.js';
 import type { ImageSource } from './types.js';
 
-export type ImageKind = 'image/jpeg' | 'image/png' | 'image/gif' | 'image/webp';
-
-/** The image format of these bytes from their signature, or undefined. */
-export function sniffImage(bytes: Uint8Array): ImageKind | undefined {
-  const at = (i: number) => bytes[i];
-  if (bytes.length >= 3 && at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'image/jpeg';
-  if (bytes.length >= 8 && [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => at(i) === b)) return 'image/png';
-  const ascii = (start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end));
-  if (bytes.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'image/gif';
-  if (bytes.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'image/webp';
-  return undefined;
-}
+export { sniffImage, type ImageKind } from '../media/sniff.js';
 
 /** MIME types that cannot be a picture we read (an unknown or generic type is checked by sniffing). */
 function clearlyNotAnImage(mime: string): boolean {
