@@ -380,7 +380,8 @@ export class BotCoreImpl implements BotCore {
   }
 
   private async conversationImage(conversation: ConversationWithTurns): Promise<{ bytes: Uint8Array; mime: string | null }> {
-    const image = this.store.getImage(conversation.imageSha256);
+    const first = conversation.images[0];
+    const image = first ? this.store.getImage(first.sha256) : undefined;
     if (!image) throw new VistyleError('IMAGE_MISSING', 'the conversation’s picture was forgotten');
     return image;
   }
