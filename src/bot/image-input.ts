@@ -1,9 +1,13 @@
 // Checks a user's picture before it costs anything: the size and MIME type the platform reports
-// (before downloading), then the downloaded bytes' own signature. Decoding (and IMAGE_CORRUPT for a
-// damaged file) is the engine's job.
+// (before downloading; a video against the video limits, and only where ffmpeg can read it), then
+// the download, bounded in bytes and time. What the bytes are is src/media's job (expandMedia);
+// decoding a picture (and IMAGE_CORRUPT for a damaged one) is the engine's.
 import { isVistyleError, VistyleError } from '../errors.js';
 import { formatBytes } from './i18n.js';
-import { sniffImage, type ImageKind } from '../media/sniff.js';
+import { mediaError } from '../media/errors.js';
+import { ffmpegAvailable } from '../media/ffmpeg.js';
+import { videoTooLarge } from '../media/pictures.js';
+import { isVideoMime, sniffImage, type ImageKind } from '../media/sniff.js';
 import type { ImageSource } from './types.js';
 
 export { sniffImage, type ImageKind } from '../media/sniff.js';
@@ -32,17 +36,33 @@ export function precheckImage(source: ImageSource, maxBytes: number): void {
 export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 60_000;
 
 /**
- * Downloads and checks the bytes. Errors are VistyleErrors (NETWORK for a failed download, or one
- * that takes longer than `timeoutMs`: the picture downloads while its request waits in the queue,
- * and a download that never finishes would otherwise hold the engine slot until the request's own
- * time-out).
+ * Refuses from the platform's metadata alone (no download), a picture against the picture limit,
+ * a video (its MIME type says so) against the video limit and only where ffmpeg can read it.
  */
-export async function fetchImage(
+export async function precheckMedia(source: ImageSource, limits: { maxImageBytes: number; maxVideoBytes: number }): Promise<void> {
+  if (!isVideoMime(source.mime)) return precheckImage(source, limits.maxImageBytes);
+  if (source.sizeBytes === 0) throw mediaError('file-empty', 'the video is empty (0 bytes)');
+  if (source.sizeBytes !== undefined && source.sizeBytes > limits.maxVideoBytes) throw videoTooLarge(source.sizeBytes, limits.maxVideoBytes);
+  if (!(await ffmpegAvailable())) throw mediaError('video-no-ffmpeg', 'ffmpeg is not installed on this server (it reads videos)', { mime: source.mime });
+}
+
+/** The most bytes to download for this source: a video's limit when it says it is one. */
+export function downloadLimit(source: ImageSource, limits: { maxImageBytes: number; maxVideoBytes: number }): number {
+  return isVideoMime(source.mime) ? limits.maxVideoBytes : limits.maxImageBytes;
+}
+
+/**
+ * Downloads the bytes, at most `maxBytes`. Errors are VistyleErrors (NETWORK for a failed
+ * download, or one that takes longer than `timeoutMs`: the picture downloads while its request
+ * waits in the queue, and a download that never finishes would otherwise hold the engine slot
+ * until the request's own time-out).
+ */
+export async function downloadSource(
   source: ImageSource,
   maxBytes: number,
   signal: AbortSignal,
   timeoutMs: number = DEFAULT_DOWNLOAD_TIMEOUT_MS,
-): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+): Promise<Uint8Array> {
   const deadline = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   // A source that ignores its signal still loses the race against the deadline.
@@ -67,6 +87,17 @@ export async function fetchImage(
       details: { sizeBytes: bytes.byteLength, limit: formatBytes(maxBytes) },
     });
   }
+  return bytes;
+}
+
+/** Downloads and checks a picture (JPEG, PNG, GIF or WebP by its signature); see downloadSource. */
+export async function fetchImage(
+  source: ImageSource,
+  maxBytes: number,
+  signal: AbortSignal,
+  timeoutMs: number = DEFAULT_DOWNLOAD_TIMEOUT_MS,
+): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+  const bytes = await downloadSource(source, maxBytes, signal, timeoutMs);
   const mime = sniffImage(bytes);
   if (!mime) {
     throw new VistyleError('IMAGE_UNSUPPORTED', 'the file is not a JPEG, PNG, GIF or WebP picture', {
