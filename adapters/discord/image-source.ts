@@ -27,11 +27,6 @@ export function isMediaAttachment(attachment: AttachmentLike): boolean {
   return type.startsWith('image/') || type.startsWith('video/') || /\.(jpe?g|png|webp|gif|mp4|m4v|mov|webm|mkv)$/i.test(attachment.name);
 }
 
-/** Pick the attachment to ask about: the first picture, else the first file (the core explains). */
-export function pickAttachment<T extends AttachmentLike>(attachments: Iterable<T>): T | undefined {
-  return pickAttachments(attachments)[0];
-}
-
 /**
  * The attachments to ask about, in order: every picture, GIF and video; when there is none, the
  * first file (so that the core can say why it is not one).

@@ -18,8 +18,6 @@ import { isApiError } from './api-errors.js';
 /** getFile refuses files above this on the public Bot API. */
 export const BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
 
-export type PictureOf = { kind: 'picture'; source: ImageSource } | { kind: 'none' };
-
 /**
  * The largest size the bot can download and the core accepts; when even the smallest is too big,
  * the smallest (its reported size lets the core refuse it politely without downloading).
@@ -29,12 +27,6 @@ export function pickPhotoSize(sizes: readonly PhotoSize[], maxBytes: number): Ph
   const byArea = [...sizes].sort((a, b) => a.width * a.height - b.width * b.height);
   const fitting = byArea.filter((size) => (size.file_size ?? 0) <= limit);
   return fitting.at(-1) ?? byArea[0];
-}
-
-/** The picture a message carries, if any. */
-export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: number): PictureOf {
-  const [source] = picturesOf(message, telegram, maxImageBytes);
-  return source ? { kind: 'picture', source } : { kind: 'none' };
 }
 
 /**
