@@ -26,3 +26,11 @@ export function pulledBuiltDir(modelId: string = DEFAULT_MODEL_ID): string {
 export function resolveModelDir(explicit?: string): string {
   return explicit || process.env.VISTYLE_MODEL_DIR?.trim() || pulledBuiltDir();
 }
+
+/**
+ * Trained LoRA adapters, one folder per style id (`<dir>/pirate`): VISTYLE_ADAPTERS_DIR, default
+ * <VISTYLE_HOME>/adapters. A style that names no adapter uses the one found there.
+ */
+export function adaptersHome(): string {
+  return process.env.VISTYLE_ADAPTERS_DIR?.trim() || join(vistyleHome(), 'adapters');
+}

@@ -157,6 +157,9 @@ export class TelegramAdapter implements PlatformAdapter {
         this.connection.connected();
       } else {
         await this.bot.telegram.deleteWebhook();
+        // The Bot API has just answered; a long poll that is then held open is no outage (the
+        // next getUpdates that fails or succeeds moves the state on).
+        this.connection.connected();
       }
     } catch (error) {
       this.connection.stop();

@@ -19,10 +19,6 @@ export const DEFAULT_DATA_API_MODEL = 'deepseek-chat';
 /** Where the key comes from, first set wins. */
 export const DATA_API_KEY_ENVS = ['VISTYLE_DATA_API_KEY', 'DEEPSEEK_API_KEY', 'OPENAI_API_KEY'] as const;
 
-export function dataApiKeyFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return dataApiKeySource(env)?.key;
-}
-
 /** The key and the variable it came from (first set wins). */
 export function dataApiKeySource(env: NodeJS.ProcessEnv = process.env): { key: string; env: (typeof DATA_API_KEY_ENVS)[number] } | undefined {
   for (const name of DATA_API_KEY_ENVS) {

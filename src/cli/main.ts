@@ -12,7 +12,10 @@ import { registerDataCommands } from './commands/data.js';
 import { registerStartCommand } from './commands/start.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerWorkerCommand } from './commands/worker.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { loadDotEnv } from '../config/dotenv.js';
+import { explainConfiguredValues } from '../config/provenance.js';
 import { VERSION } from '../version.js';
 
 export function buildProgram(): Command {
@@ -29,6 +32,8 @@ export function buildProgram(): Command {
   registerStartCommand(program);
   registerServeCommand(program);
   registerWorkerCommand(program);
+  registerDemoCommand(program);
+  registerDoctorCommand(program);
   oneLineUsageErrors(program);
   return program;
 }
@@ -52,10 +57,10 @@ function oneLineUsageErrors(command: Command): void {
 
 /** Runs the CLI and returns the process exit code. */
 export async function runCli(argv: string[]): Promise<number> {
-  loadDotEnv();
   const verbose = argv.includes('--verbose');
   const program = buildProgram();
   try {
+    loadDotEnv();
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
@@ -63,7 +68,8 @@ export async function runCli(argv: string[]): Promise<number> {
       // help and version exit "successfully" through commander's exitOverride
       return error.exitCode;
     }
-    printError(error, verbose);
+    // an error caused by a configured value says where that value came from (.env or environment)
+    printError(explainConfiguredValues(error), verbose);
     return exitStatusOf(error);
   }
 }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { VistyleError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import { resolveModelDir, vistyleHome } from '../paths.js';
+import { explainConfiguredValues } from './provenance.js';
 import type { ExecutionProvider } from '../engine/types.js';
 import type { Language } from '../styles/types.js';
 
@@ -243,17 +244,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       const shown = secret || input[name] === undefined ? '' : ` (got "${input[name]}")`;
       return `${name}: ${issue.message}${shown}`;
     });
-    throw new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
+    const error = new VistyleError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, {
       details: { variables: parsed.error.issues.map((issue) => String(issue.path[0])) },
     });
+    throw explainConfiguredValues(error, env);
   }
   const e = parsed.data;
 
   if (e.TELEGRAM_WEBHOOK_URL && !e.TELEGRAM_WEBHOOK_SECRET) {
-    throw invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)');
+    throw explainConfiguredValues(invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)'), env);
   }
   if (e.DISCORD_TOKEN && !e.DISCORD_APPLICATION_ID) {
-    throw invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)');
+    throw explainConfiguredValues(invalid('DISCORD_APPLICATION_ID', 'is required with DISCORD_TOKEN (the application id from the Discord developer portal)'), env);
   }
 
   const home = e.VISTYLE_HOME ?? vistyleHome();
@@ -371,4 +373,9 @@ function invalid(variable: string, message: string): VistyleError {
 export function idListMatches(list: readonly string[], platform: string, id: string | undefined): boolean {
   if (id === undefined) return false;
   return list.some((entry) => entry === id || entry === `${platform}:${id}`);
+}
+
+/** Every variable the configuration reads (for `vistyle doctor`'s check for misspelt names). */
+export function configVariableNames(): string[] {
+  return Object.keys(EnvSchema.shape);
 }

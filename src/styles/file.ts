@@ -35,6 +35,8 @@ export interface LoadedStyles {
   defaultId: string;
   /** Absolute path of the file these came from, or null for the built-ins alone. */
   file: string | null;
+  /** Ids of the styles whose entry names an adapter (a path, or null for none). */
+  adapterGiven?: string[];
 }
 
 /** The built-in styles with no file. */
@@ -72,7 +74,8 @@ export function parseStylesText(text: string, file: string): LoadedStyles {
   }
   if (issues.length > 0) throw stylesError(path, issues);
   const first = merged.find((style) => style.id === defaultId)!;
-  return { styles: [first, ...merged.filter((style) => style !== first)], defaultId, file: path };
+  const adapterGiven = entries.filter((entry) => entry.input.adapter !== undefined).map((entry) => entry.id);
+  return { styles: [first, ...merged.filter((style) => style !== first)], defaultId, file: path, adapterGiven };
 }
 
 function parseStructured(text: string, path: string): unknown {

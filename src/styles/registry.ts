@@ -6,6 +6,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { isVistyleError, VistyleError } from '../errors.js';
 import { moduleLogger, type Logger } from '../log.js';
+import { adaptersHome } from '../paths.js';
+import { withDefaultAdapters } from './default-adapters.js';
 import { builtinLoadedStyles, loadStylesFile, type LoadedStyles } from './file.js';
 import type { Style, StyleRegistry } from './types.js';
 
@@ -25,6 +27,26 @@ export interface StyleRegistryOptions {
   /** Quiet time after the last change event before reloading (default 200 ms). */
   debounceMs?: number;
   logger?: Logger;
+  /** Trained adapters, one folder per style id, used by styles that name none (default
+   *  adaptersHome(): <VISTYLE_HOME>/adapters); null: none. */
+  adaptersDir?: string | null;
+}
+
+/** Style ids are lower case; `Grumpy` and ` grumpy ` name the same style. */
+export function normalizeStyleId(id: string): string {
+  return id.trim().toLowerCase();
+}
+
+/**
+ * STYLE_UNKNOWN listing the known ids, with where styles come from: the built-ins, and a styles
+ * file only when one is given (--styles-file, VISTYLE_STYLES_FILE).
+ */
+export function unknownStyleError(id: string, registry: Pick<StyleRegistry, 'list'> & { file?: string | null }): VistyleError {
+  const known = registry.list().map((s) => s.id).join(', ');
+  const where = registry.file
+    ? `the styles file in use is ${registry.file}`
+    : `no styles file is in use: pass --styles-file FILE, or set ${STYLES_FILE_ENV} (in the environment or .env)`;
+  return new VistyleError('STYLE_UNKNOWN', `unknown style "${id}" (known: ${known}); ${where}`, { details: { style: id } });
 }
 
 export type ReloadResult =
@@ -42,19 +64,21 @@ export class LiveStyleRegistry implements StyleRegistry {
   private readonly listeners = new Set<ReloadListener>();
   private readonly log: Logger;
   private readonly debounceMs: number;
+  private readonly adaptersDir: string | null;
 
   /** Loads the styles now; a broken file at start-up throws VistyleError('STYLES_INVALID'). */
   constructor(options: StyleRegistryOptions = {}) {
     this.file = options.file ? resolve(options.file) : null;
     this.log = options.logger ?? moduleLogger('styles');
     this.debounceMs = options.debounceMs ?? 200;
-    this.current = this.file ? loadStylesFile(this.file) : builtinLoadedStyles();
+    this.adaptersDir = options.adaptersDir === undefined ? adaptersHome() : options.adaptersDir;
+    this.current = this.load();
     this.byId = indexById(this.current.styles);
     if (this.file && (options.watch ?? true)) this.startWatching(this.file);
   }
 
   get(id: string): Style | undefined {
-    return this.byId.get(id);
+    return this.byId.get(normalizeStyleId(id));
   }
 
   list(): Style[] {
@@ -68,11 +92,7 @@ export class LiveStyleRegistry implements StyleRegistry {
   /** The style with this id, or a STYLE_UNKNOWN error that lists the known ids. */
   require(id: string): Style {
     const style = this.get(id);
-    if (!style) {
-      throw new VistyleError('STYLE_UNKNOWN', `unknown style "${id}" (known: ${this.current.styles.map((s) => s.id).join(', ')})`, {
-        details: { style: id },
-      });
-    }
+    if (!style) throw unknownStyleError(id, this);
     return style;
   }
 
@@ -83,7 +103,7 @@ export class LiveStyleRegistry implements StyleRegistry {
   reload(): ReloadResult {
     if (!this.file) return this.emit({ ok: true, styles: this.current.styles.length, defaultId: this.current.defaultId });
     try {
-      const next = loadStylesFile(this.file);
+      const next = this.load();
       this.current = next;
       this.byId = indexById(next.styles);
       this.log.info({ file: this.file, styles: next.styles.map((s) => s.id), default: next.defaultId }, 'styles reloaded');
@@ -113,6 +133,12 @@ export class LiveStyleRegistry implements StyleRegistry {
     this.watcher?.close();
     this.watcher = null;
     this.listeners.clear();
+  }
+
+  /** The file (or the built-ins), with the trained adapters found under adaptersDir. */
+  private load(): LoadedStyles {
+    const loaded = this.file ? loadStylesFile(this.file) : builtinLoadedStyles();
+    return this.adaptersDir ? withDefaultAdapters(loaded, this.adaptersDir) : loaded;
   }
 
   private startWatching(file: string): void {

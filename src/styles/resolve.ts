@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { VistyleError } from '../errors.js';
 import { buildStyledRequest, type StyledRequest } from './conversation.js';
-import { openStyleRegistry } from './registry.js';
+import { openStyleRegistry, unknownStyleError } from './registry.js';
 import type { Language, Style, StyleRegistry } from './types.js';
 
 export interface AskStyleFlags {
@@ -21,8 +21,10 @@ export interface AskStyleInput extends AskStyleFlags {
   /** Pictures shown with the question (indexes into the request's images). */
   images?: number[];
   language?: Language;
-  /** Defaults to the registry from VISTYLE_STYLES_FILE (not watched). */
+  /** Defaults to the registry from `stylesFile`, else VISTYLE_STYLES_FILE (not watched). */
   registry?: StyleRegistry;
+  /** The styles file (--styles-file); default VISTYLE_STYLES_FILE. */
+  stylesFile?: string;
 }
 
 export type ResolvedAskRequest = StyledRequest & { style: Style | null };
@@ -34,15 +36,10 @@ export function resolveAskRequest(input: AskStyleInput): ResolvedAskRequest {
   const lora = input.adapter ? { path: resolve(input.adapter) } : undefined;
   let style: Style | null = null;
   if (!input.raw) {
-    const registry = input.registry ?? openStyleRegistry({ watch: false });
+    const registry = input.registry ?? openStyleRegistry({ watch: false, ...(input.stylesFile === undefined ? {} : { file: input.stylesFile }) });
     try {
       style = input.style === undefined ? registry.defaultStyle() : (registry.get(input.style) ?? null);
-      if (!style) {
-        const known = registry.list().map((s) => s.id).join(', ');
-        throw new VistyleError('STYLE_UNKNOWN', `unknown style "${input.style}" (known: ${known})`, {
-          details: { style: input.style },
-        });
-      }
+      if (!style) throw unknownStyleError(input.style!, registry);
     } finally {
       if (!input.registry && 'close' in registry && typeof registry.close === 'function') registry.close();
     }

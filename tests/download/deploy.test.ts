@@ -36,24 +36,34 @@ describe('deploy/.env.example', () => {
       'HF_TOKEN',
       'MODELSCOPE_ENDPOINT',
       'VISTYLE_MODELSCOPE_ENDPOINT',
+      // the data maker's (models/data/maker.ts)
+      'VISTYLE_DATA_API_KEY',
+      'DEEPSEEK_API_KEY',
+      'OPENAI_API_KEY',
+      'VISTYLE_DATA_API_BASE',
+      'VISTYLE_DATA_API_MODEL',
     ];
     expect(expected.length).toBeGreaterThan(30);
     expect(expected.filter((name) => !listed.has(name))).toEqual([]);
   });
 
   it('names only variables that some code reads', () => {
-    const code = ['src/config/config.ts', 'models/download/hubs.ts', 'src/paths.ts'].map(read).join('\n');
+    const code = ['src/config/config.ts', 'models/download/hubs.ts', 'src/paths.ts', 'models/data/maker.ts'].map(read).join('\n');
     expect(exampleVariables().filter((name) => !code.includes(`'${name}'`) && !code.includes(`${name}:`) && !code.includes(`env.${name}`))).toEqual([]);
   });
 
-  it('loads as a valid configuration once a token is filled in', () => {
+  it('loads as a valid configuration once a token is filled in, with nothing machine-specific: CPU, the default home', () => {
     const env = dotenv.parse(read('deploy/.env.example'));
-    const config = loadConfig({ ...env, TELEGRAM_BOT_TOKEN: '123456:test-token-for-the-example' });
+    const config = loadConfig({ ...env, TELEGRAM_BOT_TOKEN: '123456:test-token-for-the-example', VISTYLE_HOME: undefined });
     expect(config.telegram?.token).toBe('123456:test-token-for-the-example');
     expect(config.discord).toBeUndefined(); // empty Discord lines count as unset
-    expect(config.model.provider).toBe('cuda');
-    expect(config.home).toBe('/var/lib/vistyle');
-    expect(config.dbPath).toBe('/var/lib/vistyle/vistyle.db');
+    expect(env.VISTYLE_PROVIDER).toBeUndefined();
+    expect(config.model.provider).toBe('cpu');
+    expect(env.VISTYLE_HOME).toBeUndefined();
+    for (const name of ['VISTYLE_MODEL_DIR', 'VISTYLE_DB_PATH', 'VISTYLE_STYLES_FILE', 'VISTYLE_LOG_FILE', 'VISTYLE_DEVICE_ID']) expect(env[name], name).toBeUndefined();
+    // the GPU and service values are there as commented examples
+    expect(read('deploy/.env.example')).toMatch(/^#VISTYLE_PROVIDER=cuda$/m);
+    expect(read('deploy/.env.example')).toMatch(/^#VISTYLE_HOME=\/var\/lib\/vistyle$/m);
   });
 });
 

@@ -39,8 +39,15 @@ describe('vistyle start with VISTYLE_HTTP_PORT', () => {
     try {
       await vi.waitFor(() => expect(app).toBeDefined(), { timeout: 120_000, interval: 50 });
       const url = `http://127.0.0.1:${app!.httpPort}`;
-      const ready = await fetch(`${url}/readyz`);
-      expect(ready.status).toBe(200);
+      // The Telegram adapter counts as connected once its first getUpdates has come back.
+      let ready!: Response;
+      await vi.waitFor(
+        async () => {
+          ready = await fetch(`${url}/readyz`);
+          expect(ready.status).toBe(200);
+        },
+        { timeout: 30_000, interval: 100 },
+      );
       expect(await ready.json()).toEqual({
         ready: true,
         checks: { store: { ready: true }, engine: { ready: true }, 'adapter:telegram': { ready: true } },

@@ -1,4 +1,4 @@
-// `vistyle ask [--model DIR] --image FILE [--image FILE ...] [--style ID] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
+// `vistyle ask [--model DIR] --image FILE [--image FILE ...] [--style ID] [--styles-file FILE] [--adapter DIR] [--max-tokens N] [--temperature T] [--greedy] [--raw] [--json] "question"`
 // Streams the answer to stdout. The engine runs on this thread (a one-shot CLI has no heartbeats
 // to keep alive). Style, adapter and raw mode are resolved by src/styles (resolveAskRequest), the
 // same way the bot resolves them.
@@ -31,6 +31,7 @@ export interface AskOptions {
   provider?: string;
   threads?: string;
   style?: string;
+  stylesFile?: string;
   adapter?: string;
 }
 
@@ -72,13 +73,20 @@ export function jsonSummary(result: GenerationResult): string {
 }
 
 async function readImage(path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
   try {
-    return new Uint8Array(await readFile(path));
+    bytes = new Uint8Array(await readFile(path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
     throw new VistyleError('IMAGE_MISSING', `cannot read the image ${path}: ${why}`, { cause: error, details: { path } });
   }
+  // An empty file is not "no picture": say what is wrong with it instead of the engine's
+  // "the conversation shows a picture, but no image was sent".
+  if (bytes.byteLength === 0) {
+    throw new VistyleError('IMAGE_CORRUPT', `the image ${path} is empty (0 bytes); give a JPEG, PNG, WebP or GIF file`, { details: { path } });
+  }
+  return bytes;
 }
 
 export async function runAsk(question: string, options: AskOptions, verbose: boolean): Promise<void> {
@@ -88,12 +96,18 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
     throw new VistyleError('CONFIG_INVALID', `--provider must be cpu or cuda, got "${provider}"`);
   }
   const threads = parseNumber('--threads', options.threads, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer');
+  // The bot asks a style's default question for a photo sent alone; on the command line an empty
+  // question is a mistake (an unset shell variable, a lost quote), not a request for that default.
+  if (question.trim() === '') {
+    throw new VistyleError('QUESTION_EMPTY', 'the question is empty: give one, e.g. vistyle ask --image photo.jpg "What is in this picture?"');
+  }
   // Check everything cheap before loading the model.
   const resolved = resolveAskRequest({
     question,
     images: options.image.map((_, index) => index),
     raw: options.raw === true,
     ...(options.style === undefined ? {} : { style: options.style }),
+    ...(options.stylesFile === undefined ? {} : { stylesFile: options.stylesFile }),
     ...(options.adapter === undefined ? {} : { adapter: options.adapter }),
   });
   const sampling = samplingFromFlags(options, resolved.sampling);
@@ -159,7 +173,8 @@ export function registerAskCommand(program: Command): void {
     .option('--seed <n>', 'seed of the sampler (same seed, same answer)')
     .option('--greedy', 'plain argmax over all logits, no penalties or other processors')
     .option('--raw', 'bare conversation: one user turn, no style (prompt, examples, settings, adapter); an --adapter given still applies')
-    .option('--style <id>', 'answer in this style (see `vistyle styles`)')
+    .option('--style <id>', 'answer in this style (see `vistyle styles`; any case)')
+    .option('--styles-file <path>', 'styles file with more styles (default: VISTYLE_STYLES_FILE)')
     .option('--adapter <dir>', "PEFT LoRA adapter folder to apply instead of the style's (scale from its adapter_config.json)")
     .option('--json', 'print a JSON summary on the last line')
     .option('--provider <cpu|cuda>', 'execution provider (default: VISTYLE_PROVIDER, then cpu)')

@@ -11,7 +11,7 @@ import {
 } from '../../../models/data/maker.js';
 import { VistyleError } from '../../errors.js';
 import { registerSecret } from '../../log.js';
-import { openStyleRegistry } from '../../styles/registry.js';
+import { openStyleRegistry, unknownStyleError } from '../../styles/registry.js';
 
 interface MakeFlags {
   input: string;
@@ -49,6 +49,26 @@ export function formatSummary(summary: MakeDataSummary): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * A run that tried rows and made none of them failed as a whole (exit status 1), so that a script
+ * or a trainer after it does not go on with no data. Some rows made and some failed is a success
+ * that says to run again (a re-run resumes and retries only the failed rows).
+ */
+export function nothingMadeError(summary: MakeDataSummary): VistyleError | null {
+  if (summary.made > 0) return null;
+  if (summary.failed > 0) {
+    const first = summary.failures[0];
+    return new VistyleError(
+      'DATA_INVALID',
+      `every row failed (${summary.failed}); nothing was added to ${summary.output}` + (first ? ` (first failure: line ${first.line}: ${first.error})` : ''),
+    );
+  }
+  if (summary.invalid > 0 && summary.skipped === 0) {
+    return new VistyleError('DATA_INVALID', `no usable input rows (${summary.invalid} rows without a url or caption, or not valid JSON/CSV)`);
+  }
+  return null;
+}
+
 export function registerDataCommands(program: Command): void {
   const data = program.command('data').description('make and check styled training data');
 
@@ -56,7 +76,7 @@ export function registerDataCommands(program: Command): void {
     .command('make')
     .description(`restyle captioned photos into Q/A pairs with a chat API (key from ${DATA_API_KEY_ENVS.join(', ')})`)
     .requiredOption('--input <file>', 'JSONL {"url","caption"} rows, or CSV with url and caption columns')
-    .requiredOption('--style <id>', 'style whose dataPrompt gives the voice')
+    .requiredOption('--style <id>', 'style whose dataPrompt gives the voice (any case)')
     .requiredOption('--out <file>', 'JSONL output {question, ans, url, caption, style}; a re-run resumes it')
     .option('--api-base <url>', 'OpenAI-compatible API base (default VISTYLE_DATA_API_BASE, then https://api.deepseek.com)')
     .option('--api-model <name>', 'model name (default VISTYLE_DATA_API_MODEL, then deepseek-chat)')
@@ -72,9 +92,7 @@ export function registerDataCommands(program: Command): void {
       const registry = openStyleRegistry({ watch: false, ...(flags.stylesFile === undefined ? {} : { file: flags.stylesFile }) });
       const style = registry.get(flags.style);
       registry.close();
-      if (!style) {
-        throw new VistyleError('STYLE_UNKNOWN', `unknown style "${flags.style}" (known: ${registry.list().map((s) => s.id).join(', ')})`);
-      }
+      if (!style) throw unknownStyleError(flags.style, registry);
       const timeoutSeconds = Number(flags.timeout);
       if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new VistyleError('CONFIG_INVALID', '--timeout must be a positive number of seconds');
       const api = resolveDataApiConfig({
@@ -109,6 +127,10 @@ export function registerDataCommands(program: Command): void {
         else process.stderr.write(formatSummary(summary));
         if (summary.stoppedBecause === 'cancelled') process.exitCode = 130;
         else if (summary.stoppedBecause) throw new VistyleError('NETWORK', summary.stoppedBecause);
+        else {
+          const nothing = nothingMadeError(summary);
+          if (nothing) throw nothing;
+        }
       } finally {
         process.removeListener('SIGINT', onSigint);
       }

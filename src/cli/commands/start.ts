@@ -21,6 +21,7 @@ import type { Engine } from '../../engine/types.js';
 import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
 import { createLogger, errorFields, guardStdout, setRootLogger, type Logger } from '../../log.js';
 import { registerFaultMetrics } from '../../fault-metrics.js';
+import { checkBeforeLoading } from '../../doctor/preflight.js';
 import { adapterCheck, engineCheck, storeCheck } from '../../health/checks.js';
 import { Readiness } from '../../health/readiness.js';
 import { httpPlan, startVistyleHttp, type HttpPlanOverrides } from '../../http/app.js';
@@ -128,6 +129,8 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
     closers.push({ name: 'styles', close: () => styles.close() });
     const store = Store.open(config.dbPath, { logger: logger.child({ module: 'store' }) });
     closers.push({ name: 'store', close: () => store.close() });
+    // The fast checks (model folder, platform tokens) before anything slow: ports, the queue, the model.
+    await checkBeforeLoading(config, { model: !options.engineFactory && !hasQueue(config), platforms: !serve, env, log });
     readiness.register('store', storeCheck(config.dbPath, store));
     // The HTTP server is up before the model loads: /healthz answers, /readyz says what it waits for.
     const metrics = new BotMetrics({ defaultMetrics: true });

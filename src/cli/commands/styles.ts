@@ -1,6 +1,9 @@
-// `vistyle styles [--json] [--file PATH] [--lang zh|en]`: list the style registry (built-ins plus
-// the styles file), the default first. Loading the list also validates the styles file, so this
-// doubles as a check after editing it.
+// `vistyle styles [--json] [--styles-file PATH] [--lang zh|en]`: list the style registry (built-ins
+// plus the styles file), the default first. Loading the list also validates the styles file, so this
+// doubles as a check after editing it. `--json` prints {file, default, styles: [Style...]}, each
+// style with its id, names, systemPrompt, ... as the trainer's README line reads it:
+//   vistyle styles --styles-file styles.yaml --json | jq -r '.styles[] | select(.id=="pirate") | .systemPrompt'
+// `--file` is the older name of --styles-file.
 import type { Command } from 'commander';
 import { VistyleError } from '../../errors.js';
 import { openStyleRegistry } from '../../styles/registry.js';
@@ -8,6 +11,7 @@ import type { Language, Style } from '../../styles/types.js';
 
 interface StylesCommandOptions {
   json?: boolean;
+  stylesFile?: string;
   file?: string;
   lang?: string;
 }
@@ -17,12 +21,14 @@ export function registerStylesCommand(program: Command): void {
     .command('styles')
     .description('list the styles (id, names, description, adapter)')
     .option('--json', 'print the styles as JSON')
-    .option('--file <path>', 'styles file (default: VISTYLE_STYLES_FILE)')
+    .option('--styles-file <path>', 'styles file (default: VISTYLE_STYLES_FILE)')
+    .option('--file <path>', 'the same as --styles-file (older name)')
     .option('--lang <zh|en>', 'language of descriptions', 'en')
     .action((options: StylesCommandOptions) => {
       const lang = options.lang ?? 'en';
       if (lang !== 'zh' && lang !== 'en') throw new VistyleError('CONFIG_INVALID', `--lang must be zh or en, not "${lang}"`);
-      const registry = openStyleRegistry({ watch: false, ...(options.file === undefined ? {} : { file: options.file }) });
+      const file = options.stylesFile ?? options.file;
+      const registry = openStyleRegistry({ watch: false, ...(file === undefined ? {} : { file }) });
       try {
         const defaultId = registry.defaultStyle().id;
         const styles = registry.list();

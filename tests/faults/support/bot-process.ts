@@ -118,11 +118,12 @@ export function cpuSeconds(pid: number, tid?: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
-/** The metrics port the bot logged at start (VISTYLE_METRICS_PORT=0). */
+/** The port of the health and metrics server the bot logged at start (VISTYLE_METRICS_PORT=0). */
 export function metricsPort(output: string): number {
-  const line = output.split('\n').find((l) => l.includes('metrics on /metrics'));
-  const port = line ? (JSON.parse(line) as { port?: number }).port : undefined;
-  if (!port) throw new Error(`no metrics port in the output:\n${output}`);
+  const line = output.split('\n').find((l) => l.includes('"module":"http"') && l.includes('"url"'));
+  const url = line ? (JSON.parse(line) as { url?: string }).url : undefined;
+  const port = url ? Number(new URL(url).port) : undefined;
+  if (!port) throw new Error(`no health/metrics server in the output:\n${output}`);
   return port;
 }
 

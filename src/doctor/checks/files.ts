@@ -1,0 +1,108 @@
+// The store, the styles file, the LoRA adapters the styles use, and ffmpeg.
+import { execFile } from 'node:child_process';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadPeftAdapter, readPeftConfig } from '../../../models/lora/loader.js';
+import { explainConfiguredValues } from '../../config/provenance.js';
+import type { ModelFolder } from '../../engine/model-folder.js';
+import { isVistyleError, VistyleError } from '../../errors.js';
+import { adaptersHome } from '../../paths.js';
+import { Store } from '../../store/store.js';
+import { isAdapterFolder } from '../../styles/default-adapters.js';
+import { openStyleRegistry, type LiveStyleRegistry } from '../../styles/registry.js';
+import { existingAncestor } from './model.js';
+import { result, type CheckResult, type DoctorContext } from '../types.js';
+
+function message(error: unknown, env: NodeJS.ProcessEnv): string {
+  return isVistyleError(error) ? explainConfiguredValues(error, env).message : String((error as Error)?.message ?? error);
+}
+
+/** An existing database opens (intact, migrated, writable); a new one's folder can be created. */
+export function checkStore(ctx: DoctorContext): CheckResult {
+  const path = ctx.config!.dbPath;
+  if (existsSync(path)) {
+    try {
+      Store.open(path).close();
+      return result('store', 'ok', `${path} opens and takes writes`);
+    } catch (error) {
+      return result('store', 'fail', message(error, ctx.env), 'see docs/deploy.md "What happens when" (permissions, a full disk, a damaged file: restore a backup)');
+    }
+  }
+  const parent = existingAncestor(join(path, '..'));
+  try {
+    if (!statSync(parent).isDirectory()) throw new Error(`${parent} is a file, not a folder`);
+    accessSync(parent, constants.W_OK);
+    return result('store', 'ok', `${path} will be created on the first start (${parent} is writable)`);
+  } catch (error) {
+    const problem = new VistyleError('STORE_UNAVAILABLE', `the database ${path} cannot be created: ${(error as Error).message}`, { details: { path } });
+    return result('store', 'fail', explainConfiguredValues(problem, ctx.env).message, 'set VISTYLE_DB_PATH or VISTYLE_HOME to a folder the bot\'s user may write');
+  }
+}
+
+export interface StylesCheck {
+  results: CheckResult[];
+  registry: LiveStyleRegistry | null;
+}
+
+export function checkStyles(ctx: DoctorContext): StylesCheck {
+  const file = ctx.config!.stylesFile;
+  try {
+    const registry = openStyleRegistry({ file, watch: false });
+    const ids = registry.list().map((s) => s.id);
+    const where = file ? `from ${registry.file} and the built-ins` : 'built-in only (no VISTYLE_STYLES_FILE)';
+    return { results: [result('styles', 'ok', `${ids.length} styles ${where}: ${ids.join(', ')}; default ${registry.defaultStyle().id}`)], registry };
+  } catch (error) {
+    return { results: [result('styles', 'fail', message(error, ctx.env), 'fix the file (`vistyle styles --styles-file FILE` checks it), or unset VISTYLE_STYLES_FILE')], registry: null };
+  }
+}
+
+/**
+ * Each adapter a style uses loads and fits the model's LoRA inputs (when the model is there), and
+ * no folder under the adapters directory is half written.
+ */
+export function checkAdapters(ctx: DoctorContext, registry: LiveStyleRegistry | null, folder: ModelFolder | null): CheckResult[] {
+  const results: CheckResult[] = [];
+  const dir = adaptersHome();
+  if (existsSync(dir) && statSync(dir).isDirectory()) {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory() && !isAdapterFolder(path)) {
+        results.push(result('adapters', 'warn', `${path} is not a complete adapter (needs adapter_config.json and adapter_model.safetensors): style "${name}" runs without it`, 'finish or re-run the training into that folder, or remove it'));
+      }
+    }
+  }
+  for (const style of registry?.list() ?? []) {
+    if (!style.adapter) continue;
+    const ref = style.adapter;
+    try {
+      if (folder) {
+        if (folder.manifest.lora.targets.length === 0) {
+          throw new Error(`the model at ${folder.dir} was built without LoRA inputs (--no-lora)`);
+        }
+        loadPeftAdapter({ ...ref }, { targets: folder.manifest.lora.targets });
+        results.push(result('adapters', 'ok', `style "${style.id}": ${ref.path} fits the model`));
+      } else {
+        readPeftConfig(ref.path);
+        results.push(result('adapters', 'ok', `style "${style.id}": ${ref.path} reads (not checked against a model: none is there)`));
+      }
+    } catch (error) {
+      results.push(result('adapters', 'fail', `style "${style.id}": ${message(error, ctx.env)}`, 'rebuild the model with LoRA targets, re-train the adapter for this model, or set `adapter: null` for the style'));
+    }
+  }
+  if (results.length === 0) results.push(result('adapters', 'skip', `no style uses a LoRA adapter (trained ones go in ${dir}/<style>)`));
+  return results;
+}
+
+/** ffmpeg turns videos and animations into pictures; without it those get a polite refusal. */
+export function checkFfmpeg(timeoutMs = 5000): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    execFile('ffmpeg', ['-hide_banner', '-version'], { timeout: timeoutMs }, (error, stdout) => {
+      if (error) {
+        resolve(result('ffmpeg', 'warn', 'ffmpeg is not installed: it is needed for videos and animations (pictures do not need it)', 'apt-get install ffmpeg'));
+        return;
+      }
+      const version = /ffmpeg version (\S+)/.exec(stdout)?.[1] ?? '?';
+      resolve(result('ffmpeg', 'ok', `ffmpeg ${version} (for videos and animations)`));
+    });
+  });
+}
