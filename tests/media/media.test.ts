@@ -210,3 +210,11 @@ describe('runTool', () => {
     expect(missing.spawnError).toBe('ENOENT');
   });
 });
+
+describe('vistyle doctor', () => {
+  it('reports ffmpeg the way the bot looks for it', async () => {
+    const { checkFfmpeg } = await import('../../src/doctor/checks/files.js');
+    expect(await checkFfmpeg({ PATH: '/nonexistent-vistyle-path' })).toMatchObject({ check: 'ffmpeg', status: 'warn', fix: expect.stringContaining('apt-get install ffmpeg') });
+    if (hasFfmpeg) expect(await checkFfmpeg()).toMatchObject({ check: 'ffmpeg', status: 'ok' });
+  });
+});
