@@ -9,8 +9,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { float32ToHalf, halfToFloat32 } from '../models/checkpoint/dtype.js';
 import { ModelManifestSchema, MANIFEST_FILE, type ModelManifest } from '../models/manifest.js';
+import { HostKvCache } from '../src/engine/kv-host.js';
+import { LoraFeeds } from '../src/engine/lora-batch.js';
 import { arg, cpuSessionOptions } from './args.js';
 
 export interface AccuracyFigures {
@@ -54,29 +55,16 @@ class Graphs {
     );
   }
 
-  private get half(): boolean {
-    return this.m.kvCache.dtype === 'float16';
+  /** "No adapter" LoRA inputs (the engine's own: a rank-1 zero per target). */
+  private get lora(): LoraFeeds {
+    this.loraFeeds ??= new LoraFeeds(this.m, new Map(), new Map());
+    return this.loraFeeds;
   }
-
-  private floatTensor(values: Float32Array, dims: number[]): ort.Tensor {
-    return this.half ? new ort.Tensor('float16', float32ToHalf(values), dims) : new ort.Tensor('float32', values, dims);
-  }
-
-  /** r = 0 for every LoRA input of the session: the base model. */
-  private idleLora(session: ort.InferenceSession): Record<string, ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const t of this.m.lora.targets) {
-      if (!session.inputNames.includes(t.inputA)) continue;
-      const type = this.m.lora.dtype === 'float16' ? 'float16' : 'float32';
-      feeds[t.inputA] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), [0, t.inFeatures]);
-      feeds[t.inputB] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), [t.outFeatures, 0]);
-    }
-    return feeds;
-  }
+  private loraFeeds: LoraFeeds | undefined;
 
   async features(pixels: Float32Array): Promise<Float32Array> {
     const S = this.m.vision.imageSize;
-    const out = await this.vision.run({ pixel_values: new ort.Tensor('float32', pixels, [1, 3, S, S]), ...this.idleLora(this.vision) });
+    const out = await this.vision.run({ pixel_values: new ort.Tensor('float32', pixels, [1, 3, S, S]), ...this.lora.vision(null) });
     return out.image_features!.data as Float32Array;
   }
 
@@ -89,31 +77,24 @@ class Graphs {
     return rows;
   }
 
-  /** Growing seq-major cache per layer, [P,2,1,kvH,hd] as float32. */
-  private cache: Float32Array[] = [];
-  private length = 0;
+  /** The engine's host KV cache (one row), as the decoder takes it. */
+  private cache: { kv: HostKvCache; seq: number } | null = null;
 
-  async step(embeds: Float32Array, start: number): Promise<Float32Array> {
+  async step(embeds: Float32Array): Promise<Float32Array> {
     const t = this.m.text;
     const T = embeds.length / t.hiddenSize;
-    if (this.cache.length === 0) this.cache = Array.from({ length: t.numLayers }, () => new Float32Array(0));
+    if (!this.cache) {
+      const kv = new HostKvCache({ spec: { numLayers: t.numLayers, numKvHeads: t.numKvHeads, headDim: t.headDim, capacity: 4096, rows: 1, dtype: this.m.kvCache.dtype } });
+      this.cache = { kv, seq: await kv.open() };
+    }
+    const binding = await this.cache.kv.bindPrefill(this.cache.seq, T);
     const feeds: Record<string, ort.Tensor> = {
+      ...binding.feeds,
       inputs_embeds: new ort.Tensor('float32', embeds, [1, T, t.hiddenSize]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(start + i)), [1, T]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(this.length + T).fill(1n), [1, this.length + T]),
-      ...this.idleLora(this.decoder),
+      ...this.lora.decoder([null]),
     };
-    this.cache.forEach((c, i) => (feeds[`past.${i}`] = this.floatTensor(c, [this.length, 2, 1, t.numKvHeads, t.headDim])));
     const out = await this.decoder.run(feeds);
-    this.cache = this.cache.map((c, i) => {
-      const present = out[`present.${i}`] as ort.Tensor;
-      const values = present.type === 'float16' ? halfToFloat32(present.data as Uint16Array) : (present.data as Float32Array);
-      const grown = new Float32Array(c.length + values.length);
-      grown.set(c);
-      grown.set(values, c.length);
-      return grown;
-    });
-    this.length += T;
+    this.cache.kv.commit(binding, feeds, out as Record<string, ort.Tensor>);
     return out.logits!.data as Float32Array;
   }
 }
@@ -134,7 +115,7 @@ async function main(): Promise<void> {
   const g = await Graphs.open(model, Number(arg('threads', '2')));
   const ids = accuracyPrompt(g.m);
   const features = await g.features(accuracyPixels(g.m.vision.imageSize));
-  let logits = await g.step(await g.embeds(ids, features), 0);
+  let logits = await g.step(await g.embeds(ids, features));
   const referenceOut = arg('reference-out', '');
   const out: AccuracyFigures = { model, dtype: g.m.dtype, steps };
   if (referenceOut) {
@@ -143,7 +124,7 @@ async function main(): Promise<void> {
     for (let s = 0; s < steps; s++) {
       const next = argmax(logits);
       tokens.push(next);
-      if (s + 1 < steps) logits = await g.step(await g.embeds([next], null), ids.length + s);
+      if (s + 1 < steps) logits = await g.step(await g.embeds([next], null));
     }
     writeFileSync(referenceOut, JSON.stringify({ logits: prefill, tokens } satisfies Reference));
   } else {
@@ -162,7 +143,7 @@ async function main(): Promise<void> {
     let agree = 0;
     for (let s = 0; s < Math.min(steps, ref.tokens.length); s++) {
       if (argmax(logits) === ref.tokens[s]) agree++;
-      if (s + 1 < steps) logits = await g.step(await g.embeds([ref.tokens[s]!], null), ids.length + s);
+      if (s + 1 < steps) logits = await g.step(await g.embeds([ref.tokens[s]!], null));
     }
     out.prefillCosine = dot / Math.sqrt(na * nb);
     out.prefillMaxAbsDiff = maxDiff;

@@ -2,20 +2,26 @@
 // folder holds vistyle-model.json (this schema), the three ONNX graphs, and copies of the
 // checkpoint's tokenizer, chat template, preprocessor and generation configs.
 //
-// Graph inputs and outputs (B batch, T new tokens, P cached tokens, D text hidden, S image size,
+// Graph inputs and outputs (B batch, T new tokens, W cache window, D text hidden, S image size,
 // N image tokens per image, V vocab rows, kvH key/value heads, hd head dim):
 //   vision.onnx   pixel_values  float32 [B,3,S,S]   -> image_features float32 [B,N,D]
 //   embed.onnx    input_ids     int64   [B,T]       -> inputs_embeds  float32 [B,T,D]
 //   decoder.onnx  inputs_embeds float32 [B,T,D]
 //                 position_ids  int64   [B,T]
-//                 attention_mask int64  [B,P+T]      (1 = real token, 0 = left padding)
-//                 past.<i>      cache   [P,2,B,kvH,hd]  per layer i; [:,0] keys after RoPE, [:,1] values
+//                 past_mask     int64   [B,W]        (1 = row b sees cached position j)
+//                 past_key.<i>  cache   [B,kvH,hd,W]  per layer i: keys after RoPE, transposed
+//                 past_value.<i> cache  [B,kvH,W,hd]
 //                 -> logits     float32 [B,V]        (last position only; [B,T,V] when allPositionLogits)
-//                 -> present.<i> cache  [T,2,B,kvH,hd]  the new positions only
-// The cache is sequence-major so that the filled part of a preallocated buffer is a contiguous
-// prefix, fed as a zero-copy view; the engine writes each present.<i> in place after it.
-// LoRA inputs (when built with LoRA): for each target, `<inputA>` [r,in] and `<inputB>` [out,r]
-// with r dynamic (r = 0 feeds "no adapter"); the engine folds the adapter's scale into B.
+//                 -> key.<i>    cache   [B,kvH,hd,T]  the new positions only, in the cache's layout
+//                 -> value.<i>  cache   [B,kvH,T,hd]
+// The engine's host cache keeps one buffer per layer for keys and one for values, rows at a
+// common stride W (the window), and feeds them as zero-copy views; the decoder reads them in
+// place (models/graphs/decoder.ts) and the engine writes key.<i>/value.<i> after each row's
+// cached positions.
+// LoRA inputs (when built with LoRA): for each target, decoder `<inputA>` [B,r,in] and `<inputB>`
+// [B,out,r] (one adapter per batch row), vision [r,in] and [out,r]; r dynamic, at least 1
+// ("no adapter" is a zero row); the engine folds the adapter's scale into B.
+// Version 2 (the windowed cache and per-row LoRA); a version-1 build must be rebuilt.
 // dtype int8/int4: the linear weights of the vision graph and the decoder (lm_head included) are
 // block-quantized for com.microsoft MatMulNBits (`quantization` says how); the graph I/O, the
 // cache and the LoRA inputs are those of the compute type (`quantization.compute`): the LoRA path
@@ -24,7 +30,7 @@ import { z } from 'zod';
 
 export const MANIFEST_FILE = 'vistyle-model.json';
 export const MANIFEST_FORMAT = 'vistyle-model';
-export const MANIFEST_VERSION = 1;
+export const MANIFEST_VERSION = 2;
 
 export const LoraTargetSchema = z.object({
   /** Canonical module path, e.g. `language_model.layers.3.self_attn.q_proj` or
@@ -93,7 +99,7 @@ export const ModelManifestSchema = z.object({
     decoder: z.string(),
   }),
   kvCache: z.object({
-    layout: z.literal('seq-major'),
+    layout: z.literal('window'),
     dtype: z.enum(['float32', 'float16']),
   }),
   allPositionLogits: z.boolean(),

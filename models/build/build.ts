@@ -157,7 +157,7 @@ function manifestFor(checkpoint: Checkpoint, options: BuildOptions, targets: Lor
     vision: { imageSize: c.vision.imageSize, patchSize: c.vision.patchSize, imageTokens: c.imageTokens },
     tokens: checkpoint.tokens,
     graphs: { ...GRAPH_FILES },
-    kvCache: { layout: 'seq-major', dtype: floatType },
+    kvCache: { layout: 'window', dtype: floatType },
     allPositionLogits: options.allPositionLogits ?? false,
     lora: { targets, dtype: floatType },
     files: copied,

@@ -1,5 +1,5 @@
 // Times built graphs on onnxruntime-node (CPU): vision encode, a prefill of image + prompt tokens,
-// and decode steps at a given cache length, with every LoRA input fed r = 0 (an idle adapter
+// and decode steps at a given cache length, with every LoRA input fed "no adapter" (an idle adapter
 // path). Used to measure what the idle LoRA path costs against a --no-lora build:
 //   npx tsx models/build/measure.ts [--threads N] [--rounds N] [--past P] MODEL_DIR [MODEL_DIR...]
 // Builds are measured in alternation (A, B, A, B, ...) so a busy machine affects them alike;
@@ -28,26 +28,33 @@ function floatTensor(m: ModelManifest, values: Float32Array, dims: number[]): or
   return m.dtype === 'fp16' ? new ort.Tensor('float16', float32ToHalf(values), dims) : new ort.Tensor('float32', values, dims);
 }
 
+/** "No adapter" for every LoRA input of the session: a rank-1 zero ([1,r,in] in the decoder). */
 function loraFeeds(m: ModelManifest, session: ort.InferenceSession): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const t of m.lora.targets) {
     if (!session.inputNames.includes(t.inputA)) continue;
-    feeds[t.inputA] = floatTensor(m, new Float32Array(0), [0, t.inFeatures]);
-    feeds[t.inputB] = floatTensor(m, new Float32Array(0), [t.outFeatures, 0]);
+    const batch = t.graph === 'decoder' ? [1] : [];
+    feeds[t.inputA] = floatTensor(m, new Float32Array(t.inFeatures), [...batch, 1, t.inFeatures]);
+    feeds[t.inputB] = floatTensor(m, new Float32Array(t.outFeatures), [...batch, t.outFeatures, 1]);
   }
   return feeds;
 }
 
+/** A decoder run of T new tokens after `past` cached ones (the window layout, models/manifest.ts). */
 function decoderFeeds(m: ModelManifest, session: ort.InferenceSession, past: number, T: number): Record<string, ort.Tensor> {
   const t = m.text;
+  const W = Math.max(1, past);
   const feeds: Record<string, ort.Tensor> = {
     inputs_embeds: new ort.Tensor('float32', Float32Array.from({ length: T * t.hiddenSize }, (_, i) => Math.sin(i) * 0.1), [1, T, t.hiddenSize]),
     position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(past + i)), [1, T]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(past + T).fill(1n), [1, past + T]),
+    past_mask: new ort.Tensor('int64', BigInt64Array.from({ length: W }, (_, i) => (i < past ? 1n : 0n)), [1, W]),
     ...loraFeeds(m, session),
   };
-  const cache = new Float32Array(past * 2 * t.numKvHeads * t.headDim).map((_, i) => Math.cos(i) * 0.5);
-  for (let i = 0; i < t.numLayers; i++) feeds[`past.${i}`] = floatTensor(m, cache, [past, 2, 1, t.numKvHeads, t.headDim]);
+  const cache = new Float32Array(W * t.numKvHeads * t.headDim).map((_, i) => Math.cos(i) * 0.5);
+  for (let i = 0; i < t.numLayers; i++) {
+    feeds[`past_key.${i}`] = floatTensor(m, cache, [1, t.numKvHeads, t.headDim, W]);
+    feeds[`past_value.${i}`] = floatTensor(m, cache, [1, t.numKvHeads, W, t.headDim]);
+  }
   return feeds;
 }
 

@@ -142,8 +142,13 @@ function loraInputNames(module: string): { a: string; b: string } {
 
 /**
  * y = x Wᵀ (+ b) for a checkpoint module (canonical name without `.weight`), x in the compute
- * type. When the module is a LoRA target the graph gets inputs A [r, in] and B [out, r] and adds
- * (x Aᵀ) Bᵀ; r = 0 feeds no adapter.
+ * type. When the module is a LoRA target the graph also takes the adapter's A and B and adds
+ * (x Aᵀ) Bᵀ (the engine folds the scale into B):
+ * - decoder: one adapter per batch row, A [B, r, in] and B [B, out, r] (x is [B, T, in]); rows
+ *   without an adapter are zero, r is the largest rank in the batch (smaller ones zero-padded);
+ * - vision (one picture per run): A [r, in] and B [out, r].
+ * "No adapter" is a rank-1 zero, never a zero-size tensor: onnxruntime 1.30 leaves a
+ * broadcasting MatMul with inner dimension 0 uninitialised, and WebGPU crashes on zero-size inputs.
  */
 export function linear(ctx: GraphContext, x: string, module: string, options: { bias: boolean }): string {
   const g = ctx.g;
@@ -151,20 +156,26 @@ export function linear(ctx: GraphContext, x: string, module: string, options: { 
   const [outF, inF] = ctx.checkpoint.tensors.shape(weight) as [number, number];
   let y = weightMatMul(ctx, x, weight);
   if (options.bias) y = g.node('Add', [y, tensorInit(ctx, `${module}.bias`, ctx.compute)]);
-  if (ctx.loraModules.has(module)) {
-    const names = loraInputNames(module);
-    const rank = `lora_rank_${ctx.loraTargets.length}`;
-    const A = g.input(names.a, ctx.compute, [rank, inF]);
-    const B = g.input(names.b, ctx.compute, [outF, rank]);
-    const base = y;
-    // node names carry "lora/" so profiles can attribute the adapter path's cost
-    y = g.withScope(`${g.currentScope}lora/`, () => {
-      const xa = g.node('MatMul', [x, g.node('Transpose', [A], { perm: attr.ints([1, 0]) })]);
-      const delta = g.node('MatMul', [xa, g.node('Transpose', [B], { perm: attr.ints([1, 0]) })]);
-      return g.node('Add', [base, delta]);
-    });
-    ctx.loraTargets.push({ module, graph: ctx.graphKind, inputA: names.a, inputB: names.b, inFeatures: inF, outFeatures: outF });
-  }
+  if (ctx.loraModules.has(module)) y = loraBranch(ctx, x, y, module, inF, outF);
+  return y;
+}
+
+/** base + (x Aᵀ) Bᵀ with the module's LoRA inputs (see linear). */
+function loraBranch(ctx: GraphContext, x: string, base: string, module: string, inF: number, outF: number): string {
+  const g = ctx.g;
+  const names = loraInputNames(module);
+  const rank = `lora_rank_${ctx.loraTargets.length}`;
+  const perRow = ctx.graphKind === 'decoder';
+  const A = g.input(names.a, ctx.compute, perRow ? ['batch', rank, inF] : [rank, inF]);
+  const B = g.input(names.b, ctx.compute, perRow ? ['batch', outF, rank] : [outF, rank]);
+  const perm = perRow ? [0, 2, 1] : [1, 0];
+  // node names carry "lora/" so profiles can attribute the adapter path's cost
+  const y = g.withScope(`${g.currentScope}lora/`, () => {
+    const xa = g.node('MatMul', [x, g.node('Transpose', [A], { perm: attr.ints(perm) })]);
+    const delta = g.node('MatMul', [xa, g.node('Transpose', [B], { perm: attr.ints(perm) })]);
+    return g.node('Add', [base, delta]);
+  });
+  ctx.loraTargets.push({ module, graph: ctx.graphKind, inputA: names.a, inputB: names.b, inFeatures: inF, outFeatures: outF });
   return y;
 }
 

@@ -1,12 +1,19 @@
-// decoder.onnx: the Qwen2 decoder over new tokens with a sequence-major KV cache.
-//   inputs_embeds float32 [B,T,D], position_ids int64 [B,T], attention_mask int64 [B,P+T],
-//   past.<i> [P,2,B,kvH,hd] (keys after RoPE at [:,0], values at [:,1])
+// decoder.onnx: the Qwen2 decoder over new tokens, reading a windowed KV cache in place.
+//   inputs_embeds float32 [B,T,D], position_ids int64 [B,T],
+//   past_mask int64 [B,W] (1 = row b sees cached position j), past_key.<i> [B,kvH,hd,W] (keys after
+//   RoPE, transposed), past_value.<i> [B,kvH,W,hd]
 //   -> logits float32 [B,V] (last position; [B,T,V] with allPositionLogits),
-//      present.<i> [T,2,B,kvH,hd] (the new positions only).
+//      key.<i> [B,kvH,hd,T], value.<i> [B,kvH,T,hd]: the new positions only, in the cache's layout.
+// W (the window) is the stride of the engine's cache buffers, at least every row's cached length;
+// the positions a row does not have are masked. The past is read where it lies: the MatMuls take
+// the cache views as they are (keys stored transposed, so Q·Kᵀ needs no Transpose), and
+// attention is split into a past part and a new part joined only at the softmax, so the past is
+// never concatenated, gathered or transposed per step (docs/engine.md, "Decoder layout").
 // Per layer: x += o_proj(attn(rms(x))); x += down(act(gate(rms x)) * up(rms x)). q/k/v have
 // biases, o_proj none; RoPE rotate-half with theta; query head h reads kv head h // (H/kvH) (the
-// grouped heads are folded into the query rows, so K/V are never repeated); key j is visible from
-// query i iff j <= i and attention_mask[j] == 1 (position ids come from the caller).
+// grouped heads are folded into the query rows, so K/V are never repeated); new token i sees the
+// cached positions its row's past_mask allows and new tokens j <= i (position ids come from the
+// caller). A masked score gets float32's lowest value, so its softmax weight is exactly 0.
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
@@ -24,6 +31,14 @@ export interface DecoderGraphOptions {
   quant?: QuantSpec | null;
 }
 
+/** Graph input/output names of the decoder's cache for layer `i`. */
+export const decoderCacheNames = (i: number): { pastKey: string; pastValue: string; key: string; value: string } => ({
+  pastKey: `past_key.${i}`,
+  pastValue: `past_value.${i}`,
+  key: `key.${i}`,
+  value: `value.${i}`,
+});
+
 export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphOptions): GraphContext {
   const g = new GraphBuilder('vistyle_decoder');
   const ctx = makeContext(g, checkpoint, options.dtype, 'decoder', options.loraModules, options.quant ?? null);
@@ -37,26 +52,27 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
 
   const embeds = g.input('inputs_embeds', DataType.FLOAT, ['batch', 'sequence', D]);
   const positions = g.input('position_ids', DataType.INT64, ['batch', 'sequence']);
-  const mask = g.input('attention_mask', DataType.INT64, ['batch', 'total_sequence']);
-  const past: string[] = [];
+  const pastMask = g.input('past_mask', DataType.INT64, ['batch', 'window']);
+  const pastKeys: string[] = [];
+  const pastValues: string[] = [];
   for (let i = 0; i < t.numLayers; i++) {
-    past.push(g.input(`past.${i}`, cacheType, ['past_sequence', 2, 'batch', kvH, hd]));
+    const n = decoderCacheNames(i);
+    pastKeys.push(g.input(n.pastKey, cacheType, ['batch', kvH, hd, 'window']));
+    pastValues.push(g.input(n.pastValue, cacheType, ['batch', kvH, 'window', hd]));
   }
 
-  // --- shared: attention bias [B,1,group*T,S] and RoPE tables [B,T,1,hd/2] ---
-  const scalarDim = (x: string, axis: number): string => g.node('Gather', [g.node('Shape', [x]), g.i64(axis)], { axis: attr.int(0) });
-  const S = scalarDim(mask, 1);
-  const T = scalarDim(embeds, 1);
-  const P = g.node('Sub', [S, T]);
-  const keyIdx = g.node('Range', [g.i64(0), S, g.i64(1)]); // [S]
-  const queryIdx = g.node('Unsqueeze', [g.node('Range', [P, S, g.i64(1)]), g.i64([1])]); // [T,1]
-  const causal = g.node('LessOrEqual', [keyIdx, queryIdx]); // [T,S]
-  const notPad = g.node('Unsqueeze', [g.node('Cast', [mask], { to: attr.int(DataType.BOOL) }), g.i64([1, 2])]); // [B,1,1,S]
-  let visible = g.node('And', [causal, notPad]); // [B,1,T,S]
-  if (group > 1) visible = g.node('Tile', [visible, g.i64([1, 1, group, 1])]); // rows ordered (group, T)
-  // transformers adds the dtype's minimum to masked scores; a padding row with nothing visible
-  // then gets uniform weights (finite, never NaN), and valid rows never see padding.
-  const attnBias = g.node('Where', [visible, g.f32(0), g.f32(-3.4028234663852886e38)]);
+  // --- shared: attention biases and RoPE tables [B,T,1,hd/2] ---
+  // transformers adds the dtype's minimum to masked scores; softmax then gives them weight 0.
+  const lowest = g.f32(-3.4028234663852886e38);
+  const pastVisible = g.node('Unsqueeze', [g.node('Cast', [pastMask], { to: attr.int(DataType.BOOL) }), g.i64([1, 2])]); // [B,1,1,W]
+  const pastBias = g.node('Where', [pastVisible, g.f32(0), lowest]);
+  const T = g.node('Gather', [g.node('Shape', [embeds]), g.i64(1)], { axis: attr.int(0) });
+  const newIdx = g.node('Range', [g.i64(0), T, g.i64(1)]); // [T]
+  let causal = g.node('LessOrEqual', [newIdx, g.node('Unsqueeze', [newIdx, g.i64([1])])]); // [T,T]: key j <= query i
+  if (group > 1) causal = g.node('Tile', [causal, g.i64([group, 1])]); // rows ordered (group, T)
+  const newBias = g.node('Where', [causal, g.f32(0), lowest]); // [group*T, T]
+  const W = g.node('Unsqueeze', [g.node('Gather', [g.node('Shape', [pastMask]), g.i64(1)], { axis: attr.int(0) }), g.i64([0])]);
+  const pastAndNew = g.node('Concat', [W, g.node('Unsqueeze', [T, g.i64([0])])], { axis: attr.int(0) }); // [W, T]
 
   const invFreq = Array.from({ length: hd / 2 }, (_, i) => Math.fround(1 / t.ropeTheta ** ((2 * i) / hd)));
   const angles = g.node('Mul', [
@@ -84,13 +100,12 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
       const k = rope(split(linear(ctx, h, `${p}self_attn.k_proj`, { bias: true }), kvH)); // [B,T,kvH,hd]
       const v = split(linear(ctx, h, `${p}self_attn.v_proj`, { bias: true }), kvH);
 
-      // present [T,2,B,kvH,hd]; the full cache [S,2,B,kvH,hd] = past ++ present
-      const kv = g.node('Concat', [g.node('Unsqueeze', [k, g.i64([2])]), g.node('Unsqueeze', [v, g.i64([2])])], { axis: attr.int(2) });
-      const present = g.node('Transpose', [kv], { perm: attr.ints([1, 2, 0, 3, 4]) });
-      g.output(present, `present.${l}`, cacheType, ['sequence', 2, 'batch', kvH, hd]);
-      const all = g.node('Concat', [past[l]!, present], { axis: attr.int(0) });
-      const keysT = g.node('Transpose', [g.node('Gather', [all, g.i64(0)], { axis: attr.int(1) })], { perm: attr.ints([1, 2, 3, 0]) }); // [B,kvH,hd,S]
-      const values = g.node('Transpose', [g.node('Gather', [all, g.i64(1)], { axis: attr.int(1) })], { perm: attr.ints([1, 2, 0, 3]) }); // [B,kvH,S,hd]
+      // the new positions in the cache's layout: keys [B,kvH,hd,T], values [B,kvH,T,hd]
+      const keysNew = g.node('Transpose', [k], { perm: attr.ints([0, 2, 3, 1]) });
+      const valuesNew = g.node('Transpose', [v], { perm: attr.ints([0, 2, 1, 3]) });
+      const n = decoderCacheNames(l);
+      g.output(keysNew, n.key, cacheType, ['batch', kvH, hd, 'sequence']);
+      g.output(valuesNew, n.value, cacheType, ['batch', kvH, 'sequence', hd]);
 
       // queries [B,kvH,group*T,hd]: the query heads sharing a kv head stacked along the rows
       const queries = group === 1
@@ -99,9 +114,12 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
           g.node('Transpose', [g.node('Reshape', [q, g.i64([0, 0, kvH, group, hd])])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
           g.i64([0, kvH, -1, hd]),
         ]);
-      const scores = g.node('Add', [toFloat(ctx, g.node('MatMul', [queries, keysT])), attnBias]);
-      const probs = toCompute(ctx, g.node('Softmax', [scores], { axis: attr.int(-1) }));
-      const context = g.node('MatMul', [probs, values]); // [B,kvH,group*T,hd]
+      // scores over the cached window and over the new tokens, one softmax over both
+      const pastScores = g.node('Add', [toFloat(ctx, g.node('MatMul', [queries, pastKeys[l]!])), pastBias]); // [B,kvH,gT,W]
+      const newScores = g.node('Add', [toFloat(ctx, g.node('MatMul', [queries, keysNew])), newBias]); // [B,kvH,gT,T]
+      const probs = toCompute(ctx, g.node('Softmax', [g.node('Concat', [pastScores, newScores], { axis: attr.int(-1) })], { axis: attr.int(-1) }));
+      const [pastProbs, newProbs] = g.nodeMulti('Split', [probs, pastAndNew], 2, { axis: attr.int(-1) }) as [string, string];
+      const context = g.node('Add', [g.node('MatMul', [pastProbs, pastValues[l]!]), g.node('MatMul', [newProbs, valuesNew])]); // [B,kvH,gT,hd]
       const perToken = group === 1
         ? g.node('Transpose', [context], { perm: attr.ints([0, 2, 1, 3]) })
         : g.node('Transpose', [g.node('Reshape', [context, g.i64([0, 0, group, -1, hd])])], { perm: attr.ints([0, 3, 1, 2, 4]) });

@@ -54,7 +54,7 @@ export interface PeftAdapter {
   layout: TensorLayout;
   /** The targets the adapter covers, in manifest order. */
   modules: LoadedLoraModule[];
-  /** Targets the adapter leaves alone (fed with rank 0). */
+  /** Targets the adapter leaves alone (fed "no adapter", a rank-1 zero). */
   uncovered: LoraTarget[];
   /** Adapter modules in vision layers the graph never computes (past vision_feature_layer): no effect. */
   ignored: string[];
@@ -229,16 +229,20 @@ function toTensor(name: string, type: LoraElementType, dims: [number, number], v
   return { name, type, dims, data: type === 'float16' ? float32ToHalf(values) : values };
 }
 
-/** Rank-0 ("no adapter") tensors for targets. */
+/**
+ * "No adapter" tensors for targets: a rank-1 zero (A [1,in], B [out,1]), never a zero-size tensor
+ * (onnxruntime leaves a broadcasting MatMul with inner dimension 0 uninitialised; WebGPU crashes on
+ * zero-size inputs). Its delta is exactly 0.
+ */
 export function zeroLoraTensors(targets: readonly LoraTarget[], elementType: LoraElementType = 'float32'): LoraTensor[] {
-  const empty = (): Float32Array | Uint16Array => (elementType === 'float16' ? new Uint16Array(0) : new Float32Array(0));
+  const zeros = (n: number): Float32Array | Uint16Array => (elementType === 'float16' ? new Uint16Array(n) : new Float32Array(n));
   return targets.flatMap((target) => [
-    { name: target.inputA, type: elementType, dims: [0, target.inFeatures] as [number, number], data: empty() },
-    { name: target.inputB, type: elementType, dims: [target.outFeatures, 0] as [number, number], data: empty() },
+    { name: target.inputA, type: elementType, dims: [1, target.inFeatures] as [number, number], data: zeros(target.inFeatures) },
+    { name: target.inputB, type: elementType, dims: [target.outFeatures, 1] as [number, number], data: zeros(target.outFeatures) },
   ]);
 }
 
-/** The adapter's tensors for every target, rank 0 where it has none: a complete set of LoRA feeds. */
+/** The adapter's tensors for every target, a rank-1 zero where it has none: a complete set of LoRA feeds. */
 export function allLoraTensors(adapter: PeftAdapter, elementType: LoraElementType = 'float32'): LoraTensor[] {
   return [...adapter.modules.flatMap((module) => [module.A, module.B]), ...zeroLoraTensors(adapter.uncovered, elementType)];
 }

@@ -150,10 +150,13 @@ export class BotCoreImpl implements BotCore {
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
     this.limits = { maxImageBytes: limits.maxImageBytes, maxQuestionChars: limits.maxQuestionChars };
+    // One waiting line: the scheduler runs as many requests as the engine decodes together, so a
+    // request the engine cannot take yet is still "waiting, position N" here, and its time-out
+    // starts when it starts.
     this.scheduler =
       deps.scheduler ??
       new Scheduler({
-        slots: limits.engineSlots,
+        slots: this.engine.info.slots,
         userInFlight: limits.userInFlight,
         userPerMinute: limits.userPerMinute,
         maxQueueLength: limits.maxQueueLength,

@@ -8,7 +8,7 @@ import { VistyleError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import { resolveModelDir, vistyleHome } from '../paths.js';
 import { explainConfiguredValues } from './provenance.js';
-import type { ExecutionProvider } from '../engine/types.js';
+import type { EngineOptions, ExecutionProvider } from '../engine/types.js';
 import type { Language } from '../styles/types.js';
 
 export interface TelegramConfig {
@@ -27,8 +27,9 @@ export interface DiscordConfig {
 }
 
 export interface LimitsConfig {
-  /** Requests the engine runs at once (VISTYLE_ENGINE_SLOTS). */
-  engineSlots: number;
+  /** Requests the engine decodes together (VISTYLE_ENGINE_SLOTS); unset: the engine's default
+   *  (4). The scheduler uses what the engine reports (Engine.info.slots). */
+  engineSlots?: number;
   /** Requests one user may have queued or running (VISTYLE_USER_IN_FLIGHT). */
   userInFlight: number;
   /** Requests one user may make per minute; 0 = unlimited (VISTYLE_USER_PER_MINUTE). */
@@ -60,7 +61,7 @@ export interface AccessConfig {
 export interface AppConfig {
   telegram?: TelegramConfig;
   discord?: DiscordConfig;
-  model: { dir: string; provider: ExecutionProvider; deviceId: number; threads: number; maxContextTokens?: number };
+  model: EngineConfig & { dir: string };
   home: string;
   dbPath: string;
   stylesFile: string | null;
@@ -131,6 +132,18 @@ export interface MediaConfig {
   videoMaxBytes: number;
 }
 
+/** The engine's settings (src/engine takes them from here, never from the environment). */
+export interface EngineConfig {
+  provider: ExecutionProvider;
+  deviceId: number;
+  threads: number;
+  maxContextTokens?: number;
+  /** VISTYLE_PREFIX_CACHE_MB in bytes (0: prefix reuse off); unset: sized from free memory. */
+  prefixCacheBytes?: number;
+  /** VISTYLE_MAX_MEMORY_MB in bytes. */
+  maxMemoryBytes?: number;
+}
+
 const MiB = 1024 * 1024;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -173,14 +186,15 @@ const EnvSchema = z.object({
   DISCORD_GATEWAY_URL: optionalUrl,
   DISCORD_MENTION_MODE: bool(false),
   VISTYLE_MODEL_DIR: optionalText,
-  VISTYLE_PROVIDER: z.enum(['cpu', 'cuda'], { error: 'expected cpu or cuda' }).default('cpu'),
+  // any case, as `vistyle model pull` reads it ("CUDA" is cuda)
+  VISTYLE_PROVIDER: z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(['cpu', 'cuda'], { error: 'expected cpu or cuda' })).default('cpu'),
   VISTYLE_DEVICE_ID: int(0, 64, 0),
   VISTYLE_THREADS: int(0, 1024, 0),
   VISTYLE_MAX_CONTEXT_TOKENS: optionalInt(256, 1_000_000),
   VISTYLE_HOME: optionalText,
   VISTYLE_DB_PATH: optionalText,
   VISTYLE_STYLES_FILE: optionalText,
-  VISTYLE_ENGINE_SLOTS: int(1, 64, 1),
+  VISTYLE_ENGINE_SLOTS: optionalInt(1, 64),
   VISTYLE_USER_IN_FLIGHT: int(1, 100, 1),
   VISTYLE_USER_PER_MINUTE: int(0, 10_000, 6),
   VISTYLE_MAX_QUEUE: int(1, 100_000, 100),
@@ -218,16 +232,49 @@ const EnvSchema = z.object({
   VISTYLE_VIDEO_FRAMES: optionalInt(1, 64),
   VISTYLE_VIDEO_MAX_SECONDS: int(1, 3600, 120),
   VISTYLE_VIDEO_MAX_BYTES: int(1024, 2048 * MiB, 50 * MiB),
+  VISTYLE_PREFIX_CACHE_MB: optionalInt(0, 1_000_000),
+  VISTYLE_MAX_MEMORY_MB: optionalInt(64, 100_000_000),
 });
+
+/** The variables of the engine (what `vistyle ask` reads without the bot's). */
+const ENGINE_VARIABLES = [
+  'VISTYLE_PROVIDER',
+  'VISTYLE_DEVICE_ID',
+  'VISTYLE_THREADS',
+  'VISTYLE_MAX_CONTEXT_TOKENS',
+  'VISTYLE_ENGINE_SLOTS',
+  'VISTYLE_PREFIX_CACHE_MB',
+  'VISTYLE_MAX_MEMORY_MB',
+] as const;
 
 export type EnvVars = z.input<typeof EnvSchema>;
 
 /** Variables whose values are secrets: registered for redaction and never echoed in errors. */
 export const SECRET_VARIABLES = ['TELEGRAM_BOT_TOKEN', 'DISCORD_TOKEN', 'TELEGRAM_WEBHOOK_SECRET', 'VISTYLE_API_KEYS'] as const;
 
-/** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const known = Object.keys(EnvSchema.shape);
+function engineConfigOf(e: Pick<z.output<typeof EnvSchema>, (typeof ENGINE_VARIABLES)[number]>): EngineConfig {
+  return {
+    provider: e.VISTYLE_PROVIDER,
+    deviceId: e.VISTYLE_DEVICE_ID,
+    threads: e.VISTYLE_THREADS,
+    ...(e.VISTYLE_MAX_CONTEXT_TOKENS === undefined ? {} : { maxContextTokens: e.VISTYLE_MAX_CONTEXT_TOKENS }),
+    ...(e.VISTYLE_PREFIX_CACHE_MB === undefined ? {} : { prefixCacheBytes: e.VISTYLE_PREFIX_CACHE_MB * MiB }),
+    ...(e.VISTYLE_MAX_MEMORY_MB === undefined ? {} : { maxMemoryBytes: e.VISTYLE_MAX_MEMORY_MB * MiB }),
+  };
+}
+
+/**
+ * The engine's settings alone, with the same rules as loadConfig (for commands that run an engine
+ * without the bot: `vistyle ask`). `slots` is VISTYLE_ENGINE_SLOTS when set.
+ */
+export function loadEngineConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig & { slots?: number } {
+  const schema = EnvSchema.pick(Object.fromEntries(ENGINE_VARIABLES.map((name) => [name, true])) as { [K in (typeof ENGINE_VARIABLES)[number]]: true });
+  const e = parseVariables(schema, env);
+  return { ...engineConfigOf(e), ...(e.VISTYLE_ENGINE_SLOTS === undefined ? {} : { slots: e.VISTYLE_ENGINE_SLOTS }) };
+}
+
+function parseVariables<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
+  const known = Object.keys(schema.shape);
   const input: Record<string, string> = {};
   for (const name of known) {
     const value = env[name];
@@ -236,7 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   for (const name of SECRET_VARIABLES) registerSecret(input[name]);
   registerQueueUrlSecrets(input.VISTYLE_QUEUE_URL);
 
-  const parsed = EnvSchema.safeParse(input);
+  const parsed = schema.safeParse(input);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '?');
@@ -249,7 +296,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     });
     throw explainConfiguredValues(error, env);
   }
-  const e = parsed.data;
+  return parsed.data;
+}
+
+/** The engine's options from the configuration (`vistyle start` and `vistyle worker` alike). */
+export function engineOptionsOf(config: AppConfig): EngineOptions {
+  const { dir, provider, deviceId, threads, maxContextTokens, prefixCacheBytes, maxMemoryBytes } = config.model;
+  return {
+    modelDir: dir,
+    provider,
+    deviceId,
+    threads,
+    maxImageBytes: config.limits.maxImageBytes,
+    ...(maxContextTokens === undefined ? {} : { maxContextTokens }),
+    ...(config.limits.engineSlots === undefined ? {} : { slots: config.limits.engineSlots }),
+    ...(prefixCacheBytes === undefined ? {} : { prefixCacheBytes }),
+    ...(maxMemoryBytes === undefined ? {} : { maxMemoryBytes }),
+  };
+}
+
+/** Reads and validates the configuration. Throws VistyleError('CONFIG_INVALID') naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const e = parseVariables(EnvSchema, env);
 
   if (e.TELEGRAM_WEBHOOK_URL && !e.TELEGRAM_WEBHOOK_SECRET) {
     throw explainConfiguredValues(invalid('TELEGRAM_WEBHOOK_SECRET', 'is required with TELEGRAM_WEBHOOK_URL (Telegram signs each update with it)'), env);
@@ -260,18 +328,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 
   const home = e.VISTYLE_HOME ?? vistyleHome();
   const config: AppConfig = {
-    model: {
-      dir: resolveModelDir(e.VISTYLE_MODEL_DIR),
-      provider: e.VISTYLE_PROVIDER,
-      deviceId: e.VISTYLE_DEVICE_ID,
-      threads: e.VISTYLE_THREADS,
-      ...(e.VISTYLE_MAX_CONTEXT_TOKENS === undefined ? {} : { maxContextTokens: e.VISTYLE_MAX_CONTEXT_TOKENS }),
-    },
+    model: { dir: resolveModelDir(e.VISTYLE_MODEL_DIR), ...engineConfigOf(e) },
     home,
     dbPath: e.VISTYLE_DB_PATH ?? join(home, 'vistyle.db'),
     stylesFile: e.VISTYLE_STYLES_FILE ?? null,
     limits: {
-      engineSlots: e.VISTYLE_ENGINE_SLOTS,
+      ...(e.VISTYLE_ENGINE_SLOTS === undefined ? {} : { engineSlots: e.VISTYLE_ENGINE_SLOTS }),
       userInFlight: e.VISTYLE_USER_IN_FLIGHT,
       userPerMinute: e.VISTYLE_USER_PER_MINUTE,
       maxQueueLength: e.VISTYLE_MAX_QUEUE,

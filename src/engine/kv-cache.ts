@@ -36,8 +36,7 @@
 //
 // The host implementation and the decoder layout it pairs with are in kv-host.ts and
 // models/graphs/decoder.ts; the device ones in device-kv-cache.ts and models/graphs/decoder-device.ts.
-import * as ort from 'onnxruntime-node';
-import { VistyleError } from '../errors.js';
+import type * as ort from 'onnxruntime-node';
 
 export type CacheDtype = 'float32' | 'float16';
 
@@ -129,136 +128,7 @@ export function bytesPerPosition(spec: Pick<KvCacheSpec, 'numLayers' | 'numKvHea
 }
 
 /** Bytes the rows of a cache of this spec can hold at most (every row full). */
-export function kvCacheBytes(spec: Omit<KvCacheSpec, 'rows'> & { rows?: number; batch?: number }): number {
-  return bytesPerPosition(spec) * spec.capacity * (spec.rows ?? spec.batch ?? 1);
+export function kvCacheBytes(spec: KvCacheSpec): number {
+  return bytesPerPosition(spec) * spec.capacity * spec.rows;
 }
 
-// ---------------------------------------------------------------------------------------------
-export interface KvCacheShape {
-  numLayers: number;
-  /** Batch rows (the engine uses 1). */
-  batch: number;
-  numKvHeads: number;
-  headDim: number;
-  /** Positions the buffers hold. */
-  capacity: number;
-  dtype: CacheDtype;
-}
-
-type CacheArray = Float32Array | Uint16Array;
-
-/**
- * The single-sequence host cache the generator still runs on: [maxLen,2,B,kvH,hd] per layer
- * (sequence-major), past fed as a zero-copy view of the filled prefix, present appended.
- * Replaced by the batched host cache (kv-host.ts) with the windowed decoder layout.
- */
-export class HostKvCache {
-  readonly shape: KvCacheShape;
-  private buffers: CacheArray[];
-  private filled = 0;
-  private freed = false;
-  /** Values per position: 2 * B * kvH * hd. */
-  private readonly rowSize: number;
-
-  constructor(shape: KvCacheShape) {
-    if (!Number.isInteger(shape.capacity) || shape.capacity <= 0) {
-      throw new VistyleError('CONFIG_INVALID', `KV cache capacity must be a positive integer, got ${shape.capacity}`);
-    }
-    this.shape = { ...shape };
-    this.rowSize = 2 * shape.batch * shape.numKvHeads * shape.headDim;
-    const size = shape.capacity * this.rowSize;
-    this.buffers = Array.from({ length: shape.numLayers }, () =>
-      shape.dtype === 'float32' ? new Float32Array(size) : new Uint16Array(size),
-    );
-  }
-
-  get length(): number {
-    return this.filled;
-  }
-
-  get remaining(): number {
-    return this.shape.capacity - this.filled;
-  }
-
-  private assertUsable(): void {
-    if (this.freed) throw new VistyleError('INTERNAL', 'KV cache used after free()');
-  }
-
-  pastFeeds(): Record<string, ort.Tensor> {
-    this.assertUsable();
-    const { batch, numKvHeads, headDim, dtype } = this.shape;
-    const dims = [this.filled, 2, batch, numKvHeads, headDim];
-    const end = this.filled * this.rowSize;
-    const feeds: Record<string, ort.Tensor> = {};
-    this.buffers.forEach((buffer, layer) => {
-      feeds[`past.${layer}`] = new ort.Tensor(dtype, buffer.subarray(0, end), dims);
-    });
-    return feeds;
-  }
-
-  append(outputs: Readonly<Record<string, ort.Tensor>>): void {
-    this.assertUsable();
-    let added: number | undefined;
-    this.buffers.forEach((buffer, layer) => {
-      const present = outputs[`present.${layer}`];
-      if (!present) throw new VistyleError('INTERNAL', `decoder output present.${layer} is missing`);
-      if (present.type !== this.shape.dtype) {
-        throw new VistyleError('MODEL_INVALID', `decoder output present.${layer} is ${present.type}, the cache is ${this.shape.dtype}`);
-      }
-      const values = present.data as CacheArray;
-      const positions = present.dims[0] ?? 0;
-      if (values.length !== positions * this.rowSize) {
-        throw new VistyleError('MODEL_INVALID', `decoder output present.${layer} has shape [${present.dims.join(',')}], expected [T,2,${this.shape.batch},${this.shape.numKvHeads},${this.shape.headDim}]`);
-      }
-      if (added !== undefined && positions !== added) {
-        throw new VistyleError('MODEL_INVALID', `decoder outputs disagree on the number of new positions (${added} vs ${positions})`);
-      }
-      added = positions;
-      if (this.filled + positions > this.shape.capacity) {
-        throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs more than the ${this.shape.capacity} positions the KV cache holds`);
-      }
-      // Contiguous copy of only the new rows.
-      buffer.set(values, this.filled * this.rowSize);
-    });
-    this.filled += added ?? 0;
-  }
-
-  /**
-   * Pre-allocated `present.<i>` fetches: views of the `newTokens` rows right after the filled
-   * prefix, for onnxruntime to write into (then commit(newTokens) marks them filled without a
-   * copy). onnxruntime-node honours pre-allocated fetches, but still copies each output into a new
-   * ArrayBuffer for the result it returns, so this saves no copy; bench/ measures it against
-   * append(). Not used by the generator.
-   */
-  presentFetches(newTokens: number): Record<string, ort.Tensor> {
-    this.assertUsable();
-    if (this.filled + newTokens > this.shape.capacity) {
-      throw new VistyleError('PROMPT_TOO_LONG', `the conversation needs more than the ${this.shape.capacity} positions the KV cache holds`);
-    }
-    const { batch, numKvHeads, headDim, dtype } = this.shape;
-    const start = this.filled * this.rowSize;
-    const end = start + newTokens * this.rowSize;
-    const fetches: Record<string, ort.Tensor> = {};
-    this.buffers.forEach((buffer, layer) => {
-      fetches[`present.${layer}`] = new ort.Tensor(dtype, buffer.subarray(start, end), [newTokens, 2, batch, numKvHeads, headDim]);
-    });
-    return fetches;
-  }
-
-  /** Marks rows written through presentFetches() as filled. */
-  commit(newTokens: number): void {
-    this.assertUsable();
-    if (this.filled + newTokens > this.shape.capacity) throw new VistyleError('INTERNAL', 'KV cache commit past its capacity');
-    this.filled += newTokens;
-  }
-
-  reset(): void {
-    this.filled = 0;
-  }
-
-  free(): void {
-    this.filled = 0;
-    this.freed = true;
-    this.buffers = [];
-  }
-}

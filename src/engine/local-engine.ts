@@ -1,22 +1,34 @@
-// The engine in this thread: sessions, one preallocated KV cache, the generator, and a queue that
-// runs one request at a time. This is what the worker runs (src/engine/worker.ts) and what the
-// CLI's `vistyle ask` uses directly. The bot uses the worker-backed engine (engine.ts), because
-// onnxruntime's run() blocks the thread that calls it.
+// The engine in this thread: sessions, the KV cache for `slots` sequences, the prefix cache and
+// the batch engine that decodes every request in it together (batch-engine.ts). This is what the
+// worker runs (src/engine/worker.ts) and what the CLI's `vistyle ask` uses directly. The bot uses
+// the worker-backed engine (engine.ts), because onnxruntime's run() blocks the thread that calls it.
+//
+// Settings come only from the options (the application config reads the environment, with its
+// zod rules: src/config/config.ts); the engine reads no environment variable itself.
 import { VistyleError } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { Generator, type LoadedLora } from './generator.js';
-import { HostKvCache, kvCacheBytes } from './kv-cache.js';
+import { BatchEngine, type JobInput } from './batch-engine.js';
+import type { LoadedLora } from './generation-parts.js';
+import { kvCacheBytes, type KvCache, type KvCacheSpec } from './kv-cache.js';
+import { DEFAULT_WINDOW_BLOCK, HostKvCache } from './kv-host.js';
+import { LoraFeeds } from './lora-batch.js';
 import { LoraCache, defaultLoraLoader, type LoraLoader } from './lora.js';
 import { LruCache } from './lru.js';
+import { loraBytes, planMemory, type MemoryPlan } from './memory.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
+import { PrefixCache } from './prefix-cache.js';
 import { resolveProviderConfig, type ProviderConfig } from './providers.js';
 import { loadModelSessions, type ModelSessions } from './session.js';
 import { DeltaStream, cancelledBeforeStart } from './stream.js';
 import { createTextParts, resolveSampling } from './text-parts.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from './types.js';
 
-/** Default positions of the KV cache (prompt with 729 image tokens + system prompt + answer). */
+/** Default positions of each sequence (prompt with 729 image tokens + system prompt + answer). */
 export const DEFAULT_MAX_CONTEXT_TOKENS = 2048;
+/** Default slots: requests decoded together. */
+export const DEFAULT_SLOTS = 4;
+/** Default longest prefill chunk. */
+export const DEFAULT_PREFILL_CHUNK = 512;
 
 export interface LocalEngineOptions extends EngineOptions {
   /** Pictures whose features are kept for follow-up questions (default 8). */
@@ -25,6 +37,8 @@ export interface LocalEngineOptions extends EngineOptions {
   loraCacheSize?: number;
   /** How `request.lora` is loaded (default: the PEFT loader, src/engine/lora-feeds.ts). */
   loraLoader?: LoraLoader;
+  /** Window granularity of the host KV cache in positions (default 64; tests use small ones). */
+  cacheBlock?: number;
 }
 
 export interface LocalGenerateOptions {
@@ -35,57 +49,55 @@ export interface LocalGenerateOptions {
   onLogits?: (step: number, logits: Float32Array) => void;
 }
 
-function maxContextFromEnv(): number | undefined {
-  const raw = process.env.VISTYLE_MAX_CONTEXT_TOKENS;
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new VistyleError('CONFIG_INVALID', `VISTYLE_MAX_CONTEXT_TOKENS must be a positive integer, got "${raw}"`);
-  }
+function positiveInt(name: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) throw new VistyleError('CONFIG_INVALID', `${name} must be a positive integer, got ${value}`);
   return value;
 }
 
 export class LocalEngine implements Engine {
   readonly info: ModelInfo;
+  readonly memory: MemoryPlan;
   private readonly log = moduleLogger('engine');
-  private readonly generator: Generator;
-  private readonly loras: LoraCache;
-  private tail: Promise<void> = Promise.resolve();
-  private pending = 0;
   private closed = false;
+  private pending = 0;
 
   constructor(
     folder: ModelFolder,
     private readonly sessions: ModelSessions,
-    private readonly cache: HostKvCache,
-    generator: Generator,
-    loras: LoraCache,
+    /** The KV cache (host or device); exposed for tests and measurements. */
+    readonly cache: KvCache,
+    /** The batch loop; exposed for tests and measurements (steps, batch sizes). */
+    readonly batch: BatchEngine,
+    private readonly loras: LoraCache,
+    private readonly loraFeeds: LoraFeeds,
+    readonly prefix: PrefixCache,
     provider: ProviderConfig,
+    memory: MemoryPlan,
+    private readonly maxLoraBytes: number | undefined,
   ) {
-    this.generator = generator;
-    this.loras = loras;
     const m = folder.manifest;
+    this.memory = memory;
     this.info = {
       modelDir: folder.dir,
       dtype: m.dtype,
       provider: provider.provider,
-      maxContextTokens: cache.shape.capacity,
+      maxContextTokens: cache.spec.capacity,
       imageSize: m.vision.imageSize,
       imageTokens: m.vision.imageTokens,
-      eosTokenIds: generator.endTokenIds,
+      eosTokenIds: batch.endTokenIds,
       loraTargets: m.lora.targets.map((t) => t.module),
-      slots: 1,
+      slots: cache.spec.rows,
     };
   }
 
-  /** Positions the KV cache holds right now (0 between requests). */
-  get cacheLength(): number {
-    return this.cache.length;
-  }
-
-  /** Requests queued or running. */
+  /** Requests waiting or running. */
   get queueLength(): number {
     return this.pending;
+  }
+
+  /** Sequences open in the KV cache (0 between requests). */
+  get openSequences(): number {
+    return this.cache.spec.rows - this.cache.freeRows;
   }
 
   generate(request: GenerateRequest, options: LocalGenerateOptions = {}): GenerationStream {
@@ -95,52 +107,64 @@ export class LocalEngine implements Engine {
       return stream;
     }
     const { signal } = options;
+    if (signal?.aborted) {
+      stream.end(cancelledBeforeStart());
+      return stream;
+    }
     this.pending++;
-    const job = async (): Promise<void> => {
-      try {
-        if (signal?.aborted) {
-          stream.end(cancelledBeforeStart());
-          return;
-        }
-        const result = await this.runOne(request, options, (delta) => stream.push(delta));
+    // A request cancelled while it waits for a slot ends at once.
+    let started = false;
+    const onAbortWhileWaiting = (): void => {
+      if (!started && !stream.settled) stream.end(cancelledBeforeStart());
+    };
+    signal?.addEventListener('abort', onAbortWhileWaiting, { once: true });
+    const prepare = async (): Promise<JobInput> => {
+      started = true;
+      signal?.removeEventListener('abort', onAbortWhileWaiting);
+      const sampling = resolveSampling(request.sampling);
+      const lora = request.lora ? await this.loadLora(request.lora) : null;
+      return { images: request.images ?? [], messages: request.messages, sampling, lora };
+    };
+    const done = (): void => {
+      this.pending--;
+      signal?.removeEventListener('abort', onAbortWhileWaiting);
+    };
+    this.batch.run(prepare, { signal, onDelta: (delta) => stream.push(delta), onToken: options.onToken, onLogits: options.onLogits }).then(
+      (result) => {
+        done();
+        this.logResult(result);
         stream.end(result);
-      } catch (error) {
+      },
+      (error: unknown) => {
+        done();
         stream.fail(error);
-      } finally {
-        this.pending--;
-      }
-    };
-    // A request cancelled while it waits ends at once; its turn in the queue then does nothing.
-    const onAbortWhileQueued = (): void => {
-      if (!stream.settled) stream.end(cancelledBeforeStart());
-    };
-    signal?.addEventListener('abort', onAbortWhileQueued, { once: true });
-    this.tail = this.tail.then(async () => {
-      signal?.removeEventListener('abort', onAbortWhileQueued);
-      if (stream.settled) {
-        this.pending--;
-        return;
-      }
-      await job();
-    });
+      },
+    );
     return stream;
   }
 
-  private async runOne(
-    request: GenerateRequest,
-    options: LocalGenerateOptions,
-    onDelta: (text: string) => void,
-  ): Promise<GenerationResult> {
-    const sampling = resolveSampling(request.sampling);
-    let lora: LoadedLora | null = null;
-    if (request.lora) lora = await this.loras.get(request.lora);
-    const result = await this.generator.generate(
-      { images: request.images, messages: request.messages, sampling, lora },
-      { signal: options.signal, onDelta, onToken: options.onToken, onLogits: options.onLogits },
-    );
+  private async loadLora(ref: NonNullable<GenerateRequest['lora']>): Promise<LoadedLora> {
+    const lora = await this.loras.get(ref);
+    if (this.maxLoraBytes !== undefined) {
+      let bytes = 0;
+      for (const tensor of lora.feeds.values()) bytes += tensor.dims.reduce((a, b) => a * b, 1) * (tensor.type === 'float16' ? 2 : 4);
+      if (bytes > this.maxLoraBytes) {
+        throw new VistyleError(
+          'ADAPTER_INVALID',
+          `LoRA adapter ${ref.path} needs ${Math.ceil(bytes / 2 ** 20)} MB; VISTYLE_MAX_MEMORY_MB leaves ${Math.floor(this.maxLoraBytes / 2 ** 20)} MB for one adapter`,
+          { details: { path: ref.path, bytes, maxBytes: this.maxLoraBytes } },
+        );
+      }
+    }
+    return lora;
+  }
+
+  private logResult(result: GenerationResult): void {
     this.log.debug(
       {
         promptTokens: result.promptTokens,
+        cachedPromptTokens: result.cachedPromptTokens,
+        images: result.imageCount,
         tokens: result.tokens.length,
         finishReason: result.finishReason,
         ttftMs: Math.round(result.ttftMs),
@@ -148,51 +172,82 @@ export class LocalEngine implements Engine {
       },
       'generation finished',
     );
-    return result;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.tail.catch(() => undefined);
+    await this.batch.drain();
+    this.batch.close();
+    this.prefix.clear();
     this.cache.free();
     this.loras.clear();
+    this.loraFeeds.clear();
     await this.sessions.release();
   }
 }
 
-/** Loads a built model into this thread. Rejects with MODEL_NOT_FOUND / MODEL_INVALID / PROVIDER_UNAVAILABLE. */
+/** Loads a built model into this thread. Rejects with MODEL_NOT_FOUND / MODEL_INVALID / PROVIDER_UNAVAILABLE / CONFIG_INVALID. */
 export async function createLocalEngine(options: LocalEngineOptions): Promise<LocalEngine> {
   const provider = resolveProviderConfig(options);
   const folder = openModelFolder(options.modelDir);
   const m = folder.manifest;
-  const requested = options.maxContextTokens ?? maxContextFromEnv() ?? DEFAULT_MAX_CONTEXT_TOKENS;
-  if (!Number.isInteger(requested) || requested <= 0) {
-    throw new VistyleError('CONFIG_INVALID', `maxContextTokens must be a positive integer, got ${requested}`);
-  }
+  const requested = positiveInt('maxContextTokens', options.maxContextTokens ?? DEFAULT_MAX_CONTEXT_TOKENS);
   const capacity = Math.min(requested, m.text.maxPositionEmbeddings);
+  const slots = positiveInt('slots', options.slots ?? DEFAULT_SLOTS);
+  const prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+  const featureCacheSize = options.featureCacheSize ?? 8;
+  const loraCacheSize = options.loraCacheSize ?? 4;
+  const block = options.cacheBlock ?? DEFAULT_WINDOW_BLOCK;
+  const spec: KvCacheSpec = {
+    numLayers: m.text.numLayers,
+    numKvHeads: m.text.numKvHeads,
+    headDim: m.text.headDim,
+    capacity,
+    rows: slots,
+    dtype: m.kvCache.dtype,
+  };
+  // The host cache's buffers hold whole windows: capacity rounded up to the block.
+  const kvBytes = kvCacheBytes({ ...spec, capacity: Math.ceil(capacity / block) * block });
+  const memory = planMemory({
+    folder,
+    kvCacheBytes: kvBytes,
+    slots,
+    capacity,
+    chunk: prefillChunk,
+    featureCacheSize,
+    loraCacheSize,
+    prefixCacheBytes: options.prefixCacheBytes,
+    maxMemoryBytes: options.maxMemoryBytes,
+  });
   const text = await createTextParts(folder, {
     maxImagePixels: options.maxImagePixels,
     maxImageBytes: options.maxImageBytes,
   });
   const sessions = await loadModelSessions(folder, provider);
   try {
-    const cache = new HostKvCache({
-      numLayers: m.text.numLayers,
-      batch: 1,
-      numKvHeads: m.text.numKvHeads,
-      headDim: m.text.headDim,
-      capacity,
-      dtype: m.kvCache.dtype,
-    });
-    const featureCache = new LruCache<string, Float32Array>(options.featureCacheSize ?? 8);
-    const generator = new Generator({ sessions, manifest: m, text, cache, featureCache });
-    const loras = new LoraCache(options.loraLoader ?? defaultLoraLoader, folder, sessions, options.loraCacheSize ?? 4);
+    const cache = new HostKvCache({ spec, block });
+    const prefix = new PrefixCache(memory.prefixCache, (snapshot) => cache.releaseSnapshot(snapshot));
+    const featureCache = new LruCache<string, Float32Array>(featureCacheSize);
+    const loraFeeds = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes);
+    const batch = new BatchEngine({ sessions, manifest: m, text, cache, lora: loraFeeds, prefix, featureCache, prefillChunk });
+    const loras = new LoraCache(options.loraLoader ?? defaultLoraLoader, folder, sessions, loraCacheSize);
+    const maxLoraBytes = options.maxMemoryBytes === undefined ? undefined : Math.floor(memory.loraCache / Math.max(1, loraCacheSize));
     moduleLogger('engine').info(
-      { modelDir: folder.dir, provider: provider.provider, dtype: m.dtype, maxContextTokens: capacity, kvCacheMiB: Math.round(kvCacheBytes(cache.shape) / 2 ** 20) },
+      {
+        modelDir: folder.dir,
+        provider: provider.provider,
+        dtype: m.dtype,
+        slots,
+        maxContextTokens: capacity,
+        kvCacheMiB: Math.round(kvBytes / 2 ** 20),
+        prefixCacheMiB: Math.round(memory.prefixCache / 2 ** 20),
+        plannedMiB: Math.round(memory.total / 2 ** 20),
+        loraMiBPerAdapter: Math.round(loraBytes(m, 8) / 2 ** 20),
+      },
       'engine loaded',
     );
-    return new LocalEngine(folder, sessions, cache, generator, loras, provider);
+    return new LocalEngine(folder, sessions, cache, batch, loras, loraFeeds, prefix, provider, memory, maxLoraBytes);
   } catch (error) {
     await sessions.release();
     throw error;

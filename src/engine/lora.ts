@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
-import type { LoadedLora } from './generator.js';
+import type { LoadedLora } from './generation-parts.js';
 import { loadPeftLoraFeeds } from './lora-feeds.js';
 import { LruCache } from './lru.js';
 import type { ModelFolder } from './model-folder.js';

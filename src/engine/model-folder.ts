@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { VistyleError } from '../errors.js';
-import { MANIFEST_FILE, ModelManifestSchema, type ModelManifest } from '../../models/manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ModelManifestSchema, type ModelManifest } from '../../models/manifest.js';
 
 export interface ModelFolder {
   dir: string;
@@ -47,6 +47,14 @@ export function openModelFolder(modelDir: string): ModelFolder {
       cause: error,
       details: { path: manifestPath },
     });
+  }
+  const version = (raw as { format?: unknown; version?: unknown } | null)?.version;
+  if ((raw as { format?: unknown } | null)?.format === MANIFEST_FORMAT && version !== MANIFEST_VERSION) {
+    throw new VistyleError(
+      'MODEL_INVALID',
+      `${manifestPath} was written by another vistyle (model format version ${String(version)}; this vistyle reads version ${MANIFEST_VERSION}): rebuild the model with \`vistyle model build\` or \`vistyle model pull\``,
+      { details: { path: manifestPath, version, expected: MANIFEST_VERSION } },
+    );
   }
   const parsed = ModelManifestSchema.safeParse(raw);
   if (!parsed.success) {

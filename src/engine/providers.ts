@@ -22,27 +22,18 @@ export interface ProviderConfig {
   threads: number;
 }
 
-function envInt(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) {
-    throw new VistyleError('CONFIG_INVALID', `${name} must be a non-negative integer, got "${raw}"`);
-  }
-  return value;
-}
-
-/** EngineOptions first, then VISTYLE_PROVIDER / VISTYLE_DEVICE_ID / VISTYLE_THREADS, then CPU defaults. */
+/**
+ * The provider settings from EngineOptions, with CPU defaults. The engine reads no environment
+ * variable: VISTYLE_PROVIDER, VISTYLE_DEVICE_ID and VISTYLE_THREADS are read by the application
+ * config (src/config/config.ts) and passed in by the caller.
+ */
 export function resolveProviderConfig(options: Pick<EngineOptions, 'provider' | 'deviceId' | 'threads'>): ProviderConfig {
-  // From the environment as `vistyle model pull` reads it: `VISTYLE_PROVIDER=` (empty, in an env
-  // file) is unset, and `CUDA` is cuda.
-  const fromEnv = process.env.VISTYLE_PROVIDER?.trim().toLowerCase() || undefined;
-  const provider = options.provider ?? fromEnv ?? 'cpu';
+  const provider: string = options.provider ?? 'cpu';
   if (provider !== 'cpu' && provider !== 'cuda') {
     throw new VistyleError('CONFIG_INVALID', `unknown execution provider "${provider}" (use cpu or cuda)`);
   }
-  const deviceId = options.deviceId ?? envInt('VISTYLE_DEVICE_ID') ?? 0;
-  const threads = options.threads ?? envInt('VISTYLE_THREADS') ?? 0;
+  const deviceId = options.deviceId ?? 0;
+  const threads = options.threads ?? 0;
   if (!Number.isInteger(deviceId) || deviceId < 0) {
     throw new VistyleError('CONFIG_INVALID', `CUDA device id must be a non-negative integer, got ${deviceId}`);
   }

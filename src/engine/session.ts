@@ -4,6 +4,7 @@
 import * as ort from 'onnxruntime-node';
 import { VistyleError } from '../errors.js';
 import type { ModelManifest } from '../../models/manifest.js';
+import { newKeyName, newValueName, pastKeyName, pastValueName } from './kv-host.js';
 import type { ModelFolder } from './model-folder.js';
 import { assertCudaProviderInstalled, diagnoseProviderError, sessionOptions, type ProviderConfig } from './providers.js';
 
@@ -56,14 +57,14 @@ export function checkGraphsMatchManifest(sessions: Omit<ModelSessions, 'release'
   requireIo(
     sessions.decoder,
     folder.paths.decoder,
-    ['inputs_embeds', 'position_ids', 'attention_mask', ...layers.map((i) => `past.${i}`), ...loraInputs('decoder')],
-    ['logits', ...layers.map((i) => `present.${i}`)],
+    ['inputs_embeds', 'position_ids', 'past_mask', ...layers.flatMap((i) => [pastKeyName(i), pastValueName(i)]), ...loraInputs('decoder')],
+    ['logits', ...layers.flatMap((i) => [newKeyName(i), newValueName(i)])],
   );
   const cacheType = m.kvCache.dtype;
-  for (const i of layers) {
-    const type = sessions.decoder.inputTypes.get(`past.${i}`);
+  for (const name of layers.flatMap((i) => [pastKeyName(i), pastValueName(i)])) {
+    const type = sessions.decoder.inputTypes.get(name);
     if (type !== cacheType) {
-      throw new VistyleError('MODEL_INVALID', `${folder.paths.decoder}: past.${i} is ${type}, vistyle-model.json says ${cacheType}; rebuild the model`, {
+      throw new VistyleError('MODEL_INVALID', `${folder.paths.decoder}: ${name} is ${type}, vistyle-model.json says ${cacheType}; rebuild the model`, {
         details: { path: folder.paths.decoder },
       });
     }

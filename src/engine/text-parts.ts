@@ -3,7 +3,7 @@
 import { VistyleError } from '../errors.js';
 import { ChatTemplate, loadChatTemplate } from './chat-template.js';
 import { StreamingDetokenizer } from './detokenizer.js';
-import type { DeltaDetokenizer, EncodedPrompt, TextParts, TokenSampler } from './generator.js';
+import type { DeltaDetokenizer, EncodedPrompt, TextParts, TokenSampler } from './generation-parts.js';
 import { DEFAULT_IMAGE_LIMITS, loadPreprocessorConfig, preprocessImage, type ImageLimits } from './image.js';
 import type { ModelFolder } from './model-folder.js';
 import { PromptBuilder } from './prompt.js';

@@ -107,6 +107,14 @@ export interface EngineOptions {
   maxImagePixels?: number;
   /** Encoded images larger than this are refused. */
   maxImageBytes?: number;
+  /** Requests decoded together (batch rows of the KV cache); default 4 (VISTYLE_ENGINE_SLOTS). */
+  slots?: number;
+  /** Bytes the prefix (KV) cache may hold; 0 turns prefix reuse off; default sized from free memory (VISTYLE_PREFIX_CACHE_MB). */
+  prefixCacheBytes?: number;
+  /** The engine refuses a configuration or work that would need more memory than this (VISTYLE_MAX_MEMORY_MB). */
+  maxMemoryBytes?: number;
+  /** Longest prefill chunk run while other requests decode (default 256 tokens). */
+  prefillChunk?: number;
 }
 
 export interface ModelInfo {
@@ -126,7 +134,8 @@ export interface ModelInfo {
 export interface Engine {
   readonly info: ModelInfo;
   /**
-   * Starts answering at once (requests queue inside the engine; one runs at a time).
+   * Starts answering at once: up to `info.slots` requests decode together, later ones wait inside
+   * the engine (the scheduler keeps that from happening by using info.slots as its own slots).
    * Cancellation: when `signal` aborts, the engine stops at the next decode step (or before the
    * request starts, if it is still queued) and frees the KV cache; the stream then ENDS normally
    * and `result` RESOLVES with finishReason 'cancelled' and the text so far. It never rejects with

@@ -20,10 +20,13 @@ export interface WorkerEngineOptions extends EngineOptions {
   maxRestartDelayMs?: number;
   logger?: Logger;
   /**
-   * Test-only crash hook: the FIRST worker exits (like an OOM kill) once it has generated this many
-   * tokens of an answer; restarted workers don't. Also read from VISTYLE_DEBUG_CRASH_AFTER_TOKENS.
+   * Another worker entry module, for tests that wrap the real one: it calls startWorker() from
+   * worker-main.ts with hooks (tests/support/crash-worker.ts dies mid-answer like an OOM kill).
+   * A `.ts` entry is loaded through tsx. Default: worker.js (worker.ts from sources).
    */
-  debugCrashAfterTokens?: number;
+  workerEntry?: URL;
+  /** Passed to the worker entry as WorkerInit.extra. */
+  workerData?: unknown;
 }
 
 export interface WorkerGenerateOptions {
@@ -53,15 +56,15 @@ type State = 'starting' | 'ready' | 'down' | 'closing' | 'closed';
  * tsx` loader hooks inside a worker thread, so a tiny eval'd bootstrap loads the entry with tsx's
  * tsImport() API instead.
  */
-function workerSpawn(workerData: WorkerInit): Worker {
+function workerSpawn(workerData: WorkerInit, entryUrl?: URL): Worker {
   const here = fileURLToPath(import.meta.url);
   const common = { workerData, stdout: false, stderr: false };
-  if (here.endsWith('.ts')) {
-    const entry = new URL('./worker.ts', import.meta.url).href;
+  if (entryUrl ? entryUrl.pathname.endsWith('.ts') : here.endsWith('.ts')) {
+    const entry = (entryUrl ?? new URL('./worker.ts', import.meta.url)).href;
     const bootstrap = `import(${JSON.stringify(tsxEsmApi())}).then((api) => api.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(import.meta.url)}));`;
     return new Worker(bootstrap, { ...common, eval: true });
   }
-  const url = new URL('./worker.js', import.meta.url);
+  const url = entryUrl ?? new URL('./worker.js', import.meta.url);
   if (!existsSync(url)) throw new VistyleError('INTERNAL', `engine worker ${fileURLToPath(url)} is missing`);
   return new Worker(url, common);
 }
@@ -77,13 +80,6 @@ function tsxEsmApi(): string {
   return pathToFileURL(join(dirname(pkgPath), file)).href;
 }
 
-function envCrashHook(): number | undefined {
-  const raw = process.env.VISTYLE_DEBUG_CRASH_AFTER_TOKENS;
-  if (!raw) return undefined;
-  const n = Number(raw);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
 export class WorkerEngine implements Engine {
   private worker: Worker | undefined;
   private state: State = 'starting';
@@ -94,7 +90,6 @@ export class WorkerEngine implements Engine {
   private nextId = 1;
   private crashes = 0;
   private restartTimer: NodeJS.Timeout | undefined;
-  private crashHook: number | undefined;
   private readonly log: Logger;
   private readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   private closedPromise: Promise<void> | undefined;
@@ -103,7 +98,6 @@ export class WorkerEngine implements Engine {
 
   constructor(private readonly options: WorkerEngineOptions) {
     this.log = options.logger ?? moduleLogger('engine-client');
-    this.crashHook = options.debugCrashAfterTokens ?? envCrashHook();
   }
 
   get info(): ModelInfo {
@@ -122,13 +116,9 @@ export class WorkerEngine implements Engine {
     this.restartTimer = undefined;
     this.state = 'starting';
     this.starts++;
-    const { debugCrashAfterTokens: _hook, logger: _logger, restartDelayMs: _d, maxRestartDelayMs: _m, ...engineOptions } = this.options;
-    const init: WorkerInit = { options: engineOptions, logLevel: this.log.level };
-    if (this.crashHook !== undefined) {
-      init.crashAfterTokens = this.crashHook;
-      this.crashHook = undefined; // one-shot: a restarted worker serves normally
-    }
-    const worker = workerSpawn(init);
+    const { workerEntry, workerData, logger: _logger, restartDelayMs: _d, maxRestartDelayMs: _m, ...engineOptions } = this.options;
+    const init: WorkerInit = { options: engineOptions, logLevel: this.log.level, start: this.starts, ...(workerData === undefined ? {} : { extra: workerData }) };
+    const worker = workerSpawn(init, workerEntry);
     this.worker = worker;
     worker.on('message', (message: FromWorker) => this.onWorkerMessage(worker, message));
     worker.on('error', (error) => {
@@ -281,11 +271,6 @@ export class WorkerEngine implements Engine {
     job.port?.close();
     job.port = undefined;
     settle();
-  }
-
-  /** Test-only crash hook: the current worker exits after `tokens` generated tokens of an answer. */
-  debugCrashAfterTokens(tokens: number): void {
-    this.worker?.postMessage({ type: 'debug-crash-after-tokens', tokens } satisfies ToWorker);
   }
 
   /** Requests sent to the worker and not finished. */

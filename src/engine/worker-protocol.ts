@@ -7,8 +7,10 @@ import type { EngineOptions, GenerateRequest, GenerationResult, ModelInfo } from
 /** Passed as workerData. */
 export interface WorkerInit {
   options: EngineOptions;
-  /** Test-only: the worker exits (process.exit(70)) after this many generated tokens. */
-  crashAfterTokens?: number;
+  /** Which start of the worker this is (1, then 2 after a restart...). */
+  start: number;
+  /** WorkerEngineOptions.workerData, for a wrapping entry (tests). */
+  extra?: unknown;
   /** pino level for the worker's own logger. */
   logLevel?: string;
 }
@@ -16,8 +18,6 @@ export interface WorkerInit {
 /** main -> worker, on the worker's parentPort. */
 export type ToWorker =
   | { type: 'generate'; id: number; request: GenerateRequest; port: MessagePort }
-  /** Test-only crash hook: exit after `tokens` more generated tokens. */
-  | { type: 'debug-crash-after-tokens'; tokens: number }
   | { type: 'close' };
 
 /** worker -> main, on the worker's parentPort. */
@@ -34,6 +34,3 @@ export type RequestEvent =
 
 /** main -> worker, on a request's own port. */
 export type RequestCommand = { type: 'cancel' };
-
-/** Exit code of the test-only crash hook. */
-export const DEBUG_CRASH_EXIT_CODE = 70;

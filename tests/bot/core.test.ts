@@ -377,6 +377,24 @@ describe('bot core: queue, limits, cancel, time-out, crash', () => {
     expect(sinks[2]!.events.map((e) => e.type).filter((type, i, all) => type !== all[i - 1])).toEqual(['queued', 'started', 'progress', 'finished']);
   });
 
+  it("runs as many requests as the engine decodes together (info.slots): one waiting line", async () => {
+    const engine = new FakeEngine();
+    (engine.info as { slots: number }).slots = 2;
+    engine.hold = true;
+    const { core } = setup(engine);
+    const sinks = [1, 2, 3].map(() => new RecordingSink());
+    const tickets = sinks.map((sink, i) => core.ask(photoRequest(String(i + 1), 'q'), sink));
+    await engine.waitForGenerations(2);
+    // two run on the engine's two rows; the third waits in the scheduler, seeing its position
+    await vi.waitFor(() => expect(sinks[2]!.positions).toEqual([1]));
+    expect(engine.generations).toHaveLength(2);
+    engine.generations[0]!.release();
+    await engine.waitForGenerations(3);
+    engine.generations[1]!.release();
+    engine.generations[2]!.release();
+    expect((await Promise.all(tickets.map((tk) => tk.done))).map((o) => o.status)).toEqual(['answered', 'answered', 'answered']);
+  });
+
   it('tells a user who floods politely: one in flight, N per minute', async () => {
     const engine = new FakeEngine();
     engine.hold = true;

@@ -9,6 +9,7 @@ import { createEngine, type WorkerEngine } from '../../src/engine/engine.js';
 import { messageText } from '../../src/engine/prompt.js';
 import { tinyModel } from '../support/tiny-model.js';
 import { makeHarness, photoRequest, privateChat, RecordingSink, user, type Harness } from './support/harness.js';
+import { crashingWorker } from '../support/crash-hook.js';
 
 let engine: WorkerEngine;
 let harness: Harness;
@@ -17,7 +18,7 @@ const asked: GenerateRequest[] = [];
 
 beforeAll(async () => {
   const { modelDir } = await tinyModel();
-  engine = await createEngine({ modelDir, threads: 1, debugCrashAfterTokens: 3, restartDelayMs: 50, logger: pino({ level: 'silent' }) });
+  engine = await createEngine({ modelDir, threads: 1, ...crashingWorker(3), restartDelayMs: 50, logger: pino({ level: 'silent' }) });
   const recording: Engine = {
     get info() {
       return engine.info;

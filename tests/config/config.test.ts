@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { idListMatches, loadConfig } from '../../src/config/config.js';
+import { idListMatches, loadConfig, loadEngineConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/log.js';
 
 const base = { VISTYLE_HOME: '/tmp/vistyle-home-test' };
@@ -11,7 +11,7 @@ describe('loadConfig', () => {
     expect(config.telegram).toBeUndefined();
     expect(config.discord).toBeUndefined();
     expect(config.dbPath).toBe('/tmp/vistyle-home-test/vistyle.db');
-    expect(config.limits.engineSlots).toBe(1);
+    expect(config.limits.engineSlots).toBeUndefined(); // the engine's default (4), reported as info.slots
     expect(config.limits.userInFlight).toBe(1);
     expect(config.limits.requestTimeoutMs).toBeGreaterThan(0);
     expect(config.access.allowedUsers).toEqual([]);
@@ -90,7 +90,24 @@ describe('loadConfig', () => {
   it('treats empty values as unset', () => {
     const config = loadConfig({ ...base, TELEGRAM_BOT_TOKEN: '', VISTYLE_ENGINE_SLOTS: '  ' });
     expect(config.telegram).toBeUndefined();
-    expect(config.limits.engineSlots).toBe(1);
+    expect(config.limits.engineSlots).toBeUndefined();
+  });
+});
+
+describe('the engine settings', () => {
+  it('come from the same rules in loadConfig and loadEngineConfig (what `vistyle ask` reads)', () => {
+    const env = { ...base, VISTYLE_PROVIDER: 'cpu', VISTYLE_THREADS: '2', VISTYLE_MAX_CONTEXT_TOKENS: '4096', VISTYLE_ENGINE_SLOTS: '3', VISTYLE_PREFIX_CACHE_MB: '0', VISTYLE_MAX_MEMORY_MB: '3000' };
+    const engine = loadEngineConfig(env);
+    expect(engine).toEqual({ provider: 'cpu', deviceId: 0, threads: 2, maxContextTokens: 4096, slots: 3, prefixCacheBytes: 0, maxMemoryBytes: 3000 * 2 ** 20 });
+    const { dir, ...model } = loadConfig(env).model;
+    expect(dir).toBeTruthy();
+    const { slots, ...rest } = engine;
+    expect(model).toEqual(rest);
+    expect(loadConfig(env).limits.engineSlots).toBe(slots);
+    // a bad bot variable does not stop `ask`; a bad engine variable is named
+    expect(loadEngineConfig({ ...env, VISTYLE_MAX_QUEUE: 'lots' }).threads).toBe(2);
+    expect(() => loadEngineConfig({ ...env, VISTYLE_THREADS: 'many' })).toThrow(/VISTYLE_THREADS: expected a number \(got "many"\)/);
+    expect(() => loadEngineConfig({ ...env, VISTYLE_MAX_MEMORY_MB: '10' })).toThrow(/VISTYLE_MAX_MEMORY_MB: expected at least 64/);
   });
 });
 

@@ -17,6 +17,7 @@ import { builtinStyleRegistry, openStyleRegistry } from '../../src/styles/regist
 import type { StyleRegistry } from '../../src/styles/types.js';
 import type { FakeDiscord, FakeInteraction } from '../support/fake-discord/index.js';
 import { tinyModel } from '../support/tiny-model.js';
+import { crashingWorker } from '../support/crash-hook.js';
 
 export const FIXTURE_PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
 
@@ -100,9 +101,10 @@ export async function startEngine(
   const engine = await createEngine({
     modelDir: model.modelDir,
     threads: 1,
+    slots: 1, // one slot, as the queue tests expect
     restartDelayMs: 50,
     maxContextTokens: options.maxContextTokens ?? 4096,
-    ...(options.debugCrashAfterTokens ? { debugCrashAfterTokens: options.debugCrashAfterTokens } : {}),
+    ...(options.debugCrashAfterTokens ? crashingWorker(options.debugCrashAfterTokens) : {}),
   });
   return { engine, starts: () => engine.starts, close: () => engine.close() };
 }

@@ -1,24 +1,27 @@
-// The generator in-process on real graphs built from tiny checkpoints: streaming (multi-byte
+// The engine in-process on real graphs built from tiny checkpoints: streaming (multi-byte
 // characters whole), stop criteria, the KV cache (capacity, cancellation, consistency with a full
 // recompute), the image-feature cache, and LoRA adapters fed per request.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layoutModuleName } from '../../models/lora/names.js';
 import { writePeftAdapter, type LoraModuleWeights } from '../../models/lora/writer.js';
-import { Generator, spliceImageRun, zeroLoraFeeds, type TextParts, type TokenSampler } from '../../src/engine/generator.js';
-import { HostKvCache } from '../../src/engine/kv-cache.js';
+import { BatchEngine } from '../../src/engine/batch-engine.js';
+import type { TextParts, TokenSampler } from '../../src/engine/generation-parts.js';
+import { HostKvCache } from '../../src/engine/kv-host.js';
+import { LoraFeeds } from '../../src/engine/lora-batch.js';
 import { createLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
 import { LruCache } from '../../src/engine/lru.js';
 import { openModelFolder, type ModelFolder } from '../../src/engine/model-folder.js';
+import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { loadModelSessions, type ModelSessions } from '../../src/engine/session.js';
 import { createTextParts, resolveSampling, type LoadedTextParts } from '../../src/engine/text-parts.js';
-import type { GenerationResult, SamplingOptions } from '../../src/engine/types.js';
+import type { ChatMessage, GenerationResult, SamplingOptions } from '../../src/engine/types.js';
 import { isVistyleError } from '../../src/errors.js';
 import { buildTinyA, byteTokens, fixtureImage, generatedModel, maxAbsDiff, referenceQuestion, removeDirs, showing } from './engine-test-helpers.js';
-import sharp from 'sharp';
 
 const CPU = { provider: 'cpu' as const, deviceId: 0, threads: 1 };
 const GREEDY: Partial<SamplingOptions> = { greedy: true, stopStrings: [], maxNewTokens: 16 };
@@ -58,7 +61,7 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
   let sessions: ModelSessions;
   let text: LoadedTextParts;
   const question = referenceQuestion();
-  const messages = [showing(question)];
+  const messages: ChatMessage[] = [showing(question)];
 
   beforeAll(async () => {
     modelDir = await buildTinyA();
@@ -71,23 +74,23 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
     removeDirs(modelDir);
   });
 
+  /** The batch engine on the real graphs and cache, with these text parts (default: the real ones). */
   function generator(options: { capacity?: number; parts?: TextParts; featureCache?: LruCache<string, Float32Array> } = {}) {
     const m = folder.manifest;
     const cache = new HostKvCache({
-      numLayers: m.text.numLayers,
-      batch: 1,
-      numKvHeads: m.text.numKvHeads,
-      headDim: m.text.headDim,
-      capacity: options.capacity ?? 256,
-      dtype: m.kvCache.dtype,
+      spec: { numLayers: m.text.numLayers, rows: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: options.capacity ?? 256, dtype: m.kvCache.dtype },
+      block: 16,
     });
-    return { cache, generator: new Generator({ sessions, manifest: m, text: options.parts ?? text, cache, featureCache: options.featureCache }) };
+    const lora = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes);
+    const prefix = new PrefixCache(0, () => undefined);
+    const engine = new BatchEngine({ sessions, manifest: m, text: options.parts ?? text, cache, lora, prefix, featureCache: options.featureCache, prefillChunk: 512 });
+    return { cache, generator: engine };
   }
 
-  async function run(gen: Generator, sampling: Partial<SamplingOptions>, extra: { signal?: AbortSignal; onToken?: (id: number, n: number) => void; image?: Uint8Array } = {}) {
+  async function run(gen: BatchEngine, sampling: Partial<SamplingOptions>, extra: { signal?: AbortSignal; onToken?: (id: number, n: number) => void; image?: Uint8Array } = {}) {
     const deltas: string[] = [];
-    const result = await gen.generate(
-      { images: [extra.image ?? fixtureImage()], messages, sampling: resolveSampling(sampling) },
+    const result = await gen.run(
+      async () => ({ images: [extra.image ?? fixtureImage()], messages, sampling: resolveSampling(sampling), lora: null }),
       { onDelta: (d) => deltas.push(d), signal: extra.signal, onToken: extra.onToken },
     );
     return { result, deltas };
@@ -157,7 +160,7 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
     expect(result.finishReason).toBe('length');
     // The prompt fills 58 positions; the last token is sampled from the last position's logits.
     expect(result.tokens).toHaveLength(capacity - 58 + 1);
-    expect(cache.length).toBe(0);
+    expect(cache.freeRows).toBe(1);
   });
 
   it('refuses a conversation longer than the cache with PROMPT_TOO_LONG', async () => {
@@ -186,20 +189,20 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
     const { generator: gen, cache } = generator();
     const reference = await run(gen, GREEDY);
     const controller = new AbortController();
-    let lengthWhenCancelled = -1;
+    let openWhenCancelled = -1;
     const cancelled = await run(gen, GREEDY, {
       signal: controller.signal,
       onToken: (_id, n) => {
         if (n === 3) {
-          lengthWhenCancelled = cache.length;
+          openWhenCancelled = cache.freeRows;
           controller.abort();
         }
       },
     });
-    expect(lengthWhenCancelled).toBeGreaterThan(58);
+    expect(openWhenCancelled).toBe(0);
     expect(cancelled.result.finishReason).toBe('cancelled');
     expect(cancelled.result.tokens).toEqual(reference.result.tokens.slice(0, 3));
-    expect(cache.length).toBe(0);
+    expect(cache.freeRows).toBe(1);
     const after = await run(gen, GREEDY);
     expect(after.result.tokens).toEqual(reference.result.tokens);
   });
@@ -214,12 +217,12 @@ describe('generator on the tiny-a fixture (toy byte tokenizer: token id = UTF-8 
   });
 });
 
-describe('local engine: queue and cancellation', () => {
+describe('local engine: slots, waiting line and cancellation', () => {
   let modelDir: string;
   let engine: LocalEngine;
   beforeAll(async () => {
     modelDir = await buildTinyA();
-    engine = await createLocalEngine({ modelDir, threads: 1 });
+    engine = await createLocalEngine({ modelDir, threads: 1, slots: 2, prefixCacheBytes: 0 });
   });
   afterAll(async () => {
     await engine?.close();
@@ -228,24 +231,27 @@ describe('local engine: queue and cancellation', () => {
 
   const request = () => ({ images: [fixtureImage()], messages: [showing(referenceQuestion())], sampling: GREEDY });
 
-  it('serves overlapping calls one at a time with the same answers as alone', async () => {
+  it('runs up to info.slots requests together, the rest wait, every answer as alone', async () => {
+    expect(engine.info.slots).toBe(2);
     const alone = await engine.generate(request()).result;
     const streams = [engine.generate(request()), engine.generate(request()), engine.generate(request())];
     expect(engine.queueLength).toBe(3);
     const results: GenerationResult[] = await Promise.all(streams.map((s) => s.result));
     for (const result of results) expect(result.tokens).toEqual(alone.tokens);
+    expect(engine.batch.stats.maxBatch).toBe(2);
     expect(engine.queueLength).toBe(0);
-    expect(engine.cacheLength).toBe(0);
+    expect(engine.openSequences).toBe(0);
   });
 
-  it('ends a queued request at once when it is cancelled', async () => {
-    const running = engine.generate(request());
+  it('ends a waiting request at once when it is cancelled', async () => {
+    const running = [engine.generate(request()), engine.generate(request())];
     const controller = new AbortController();
-    const queued = engine.generate(request(), { signal: controller.signal });
+    const waiting = engine.generate(request(), { signal: controller.signal });
     controller.abort();
-    const result = await queued.result;
+    const result = await waiting.result;
     expect(result.finishReason).toBe('cancelled');
-    expect((await running.result).finishReason).toBe('length');
+    expect(result.tokens).toEqual([]);
+    for (const stream of running) expect((await stream.result).finishReason).toBe('length');
   });
 
   it('reports bad requests as typed errors and keeps serving', async () => {
@@ -256,6 +262,7 @@ describe('local engine: queue and cancellation', () => {
     const badSampling = engine.generate({ ...request(), sampling: { topP: 2 } });
     await expect(badSampling.result).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     expect((await engine.generate(request()).result).tokens).toHaveLength(16);
+    expect(engine.openSequences).toBe(0);
   });
 });
 
@@ -273,39 +280,34 @@ describe('KV cache consistency: incremental decoding equals a full recompute', (
   for (const dtype of ['fp32', 'fp16'] as const) {
     it(`${dtype}: logits of every step match the decoder run over the whole sequence`, async () => {
       const { checkpointDir, modelDir } = await generatedModel(checkpoint, { dtype });
+      const engine = await createLocalEngine({ modelDir, threads: 1, prefixCacheBytes: 0, cacheBlock: 8 });
       try {
-        const folder = openModelFolder(modelDir);
-        const sessions = await loadModelSessions(folder, CPU);
-        const text = await createTextParts(folder);
-        const m = folder.manifest;
-        const cache = new HostKvCache({ numLayers: m.text.numLayers, batch: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 256, dtype: m.kvCache.dtype });
-        const gen = new Generator({ sessions, manifest: m, text, cache });
         const steps: Float32Array[] = [];
         const image = fixtureImage();
-        const msgs = [showing('Describe the picture.')];
-        const result = await gen.generate({ images: [image], messages: msgs, sampling: resolveSampling({ ...GREEDY, maxNewTokens: 10 }) }, { onLogits: (_s, l) => steps.push(l) });
+        const msgs: ChatMessage[] = [showing('Describe the picture.')];
+        const result = await engine.generate({ images: [image], messages: msgs, sampling: { ...GREEDY, maxNewTokens: 10 } }, { onLogits: (_s, l) => steps.push(l) }).result;
         expect(result.tokens).toHaveLength(10);
 
-        // Full recompute, no cache: embed the whole sequence, splice the features, one decoder run.
+        // Full recompute: embed the whole sequence, splice the features, one decoder run over a
+        // fresh cache (nothing cached: the past window is all masked).
+        const folder = openModelFolder(modelDir);
+        const m = folder.manifest;
+        const sessions = await loadModelSessions(folder, CPU);
+        const text = await createTextParts(folder);
         const prompt = text.encodePrompt(msgs, { imageCount: 1, maxPromptTokens: 200, capacity: 256 });
-        const features = await gen.encodeImage(await text.preprocessImage(image));
-        const emptyPast: Record<string, ort.Tensor> = {};
-        for (let i = 0; i < m.text.numLayers; i++) {
-          const empty = m.kvCache.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0);
-          emptyPast[`past.${i}`] = new ort.Tensor(m.kvCache.dtype, empty, [0, 2, 1, m.text.numKvHeads, m.text.headDim]);
-        }
-        const lora = zeroLoraFeeds(m, sessions.decoder, 'decoder');
+        const features = await engine.batch.encodeImage(await text.preprocessImage(image));
+        const lora = new LoraFeeds(m, sessions.decoder.inputTypes, sessions.vision.inputTypes).decoder([null]);
         let worst = 0;
         for (let k = 0; k < steps.length; k++) {
           const ids = [...prompt.ids, ...result.tokens.slice(0, k)];
-          const embeds = (await sessions.embed.session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]) }))
-            .inputs_embeds!.data as Float32Array;
-          spliceImageRun(embeds, prompt.imageRuns[0]!.start, features, m.text.hiddenSize);
+          const embeds = new Float32Array((await sessions.embed.session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]) }))
+            .inputs_embeds!.data as Float32Array);
+          embeds.set(features, prompt.imageRuns[0]!.start * m.text.hiddenSize);
+          const cache = new HostKvCache({ spec: { numLayers: m.text.numLayers, rows: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 256, dtype: m.kvCache.dtype } });
+          const binding = await cache.bindPrefill(await cache.open(), ids.length);
           const out = await sessions.decoder.session.run({
+            ...binding.feeds,
             inputs_embeds: new ort.Tensor('float32', embeds, [1, ids.length, m.text.hiddenSize]),
-            position_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, ids.length]),
-            attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
-            ...emptyPast,
             ...lora,
           });
           worst = Math.max(worst, maxAbsDiff(steps[k]!, out.logits!.data as Float32Array));
@@ -314,6 +316,7 @@ describe('KV cache consistency: incremental decoding equals a full recompute', (
         expect(worst).toBeLessThanOrEqual(dtype === 'fp32' ? 1e-4 : 2e-2);
         await sessions.release();
       } finally {
+        await engine.close();
         removeDirs(checkpointDir, modelDir);
       }
     });
@@ -390,9 +393,9 @@ describe('LoRA adapters per request', () => {
     return { logits: logits!, result };
   }
 
-  it('an adapter fed as graph inputs answers like its weights merged into the checkpoint; rank-0 feeds like the base model', async () => {
-    const engine = await createLocalEngine({ modelDir: base.modelDir, threads: 1 });
-    const mergedEngine = await createLocalEngine({ modelDir: merged.modelDir, threads: 1 });
+  it('an adapter fed as graph inputs answers like its weights merged into the checkpoint; a zero adapter like the base model', async () => {
+    const engine = await createLocalEngine({ modelDir: base.modelDir, threads: 1, prefixCacheBytes: 0 });
+    const mergedEngine = await createLocalEngine({ modelDir: merged.modelDir, threads: 1, prefixCacheBytes: 0 });
     try {
       const plain = await firstLogits(engine, null);
       const adapted = await firstLogits(engine, { path: adapterDir });

@@ -1,154 +1,206 @@
-// The TS-owned KV cache against a real onnxruntime session: a hand-made graph that echoes its new
-// rows as `present.<i>` and sums everything it was given as `past.<i>` plus the new rows. If the
-// past views were wrong (stale, copied from the wrong offset, not the filled prefix) the sums
-// would not match the values appended so far.
+// The host KV cache (src/engine/kv-host.ts) against a real onnxruntime session: a hand-made graph
+// that takes the cache's feeds exactly as the decoder does (past_key/past_value views, past_mask),
+// returns the "new" rows it is given as key.0/value.0, and sums what each batch row sees of the
+// past. If the views were wrong (stale after a window move, another row's block, the unfilled
+// part unmasked, a copy instead of the cache's own memory) the sums would not match the values
+// committed so far.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { describe, expect, it } from 'vitest';
-import { HostKvCache, kvCacheBytes } from '../../src/engine/kv-cache.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attr, GraphBuilder } from '../../models/onnx/builder.js';
+import { DataType } from '../../models/onnx/schema.js';
+import { bytesPerPosition, kvCacheBytes, type KvCacheSpec, type StepBinding } from '../../src/engine/kv-cache.js';
+import { HostKvCache } from '../../src/engine/kv-host.js';
 import { isVistyleError } from '../../src/errors.js';
-import { DataType, ModelProto } from '../../models/onnx/schema.js';
 
 const KV_HEADS = 2;
 const HEAD_DIM = 3;
-const ROW = 2 * 1 * KV_HEADS * HEAD_DIM;
+const SPEC: KvCacheSpec = { numLayers: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 20, rows: 3, dtype: 'float32' };
 
-function valueInfo(name: string, dims: Array<number | string>, elemType: number) {
-  return {
-    name,
-    type: { tensor_type: { elem_type: elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } },
-  };
-}
-
-/** past.<i> [P,2,1,kvH,hd], new.<i> [T,2,1,kvH,hd] -> present.<i> = new.<i>, total.<i> = sum(past ++ new) (float32). */
-async function echoDecoder(layers: number, elemType: number): Promise<ort.InferenceSession> {
-  const node: unknown[] = [];
-  const input: unknown[] = [];
-  const output: unknown[] = [];
-  for (let i = 0; i < layers; i++) {
-    input.push(valueInfo(`past.${i}`, ['P', 2, 1, KV_HEADS, HEAD_DIM], elemType), valueInfo(`new.${i}`, ['T', 2, 1, KV_HEADS, HEAD_DIM], elemType));
-    node.push(
-      { op_type: 'Identity', input: [`new.${i}`], output: [`present.${i}`] },
-      { op_type: 'Concat', input: [`past.${i}`, `new.${i}`], output: [`all.${i}`], attribute: [{ name: 'axis', type: 2, i: 0 }] },
-      { op_type: 'Cast', input: [`all.${i}`], output: [`all32.${i}`], attribute: [{ name: 'to', type: 2, i: DataType.FLOAT }] },
-      { op_type: 'ReduceSum', input: [`all32.${i}`], output: [`total.${i}`], attribute: [{ name: 'keepdims', type: 2, i: 0 }] },
-    );
-    output.push(valueInfo(`present.${i}`, ['T', 2, 1, KV_HEADS, HEAD_DIM], elemType), valueInfo(`total.${i}`, [], DataType.FLOAT));
-  }
-  const model = { ir_version: 8, opset_import: [{ domain: '', version: 17 }], producer_name: 'kv-cache-test', graph: { name: 'echo', node, input, output } };
-  const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
-  return ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
-}
-
-function rows(count: number, start: number): Float32Array {
-  return Float32Array.from({ length: count * ROW }, (_, k) => start + k);
+/** past (masked) sums per batch row, and the new rows echoed as key.0 / value.0 */
+async function probeSession(dir: string): Promise<ort.InferenceSession> {
+  const g = new GraphBuilder('probe');
+  const mask = g.input('past_mask', DataType.INT64, ['B', 'W']);
+  const pk = g.input('past_key.0', DataType.FLOAT, ['B', KV_HEADS, HEAD_DIM, 'W']);
+  const pv = g.input('past_value.0', DataType.FLOAT, ['B', KV_HEADS, 'W', HEAD_DIM]);
+  const nk = g.input('new_key', DataType.FLOAT, ['B', KV_HEADS, HEAD_DIM, 'T']);
+  const nv = g.input('new_value', DataType.FLOAT, ['B', KV_HEADS, 'T', HEAD_DIM]);
+  g.input('position_ids', DataType.INT64, ['B', 'T']);
+  const m = g.node('Cast', [mask], { to: attr.int(DataType.FLOAT) });
+  const keySum = g.node('ReduceSum', [g.node('Mul', [pk, g.node('Unsqueeze', [m, g.i64([1, 2])])]), g.i64([1, 2, 3])], { keepdims: attr.int(0) });
+  const valueSum = g.node('ReduceSum', [g.node('Mul', [pv, g.node('Unsqueeze', [m, g.i64([1, 3])])]), g.i64([1, 2, 3])], { keepdims: attr.int(0) });
+  g.output(keySum, 'key_sum', DataType.FLOAT, ['B']);
+  g.output(valueSum, 'value_sum', DataType.FLOAT, ['B']);
+  g.output(nk, 'key.0', DataType.FLOAT, ['B', KV_HEADS, HEAD_DIM, 'T']);
+  g.output(nv, 'value.0', DataType.FLOAT, ['B', KV_HEADS, 'T', HEAD_DIM]);
+  const path = join(dir, 'probe.onnx');
+  g.save(path, { opsetVersion: 18 });
+  return ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1 });
 }
 
 describe('HostKvCache', () => {
-  it('feeds the filled prefix as a zero-copy view and appends only the new rows', async () => {
-    const layers = 2;
-    const session = await echoDecoder(layers, DataType.FLOAT);
-    const cache = new HostKvCache({ numLayers: layers, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 32, dtype: 'float32' });
-    expect(kvCacheBytes(cache.shape)).toBe(layers * 32 * ROW * 4);
-
-    const expectedSum = [0, 0];
-    let next = 1;
-    let firstBuffer: ArrayBufferLike | undefined;
-    // A prefill of 5 rows, then single-row steps.
-    for (const newRows of [5, 1, 1, 1, 3, 1]) {
-      const feeds: Record<string, ort.Tensor> = cache.pastFeeds();
-      for (let i = 0; i < layers; i++) {
-        const past = feeds[`past.${i}`]!;
-        expect(past.dims).toEqual([cache.length, 2, 1, KV_HEADS, HEAD_DIM]);
-        const view = past.data as Float32Array;
-        // The whole preallocated buffer stays behind the view: nothing was copied out of it.
-        expect(view.buffer.byteLength).toBe(32 * ROW * 4);
-        expect(view.byteOffset).toBe(0);
-        expect(view.length).toBe(cache.length * ROW);
-        if (i === 0) {
-          firstBuffer ??= view.buffer;
-          expect(view.buffer).toBe(firstBuffer);
-        }
-        const fresh = rows(newRows, next * (i + 1));
-        feeds[`new.${i}`] = new ort.Tensor('float32', fresh, [newRows, 2, 1, KV_HEADS, HEAD_DIM]);
-        expectedSum[i]! += fresh.reduce((a, b) => a + b, 0);
-      }
-      const out = await session.run(feeds);
-      for (let i = 0; i < layers; i++) expect((out[`total.${i}`]!.data as Float32Array)[0]).toBeCloseTo(expectedSum[i]!, 0);
-      const before = cache.length;
-      cache.append(out);
-      expect(cache.length).toBe(before + newRows);
-      next += 1000;
-    }
-    expect(cache.length).toBe(12);
-    expect(cache.remaining).toBe(20);
-    cache.reset();
-    expect(cache.length).toBe(0);
-    expect(cache.pastFeeds()['past.0']!.dims[0]).toBe(0);
-    await session.release();
+  const dir = mkdtempSync(join(tmpdir(), 'vistyle-kv-'));
+  let session: ort.InferenceSession;
+  beforeAll(async () => {
+    session = await probeSession(dir);
+  });
+  afterAll(async () => {
+    await session?.release();
+    rmSync(dir, { recursive: true, force: true });
   });
 
-  it('refuses to grow past its capacity with PROMPT_TOO_LONG', () => {
-    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 4, dtype: 'float32' });
-    const present = (t: number) => ({ 'present.0': new ort.Tensor('float32', rows(t, 0), [t, 2, 1, KV_HEADS, HEAD_DIM]) });
-    cache.append(present(3));
-    let error: unknown;
-    try {
-      cache.append(present(2));
-    } catch (e) {
-      error = e;
-    }
+  /** Runs a bound step whose new keys/values are all `value`; returns what each batch row saw. */
+  async function run(cache: HostKvCache, binding: StepBinding, value: (batchRow: number) => number): Promise<{ keys: number[]; values: number[] }> {
+    const B = binding.batch.length;
+    const T = binding.newTokens;
+    const per = KV_HEADS * HEAD_DIM * T;
+    const fill = (): Float32Array => {
+      const a = new Float32Array(B * per);
+      for (let b = 0; b < B; b++) a.fill(value(b), b * per, (b + 1) * per);
+      return a;
+    };
+    const feeds = {
+      ...binding.feeds,
+      new_key: new ort.Tensor('float32', fill(), [B, KV_HEADS, HEAD_DIM, T]),
+      new_value: new ort.Tensor('float32', fill(), [B, KV_HEADS, T, HEAD_DIM]),
+    };
+    const out = await session.run(feeds);
+    cache.commit(binding, feeds, out as Record<string, ort.Tensor>);
+    return { keys: Array.from(out.key_sum!.data as Float32Array), values: Array.from(out.value_sum!.data as Float32Array) };
+  }
+
+  const perPosition = KV_HEADS * HEAD_DIM;
+
+  it('feeds each row what it committed, through window moves, fillers, snapshots and closes', async () => {
+    const cache = new HostKvCache({ spec: SPEC, block: 4 });
+    expect(kvCacheBytes(SPEC)).toBe(3 * 20 * bytesPerPosition(SPEC));
+    const a = await cache.open();
+    const b = await cache.open();
+    const c = await cache.open();
+    expect(cache.freeRows).toBe(0);
+    await expect(cache.open()).rejects.toMatchObject({ code: 'INTERNAL' });
+    // what each sequence has committed: sum of its values over positions
+    const sums = new Map<number, number>([[a, 0], [b, 0], [c, 0]]);
+    const seen = async (binding: StepBinding, value: (seq: number) => number): Promise<void> => {
+      const got = await run(cache, binding, (i) => (binding.batch[i] === null ? 1000 : value(binding.batch[i]!)));
+      binding.batch.forEach((seq, i) => {
+        const expected = seq === null ? 0 : sums.get(seq)! * perPosition;
+        expect(got.keys[i], `keys of batch row ${i}`).toBe(expected);
+        expect(got.values[i], `values of batch row ${i}`).toBe(expected);
+      });
+      binding.batch.forEach((seq) => {
+        if (seq !== null) sums.set(seq, sums.get(seq)! + value(seq) * binding.newTokens);
+      });
+    };
+
+    await seen(await cache.bindPrefill(a, 3), () => 1); // a: 3 positions of 1
+    expect(cache.currentWindow).toBe(4);
+    const viewed = await cache.bindPrefill(b, 6); // b needs 6: the window grows to 8
+    expect(cache.currentWindow).toBe(8);
+    expect(viewed.feeds['past_key.0']!.dims).toEqual([1, KV_HEADS, HEAD_DIM, 8]);
+    await seen(viewed, () => 2);
+    expect(cache.length(a)).toBe(3);
+    expect(cache.length(b)).toBe(6);
+
+    // decode a and c: b (row 1) sits between them as a filler; nothing of it is seen or written
+    const step = await cache.bindDecode([a, c]);
+    expect(step.batch).toEqual([a, null, c]);
+    await seen(step, (seq) => (seq === a ? 5 : 7));
+    expect([cache.length(a), cache.length(b), cache.length(c)]).toEqual([4, 6, 1]);
+    for (let i = 0; i < 3; i++) await seen(await cache.bindDecode([a, b, c]), (seq) => seq);
+    expect([cache.length(a), cache.length(b), cache.length(c)]).toEqual([7, 9, 4]); // b moved the window on: 12
+    expect(cache.currentWindow).toBe(12);
+
+    // the views are the cache's own memory, and only the new rows count as host traffic
+    const decode = await cache.bindDecode([a, b, c]);
+    const pastBytes = decode.feeds['past_key.0']!.dims.reduce((x, y) => x * y, 1) * 4;
+    expect((decode.feeds['past_key.0']!.data as Float32Array).buffer.byteLength).toBeGreaterThanOrEqual(3 * perPosition * 20 * 4);
+    await seen(decode, () => 3);
+    expect(cache.lastTraffic.in).toBeLessThan(pastBytes);
+    expect(cache.lastTraffic.out).toBe(2 * 3 * 4 + 2 * 3 * perPosition * 4); // the sums, then key.0 and value.0
+
+    // a snapshot survives its sequence; a restored prefix sees exactly its positions
+    const snapshot = await cache.snapshot(b, 5);
+    expect(snapshot.bytes).toBe(5 * bytesPerPosition(SPEC));
+    const bSum = sums.get(b)!;
+    await cache.close([b]);
+    expect(cache.freeRows).toBe(1);
+    const d = await cache.open({ snapshot, length: 5 });
+    expect(cache.length(d)).toBe(5);
+    sums.set(d, 2 * 5); // b's first five positions were its prefill of 2s
+    await seen(await cache.bindPrefill(d, 2), () => 4);
+    expect(bSum).toBeGreaterThan(sums.get(d)! - 8);
+
+    // the longest leaves: within a block of slack the window stays (no moving back and forth)...
+    await cache.close([d]);
+    expect(cache.currentWindow).toBe(12);
+    await seen(await cache.bindDecode([a, c]), () => 1);
+    // ...beyond it, the window narrows and the rows still read right
+    await cache.close([a]);
+    const e = await cache.open();
+    sums.set(e, 0);
+    await seen(await cache.bindPrefill(e, 1), () => 6);
+    await cache.close([e]);
+    expect(cache.length(c)).toBe(6);
+    expect(cache.currentWindow).toBe(12); // c still needs 8: within a block of slack
+    await seen(await cache.bindDecode([c]), () => 1);
+    await cache.close([c]);
+    expect(cache.currentWindow).toBe(4);
+    const f = await cache.open();
+    sums.set(f, 0);
+    await seen(await cache.bindPrefill(f, 2), () => 9);
+    await seen(await cache.bindDecode([f]), () => 1);
+    cache.releaseSnapshot(snapshot);
+    await expect(cache.open({ snapshot })).rejects.toMatchObject({ code: 'INTERNAL' });
+  });
+
+  it('refuses positions past the capacity with PROMPT_TOO_LONG', async () => {
+    const cache = new HostKvCache({ spec: SPEC, block: 4 });
+    const a = await cache.open();
+    const error = await cache.bindPrefill(a, 21).catch((e: unknown) => e);
     expect(isVistyleError(error, 'PROMPT_TOO_LONG')).toBe(true);
-    expect(cache.length).toBe(3);
+    await run(cache, await cache.bindPrefill(a, 20), () => 1);
+    await expect(cache.bindDecode([a])).rejects.toMatchObject({ code: 'PROMPT_TOO_LONG' });
   });
 
-  it('rejects a present tensor of the wrong shape or dtype', () => {
-    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 4, dtype: 'float32' });
-    expect(() => cache.append({ 'present.0': new ort.Tensor('float32', new Float32Array(5), [1, 5]) })).toThrow(/shape/);
-    expect(() => cache.append({ 'present.0': new ort.Tensor('float16', new Uint16Array(ROW), [1, 2, 1, KV_HEADS, HEAD_DIM]) })).toThrow(/float16/);
-    expect(() => cache.append({})).toThrow(/present\.0/);
-  });
-
-  it('keeps a float16 cache as Uint16Array and round-trips it through onnxruntime', async () => {
-    const session = await echoDecoder(1, DataType.FLOAT16);
-    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 8, dtype: 'float16' });
-    // float16 bit patterns of 1.0 (0x3c00) and 2.0 (0x4000).
-    const one = new Uint16Array(ROW).fill(0x3c00);
-    const two = new Uint16Array(2 * ROW).fill(0x4000);
-    let out = await session.run({ ...cache.pastFeeds(), 'new.0': new ort.Tensor('float16', one, [1, 2, 1, KV_HEADS, HEAD_DIM]) });
-    cache.append(out);
-    out = await session.run({ ...cache.pastFeeds(), 'new.0': new ort.Tensor('float16', two, [2, 2, 1, KV_HEADS, HEAD_DIM]) });
-    expect((out['total.0']!.data as Float32Array)[0]).toBe(ROW * 1 + 2 * ROW * 2);
-    cache.append(out);
-    const past = cache.pastFeeds()['past.0']!;
-    expect(past.type).toBe('float16');
-    expect(past.data).toBeInstanceOf(Uint16Array);
-    expect(Array.from((past.data as Uint16Array).subarray(0, ROW + 1))).toEqual([...Array(ROW).fill(0x3c00), 0x4000]);
-    await session.release();
-  });
-
-  it('lets onnxruntime write present rows straight into the cache through pre-allocated fetches', async () => {
-    const session = await echoDecoder(1, DataType.FLOAT);
-    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 8, dtype: 'float32' });
-    let expected = 0;
-    for (const t of [3, 1, 2]) {
-      const fresh = rows(t, 100 * (cache.length + 1));
-      expected += fresh.reduce((a, b) => a + b, 0);
-      const fetches = { ...cache.presentFetches(t), 'total.0': null };
-      const out = await session.run({ ...cache.pastFeeds(), 'new.0': new ort.Tensor('float32', fresh, [t, 2, 1, KV_HEADS, HEAD_DIM]) }, fetches);
-      expect((out['total.0']!.data as Float32Array)[0]).toBeCloseTo(expected, 0);
-      cache.commit(t);
-      const past = cache.pastFeeds()['past.0']!.data as Float32Array;
-      expect(Array.from(past.subarray(past.length - t * ROW))).toEqual(Array.from(fresh));
-    }
-    expect(cache.length).toBe(6);
-    expect(() => cache.presentFetches(3)).toThrow(/positions/);
-    await session.release();
-  });
-
-  it('cannot be used after free()', () => {
-    const cache = new HostKvCache({ numLayers: 1, batch: 1, numKvHeads: KV_HEADS, headDim: HEAD_DIM, capacity: 4, dtype: 'float32' });
-    cache.free();
-    expect(cache.length).toBe(0);
-    expect(() => cache.pastFeeds()).toThrow(/free/);
+  it('moves float16 rows to another window bit for bit', async () => {
+    const spec: KvCacheSpec = { ...SPEC, dtype: 'float16' };
+    const cache = new HostKvCache({ spec, block: 2 });
+    const a = await cache.open();
+    const b = await cache.open();
+    const write = async (seq: number, T: number, bits: (p: number) => number): Promise<void> => {
+      const binding = await cache.bindPrefill(seq, T);
+      const at = cache.length(seq);
+      const k = new Uint16Array(perPosition * T);
+      const v = new Uint16Array(perPosition * T);
+      for (let h = 0; h < KV_HEADS; h++) {
+        for (let d = 0; d < HEAD_DIM; d++) for (let t = 0; t < T; t++) k[(h * HEAD_DIM + d) * T + t] = bits(at + t) + h * 16 + d;
+        for (let t = 0; t < T; t++) for (let d = 0; d < HEAD_DIM; d++) v[(h * T + t) * HEAD_DIM + d] = bits(at + t) + 0x100 + h * 16 + d;
+      }
+      cache.commit(binding, binding.feeds, {
+        'key.0': new ort.Tensor('float16', k, [1, KV_HEADS, HEAD_DIM, T]),
+        'value.0': new ort.Tensor('float16', v, [1, KV_HEADS, T, HEAD_DIM]),
+      });
+    };
+    await write(a, 3, (p) => 0x3c00 + p * 0x40);
+    await write(b, 1, (p) => 0x4000 + p * 0x40);
+    await write(b, 7, (p) => 0x4000 + p * 0x40); // grows the window 4 -> 8 with a's data in it
+    const check = async (seq: number, base: number, n: number): Promise<void> => {
+      const snap = (await cache.snapshot(seq)) as unknown as { keys: Uint16Array[]; values: Uint16Array[] };
+      for (let h = 0; h < KV_HEADS; h++) {
+        for (let p = 0; p < n; p++) {
+          for (let d = 0; d < HEAD_DIM; d++) {
+            expect(snap.keys[0]![(h * HEAD_DIM + d) * n + p]).toBe(base + p * 0x40 + h * 16 + d);
+            expect(snap.values[0]![(h * n + p) * HEAD_DIM + d]).toBe(base + p * 0x40 + 0x100 + h * 16 + d);
+          }
+        }
+      }
+    };
+    await check(a, 0x3c00, 3);
+    await check(b, 0x4000, 8);
+    await cache.close([b]);
+    await check(a, 0x3c00, 3);
   });
 });

@@ -1,13 +1,10 @@
 // Parity with Hugging Face transformers on the tiny-a fixture, through the engine's own path:
-// the prefill logits, the KV cache after prefill (keys after RoPE, values), the cached second
-// step, every greedy step's logits and the greedy tokens; then end to end through the built CLI,
+// the prefill logits, the cached second step, every greedy step's logits and the greedy tokens,
+// alone and while three other requests decode in the same batch; then end to end through the built CLI,
 // `vistyle ask --raw --greedy --json --max-tokens 16` on tiny-a/image1_56x56.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Generator } from '../../src/engine/generator.js';
-import { HostKvCache } from '../../src/engine/kv-cache.js';
-import { openModelFolder } from '../../src/engine/model-folder.js';
-import { loadModelSessions, type ModelSessions } from '../../src/engine/session.js';
-import { createTextParts, resolveSampling } from '../../src/engine/text-parts.js';
+import { createLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
+import type { GenerationResult } from '../../src/engine/types.js';
 import {
   TINY_A_IMAGE,
   buildTinyA,
@@ -22,47 +19,36 @@ import {
   showing,
 } from './engine-test-helpers.js';
 
-describe('parity with transformers on tiny-a, through the generator', () => {
+describe('parity with transformers on tiny-a, through the engine', () => {
   let modelDir: string;
-  let sessions: ModelSessions;
+  let engine: LocalEngine;
   const inputs = referenceInputs();
   const V = 512;
   const L = inputs.input_ids.length;
+  const GREEDY = { greedy: true, maxNewTokens: 16, stopStrings: [] };
 
   beforeAll(async () => {
     modelDir = await buildTinyA();
+    engine = await createLocalEngine({ modelDir, threads: 1, prefixCacheBytes: 0 });
   });
   afterAll(async () => {
-    await sessions?.release();
+    await engine?.close();
     removeDirs(modelDir);
   });
 
-  it('reproduces the prefill logits, the cache, the cached step and all 16 greedy steps', async () => {
-    const folder = openModelFolder(modelDir);
-    const m = folder.manifest;
-    sessions = await loadModelSessions(folder, { provider: 'cpu', deviceId: 0, threads: 1 });
-    const text = await createTextParts(folder);
-    const cache = new HostKvCache({ numLayers: m.text.numLayers, batch: 1, numKvHeads: m.text.numKvHeads, headDim: m.text.headDim, capacity: 128, dtype: 'float32' });
-    const generator = new Generator({ sessions, manifest: m, text, cache });
+  async function reference(): Promise<{ result: GenerationResult; steps: Float32Array[] }> {
     const steps: Float32Array[] = [];
-    let cacheAfterPrefill: Float32Array[] = [];
-    const result = await generator.generate(
-      { images: [fixtureImage()], messages: [showing(referenceQuestion())], sampling: resolveSampling({ greedy: true, maxNewTokens: 16, stopStrings: [] }) },
-      {
-        onLogits: (step, logits) => {
-          steps.push(logits);
-          if (step === 0) {
-            const past = cache.pastFeeds();
-            cacheAfterPrefill = Array.from({ length: m.text.numLayers }, (_, i) => Float32Array.from(past[`past.${i}`]!.data as Float32Array));
-          }
-        },
-      },
+    const stream = engine.generate(
+      { images: [fixtureImage()], messages: [showing(referenceQuestion())], sampling: GREEDY },
+      { onLogits: (_step, logits) => steps.push(logits) },
     );
+    return { result: await stream.result, steps };
+  }
 
+  function expectReference({ result, steps }: { result: GenerationResult; steps: Float32Array[] }): void {
     expect(result.promptTokens).toBe(L);
     expect(result.tokens).toEqual(inputs.generate.new_tokens);
     expect(result.finishReason).toBe('length');
-
     const logits = referenceArray('logits').data;
     expect(maxAbsDiff(steps[0]!, logits.subarray((L - 1) * V, L * V))).toBeLessThanOrEqual(1e-4);
     expect(maxAbsDiff(steps[1]!, referenceArray('step2_logits').data)).toBeLessThanOrEqual(1e-4);
@@ -71,26 +57,24 @@ describe('parity with transformers on tiny-a, through the generator', () => {
     steps.forEach((step, i) => {
       expect(maxAbsDiff(step, generated.subarray(i * V, (i + 1) * V)), `step ${i}`).toBeLessThanOrEqual(1e-4);
     });
+  }
 
-    // past_kv is [n,2,1,kvH,L,hd]; the engine's cache is per layer [L,2,1,kvH,hd] (sequence-major).
-    const pastKv = referenceArray('past_kv');
-    const [, , , kvH, , hd] = pastKv.shape as [number, number, number, number, number, number];
-    let worst = 0;
-    cacheAfterPrefill.forEach((layer, n) => {
-      expect(layer.length).toBe(L * 2 * kvH * hd);
-      for (let pos = 0; pos < L; pos++) {
-        for (let kv = 0; kv < 2; kv++) {
-          for (let h = 0; h < kvH; h++) {
-            for (let d = 0; d < hd; d++) {
-              const ours = layer[((pos * 2 + kv) * kvH + h) * hd + d]!;
-              const theirs = pastKv.data[((((n * 2 + kv) * kvH + h) * L + pos) * hd) + d]!;
-              worst = Math.max(worst, Math.abs(ours - theirs));
-            }
-          }
-        }
-      }
-    });
-    expect(worst).toBeLessThanOrEqual(1e-4);
+  it('reproduces the prefill logits, the cached step and all 16 greedy steps', async () => {
+    expectReference(await reference());
+  });
+
+  it('holds batched: the same logits and tokens while other requests decode in the same steps', async () => {
+    const others = ['Describe it.', 'What colour is it?', 'Is it round?'].map((question) =>
+      engine.generate({ images: [fixtureImage()], messages: [showing(question)], sampling: { ...GREEDY, maxNewTokens: 24 } }).result,
+    );
+    const decodeRowsBefore = engine.batch.stats.decodeRows;
+    const stepsBefore = engine.batch.stats.decodeSteps;
+    const ours = reference();
+    expectReference(await ours);
+    await Promise.all(others);
+    // the four requests really shared decode steps
+    expect(engine.batch.stats.maxBatch).toBe(4);
+    expect(engine.batch.stats.decodeRows - decodeRowsBefore).toBeGreaterThan(engine.batch.stats.decodeSteps - stepsBefore);
   });
 });
 

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   assertCudaProviderInstalled,
   diagnoseProviderError,
@@ -24,36 +24,22 @@ function caught(fn: () => unknown): unknown {
   return undefined;
 }
 
-const saved = { ...process.env };
-afterEach(() => {
-  for (const key of ['VISTYLE_PROVIDER', 'VISTYLE_DEVICE_ID', 'VISTYLE_THREADS']) {
-    if (saved[key] === undefined) delete process.env[key];
-    else process.env[key] = saved[key];
-  }
-});
-
 describe('provider configuration', () => {
-  it('defaults to CPU and lets options win over the environment', () => {
-    delete process.env.VISTYLE_PROVIDER;
-    expect(resolveProviderConfig({})).toEqual({ provider: 'cpu', deviceId: 0, threads: 0 });
+  it('comes from the options alone, CPU by default: the engine reads no environment variable', () => {
+    const saved = process.env.VISTYLE_PROVIDER;
     process.env.VISTYLE_PROVIDER = 'cuda';
-    process.env.VISTYLE_DEVICE_ID = '1';
-    process.env.VISTYLE_THREADS = '2';
-    expect(resolveProviderConfig({})).toEqual({ provider: 'cuda', deviceId: 1, threads: 2 });
-    expect(resolveProviderConfig({ provider: 'cpu', threads: 1 })).toEqual({ provider: 'cpu', deviceId: 1, threads: 1 });
-    // as `vistyle model pull` reads it (fp16 for " CUDA"): case and spaces don't matter, empty is unset
-    process.env.VISTYLE_PROVIDER = ' CUDA';
-    expect(resolveProviderConfig({}).provider).toBe('cuda');
-    process.env.VISTYLE_PROVIDER = '';
-    expect(resolveProviderConfig({}).provider).toBe('cpu');
+    try {
+      expect(resolveProviderConfig({})).toEqual({ provider: 'cpu', deviceId: 0, threads: 0 });
+    } finally {
+      if (saved === undefined) delete process.env.VISTYLE_PROVIDER;
+      else process.env.VISTYLE_PROVIDER = saved;
+    }
+    expect(resolveProviderConfig({ provider: 'cuda', deviceId: 1, threads: 2 })).toEqual({ provider: 'cuda', deviceId: 1, threads: 2 });
   });
 
   it('rejects unknown providers and bad numbers with CONFIG_INVALID', () => {
-    process.env.VISTYLE_PROVIDER = 'tpu';
-    expect(isVistyleError(caught(() => resolveProviderConfig({})), 'CONFIG_INVALID')).toBe(true);
-    delete process.env.VISTYLE_PROVIDER;
-    process.env.VISTYLE_THREADS = 'many';
-    expect(isVistyleError(caught(() => resolveProviderConfig({})), 'CONFIG_INVALID')).toBe(true);
+    expect(isVistyleError(caught(() => resolveProviderConfig({ provider: 'tpu' as 'cpu' })), 'CONFIG_INVALID')).toBe(true);
+    expect(isVistyleError(caught(() => resolveProviderConfig({ threads: -1 })), 'CONFIG_INVALID')).toBe(true);
   });
 
   it('asks onnxruntime for CUDA first with CPU as the fallback for unsupported ops', () => {

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelProto } from '../../models/onnx/schema.js';
+import { MANIFEST_VERSION } from '../../models/manifest.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/worker-client.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
-import { isVistyleError } from '../../src/errors.js';
+import { isVistyleError, type VistyleError } from '../../src/errors.js';
+import { CRASH_EXIT_CODE, crashingWorker } from '../support/crash-hook.js';
 import { buildTinyA, fixtureImage, hugePngHeader, referenceInputs, referenceQuestion, removeDirs, textFileBytes, truncatedJpeg, showing } from './engine-test-helpers.js';
 
 const GREEDY = { greedy: true, stopStrings: [], maxNewTokens: 16 };
@@ -95,19 +97,24 @@ describe('worker-backed engine', () => {
   });
 
   it('survives the worker dying mid-answer: ENGINE_CRASHED, a restart, then the next request is answered', async () => {
-    const startsBefore = engine.starts;
-    engine.debugCrashAfterTokens(3);
-    const doomed = engine.generate(request());
-    const alsoInFlight = engine.generate(request());
-    const deltas: string[] = [];
-    const error = await (async () => {
-      for await (const delta of doomed) deltas.push(delta);
-    })().catch((e: unknown) => e);
-    expect(isVistyleError(error, 'ENGINE_CRASHED')).toBe(true);
-    await expect(alsoInFlight.result).rejects.toMatchObject({ code: 'ENGINE_CRASHED' });
-    const after = await engine.generate(request()).result;
-    expect(after.tokens).toEqual(expected);
-    expect(engine.starts).toBe(startsBefore + 1);
+    // a test entry wrapping the real worker: its first start dies after 3 tokens (crash-worker.ts)
+    const crashing = await createEngine({ modelDir, threads: 1, restartDelayMs: 50, ...crashingWorker(3) });
+    try {
+      const doomed = crashing.generate(request());
+      const alsoInFlight = crashing.generate(request());
+      const deltas: string[] = [];
+      const error = await (async () => {
+        for await (const delta of doomed) deltas.push(delta);
+      })().catch((e: unknown) => e);
+      expect(isVistyleError(error, 'ENGINE_CRASHED')).toBe(true);
+      expect((error as VistyleError).details).toMatchObject({ exitCode: CRASH_EXIT_CODE });
+      await expect(alsoInFlight.result).rejects.toMatchObject({ code: 'ENGINE_CRASHED' });
+      const after = await crashing.generate(request()).result;
+      expect(after.tokens).toEqual(expected);
+      expect(crashing.starts).toBe(2);
+    } finally {
+      await crashing.close();
+    }
   });
 });
 
@@ -138,13 +145,17 @@ describe('worker-backed engine: starting', () => {
       expect(isVistyleError(error, 'MODEL_INVALID')).toBe(true);
       expect((error as Error).message).toContain('decoder');
 
-      // A manifest from another version is MODEL_INVALID too, naming the file.
+      // A build of an older vistyle (manifest version 1: the seq-major cache) is MODEL_INVALID,
+      // naming the file and saying to rebuild.
       const manifestPath = join(broken, 'vistyle-model.json');
       copyFileSync(join(good, 'vistyle-model.json'), manifestPath);
-      writeFileSync(manifestPath, readFileSync(manifestPath, 'utf8').replace('"version": 1', '"version": 99'));
+      const text = readFileSync(manifestPath, 'utf8');
+      expect(text).toContain(`"version": ${MANIFEST_VERSION}`);
+      writeFileSync(manifestPath, text.replace(`"version": ${MANIFEST_VERSION}`, '"version": 1'));
       const versionError = await createEngine({ modelDir: broken, threads: 1 }).catch((e: unknown) => e);
       expect(isVistyleError(versionError, 'MODEL_INVALID')).toBe(true);
       expect((versionError as Error).message).toContain('vistyle-model.json');
+      expect((versionError as Error).message).toMatch(/version 1; this vistyle reads version 2\): rebuild the model/);
 
       const engine = await createEngine({ modelDir: good, threads: 1 });
       try {

@@ -118,7 +118,7 @@ describe('PEFT adapter loader', () => {
     expect(regex.modules.find((m) => m.target.module.endsWith('q_proj'))!.scale).toBe(2);
   });
 
-  it('leaves targets the adapter does not cover at rank 0', () => {
+  it('leaves targets the adapter does not cover at "no adapter" (a rank-1 zero, never zero-size)', () => {
     const decoderOnly = weights.filter((w) => w.module.startsWith('language_model.'));
     const dir = adapterDir({ modules: decoderOnly, rank: 4, alpha: 8, targetModules: 'language_model\\.model\\..*\\.(q_proj|k_proj|v_proj|o_proj)' });
     const adapter = loadPeftAdapter({ path: dir }, { targets });
@@ -126,8 +126,8 @@ describe('PEFT adapter loader', () => {
     const all = allLoraTensors(adapter);
     expect(all).toHaveLength(targets.length * 2);
     const visionA = all.find((t) => t.name === targets[0]!.inputA)!;
-    expect(visionA.dims).toEqual([0, targets[0]!.inFeatures]);
-    expect(visionA.data.length).toBe(0);
+    expect(visionA.dims).toEqual([1, targets[0]!.inFeatures]);
+    expect([...visionA.data].every((v) => v === 0)).toBe(true);
   });
 
   it('ignores vision layers past vision_feature_layer, which the graph never computes', () => {

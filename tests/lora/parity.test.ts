@@ -36,11 +36,22 @@ class Model {
     await Promise.all([this.vision.release(), this.embed.release(), this.decoder.release()]);
   }
 
-  /** Logits at every position ([T, V], float32) for `ids` with the image in place of the image tokens. */
+  /**
+   * Logits at every position ([T, V], float32) for `ids` with the image in place of the image
+   * tokens. LoRA feeds as the loader gives them ([r,in] / [out,r]; the decoder's get a batch axis
+   * of 1); targets without one get "no adapter".
+   */
   async logits(ids: number[], pixels: Float32Array, lora: Map<string, ort.Tensor> = new Map()): Promise<Float32Array> {
     const m = this.manifest;
+    const given = new Map(lora);
+    for (const tensor of zeroLoraTensors(m.lora.targets, m.lora.dtype ?? 'float32')) if (!given.has(tensor.name)) given.set(tensor.name, toOrtTensor(tensor));
+    const decoderInputs = new Set(m.lora.targets.filter((t) => t.graph === 'decoder').flatMap((t) => [t.inputA, t.inputB]));
     const feedsFor = (session: ort.InferenceSession): Record<string, ort.Tensor> =>
-      Object.fromEntries([...lora].filter(([name]) => session.inputNames.includes(name)));
+      Object.fromEntries(
+        [...given]
+          .filter(([name]) => session.inputNames.includes(name))
+          .map(([name, t]) => [name, decoderInputs.has(name) ? new ort.Tensor(t.type, t.data, [1, ...t.dims]) : t]),
+      );
     const S = m.vision.imageSize;
     const vision = await this.vision.run({ pixel_values: new ort.Tensor('float32', pixels, [1, 3, S, S]), ...feedsFor(this.vision) });
     const features = vision.image_features!.data as Float32Array;
@@ -51,17 +62,20 @@ class Model {
     ids.forEach((id, i) => {
       if (id === m.tokens.imageTokenId) embeds.set(features.subarray(row * D, ++row * D), i * D);
     });
+    // an empty cache: a one-position window, masked
     const cacheType = m.kvCache.dtype;
-    const past: Record<string, ort.Tensor> = {};
+    const { numKvHeads: kvH, headDim: hd } = m.text;
+    const past: Record<string, ort.Tensor> = { past_mask: new ort.Tensor('int64', new BigInt64Array(1), [1, 1]) };
+    const zeros = (): ort.Tensor => (cacheType === 'float16' ? new ort.Tensor('float16', new Uint16Array(kvH * hd), [1, kvH, hd, 1]) : new ort.Tensor('float32', new Float32Array(kvH * hd), [1, kvH, hd, 1]));
     for (let i = 0; i < m.text.numLayers; i++) {
-      const dims = [0, 2, 1, m.text.numKvHeads, m.text.headDim];
-      past[`past.${i}`] = cacheType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+      past[`past_key.${i}`] = zeros();
+      const v = zeros();
+      past[`past_value.${i}`] = new ort.Tensor(v.type, v.data, [1, kvH, 1, hd]);
     }
     const T = ids.length;
     const out = await this.decoder.run({
       inputs_embeds: new ort.Tensor('float32', embeds, [1, T, D]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map((_, i) => BigInt(i))), [1, T]),
-      attention_mask: new ort.Tensor('int64', BigInt64Array.from(ids.map(() => 1n)), [1, T]),
       ...past,
       ...feedsFor(this.decoder),
     });
@@ -170,13 +184,13 @@ describe('LoRA at run time on a tiny checkpoint', () => {
     expect(maxAbsDiff(legacy, current)).toBe(0);
   });
 
-  it('applies a decoder-only adapter with rank 0 on the vision tower', async () => {
+  it('applies a decoder-only adapter with "no adapter" on the vision tower', async () => {
     const decoderOnly = weights.filter((w) => w.module.startsWith('language_model.'));
     const dir = join(root, 'adapter-decoder');
     writePeftAdapter(dir, { modules: decoderOnly, rank: RANK, alpha: ALPHA, targetModules: decoderOnly.map((w) => `language_model.model.${w.module.slice(15)}`) });
     const feeds = await loadPeftLoraFeeds({ path: dir }, { manifest: base.manifest });
     expect([...feeds.keys()].every((name) => !name.includes('vision_tower'))).toBe(true);
-    // the engine fills the vision inputs with rank 0, as allLoraTensors does
+    // the engine fills the vision inputs with "no adapter", as allLoraTensors does
     const adapter = loadPeftAdapter({ path: dir }, { targets: base.manifest.lora.targets });
     const runtime = await base.logits(prompt, pixels, feedsOf(allLoraTensors(adapter)));
     const byWeight = new Map(decoderOnly.map((w) => [`${w.module}.weight`, w]));

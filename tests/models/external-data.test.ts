@@ -18,7 +18,7 @@ async function run(dir: string): Promise<{ features: Float32Array; logits: Float
     const inputs = fixtureInputs();
     const features = await graphs.runVision(fixtureArray('image1_pixel_values').data);
     const embeds = await graphs.mergedEmbeds([inputs.input_ids], features);
-    const logits = await graphs.step(graphs.emptyCache(1), embeds, [inputs.position_ids], [inputs.attention_mask]);
+    const logits = await graphs.step(graphs.emptyCache(1), embeds);
     return { features, logits };
   } finally {
     await graphs.close();

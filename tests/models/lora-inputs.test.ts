@@ -1,4 +1,4 @@
-// LoRA inputs of the vision and decoder graphs: r = 0 gives the base model's outputs exactly; a
+// LoRA inputs of the vision and decoder graphs: "no adapter" (a rank-1 zero) gives the base model's outputs exactly; a
 // random adapter (A [r,in], B [out,r], scale folded into B) gives the outputs of a checkpoint
 // whose weights were merged, W + B·A, within 1e-4; targets follow --lora-targets.
 import { describe, expect, it } from 'vitest';
@@ -41,7 +41,7 @@ async function outputs(graphs: Graphs, adapters?: LoraFeed): Promise<{ features:
   const start = m.tokens.imageTokenId - 3;
   const ids = [start + 1, 117, 10, ...new Array(m.vision.imageTokens).fill(m.tokens.imageTokenId), 10, 72, 105, 63, start + 2, start + 1, 97];
   const embeds = await graphs.mergedEmbeds([ids], features);
-  const logits = await graphs.step(graphs.emptyCache(1), embeds, [ids.map((_, i) => i)], [ids.map(() => 1)], adapters);
+  const logits = await graphs.step(graphs.emptyCache(1), embeds, { adapters });
   return { features, logits };
 }
 
@@ -69,15 +69,15 @@ describe('LoRA inputs', () => {
     }
   });
 
-  it('r = 0 gives the outputs of a build without LoRA exactly', async () => {
+  it('"no adapter" (a rank-1 zero) gives the outputs of a build without LoRA exactly', async () => {
     const withLora = await Graphs.open((await tinyModel({ ...BASE, build: { allPositionLogits: true } })).modelDir);
     const without = await Graphs.open((await tinyModel({ ...BASE, build: { allPositionLogits: true, noLora: true } })).modelDir);
     try {
       expect(without.manifest.lora.targets).toEqual([]);
       expect(without.decoder.inputNames.some((n) => n.startsWith('lora.'))).toBe(false);
       const b = await outputs(without);
-      // alternate adapter runs and r = 0 runs on the same sessions, so that r = 0 also runs on
-      // reused (dirty) buffers: the zero-rank MatMul must really write zeros
+      // alternate adapter runs and "no adapter" runs on the same sessions, so that the zero
+      // adapter also runs on reused (dirty) buffers
       const adapters = randomAdapters(withLora.manifest.lora.targets, 3);
       for (let round = 0; round < 3; round++) {
         const fed = await outputs(withLora, adapters);
@@ -140,7 +140,7 @@ describe('LoRA inputs', () => {
         'language_model.layers.1.self_attn.v_proj',
         'language_model.layers.1.self_attn.o_proj',
       ]);
-      // feeding just one target (the others r = 0) runs
+      // feeding just one target (the others "no adapter") runs
       const t = graphs.manifest.lora.targets.at(-1)!;
       const rng = new Rng(1, 'o');
       const out = await outputs(graphs, { [t.module]: { r: 2, A: rng.normalArray(2 * t.inFeatures, 0.2), B: rng.normalArray(t.outFeatures * 2, 0.2) } });

@@ -1,6 +1,7 @@
 // Thin helpers to drive built graphs directly on onnxruntime sessions in tests: feeds for the
-// fixed graph I/O (manifest.ts), empty LoRA inputs (r = 0), a growing seq-major KV cache, and a
-// few-line greedy loop. Not an engine: just enough to check the graphs.
+// fixed graph I/O (manifest.ts), "no adapter" LoRA inputs (a rank-1 zero), a KV cache in the
+// decoder's window layout with per-row lengths, and a few-line greedy loop. Not the engine (its
+// cache is src/engine/kv-host.ts): an independent, simple reading of the graph contract.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -57,15 +58,31 @@ export class Graphs {
     return t.type === 'float16' ? halfToFloat32(t.data as Uint16Array) : (t.data as Float32Array);
   }
 
-  /** LoRA feeds for one graph: the given adapters, r = 0 for every other target. */
-  loraFeeds(session: ort.InferenceSession, adapters: LoraFeed = {}): Record<string, ort.Tensor> {
+  /**
+   * LoRA feeds for one graph: the given adapters, a rank-1 zero for every other target. The
+   * decoder takes one adapter per batch row ([B,r,in] / [B,out,r]; the same adapters for every
+   * row here), the vision graph [r,in] / [out,r].
+   */
+  loraFeeds(session: ort.InferenceSession, adapters: LoraFeed = {}, batch = 1): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of this.manifest.lora.targets) {
       if (!session.inputNames.includes(t.inputA)) continue;
       const a = adapters[t.module];
-      const r = a?.r ?? 0;
-      feeds[t.inputA] = this.computeTensor(a?.A ?? new Float32Array(0), [r, t.inFeatures]);
-      feeds[t.inputB] = this.computeTensor(a?.B ?? new Float32Array(0), [t.outFeatures, r]);
+      const r = a?.r ?? 1;
+      const A = a?.A ?? new Float32Array(t.inFeatures);
+      const B = a?.B ?? new Float32Array(t.outFeatures);
+      if (t.graph === 'decoder') {
+        const stack = (one: Float32Array): Float32Array => {
+          const out = new Float32Array(one.length * batch);
+          for (let b = 0; b < batch; b++) out.set(one, b * one.length);
+          return out;
+        };
+        feeds[t.inputA] = this.computeTensor(stack(A), [batch, r, t.inFeatures]);
+        feeds[t.inputB] = this.computeTensor(stack(B), [batch, t.outFeatures, r]);
+      } else {
+        feeds[t.inputA] = this.computeTensor(A, [r, t.inFeatures]);
+        feeds[t.inputB] = this.computeTensor(B, [t.outFeatures, r]);
+      }
     }
     return feeds;
   }
@@ -101,73 +118,111 @@ export class Graphs {
     return embeds;
   }
 
-  emptyCache(batch: number): KvCache {
-    return new KvCache(this, batch);
+  /** A cache of `rows` rows, each holding up to `window` positions. */
+  emptyCache(rows: number, window = 160): KvCache {
+    return new KvCache(this, rows, window);
   }
 
-  /** One decoder run; appends the new keys/values to `cache`. Returns logits (float32). */
-  async step(cache: KvCache, embeds: Float32Array, positions: number[][], mask: number[][], adapters?: LoraFeed): Promise<Float32Array> {
-    const B = positions.length;
-    const T = positions[0]!.length;
+  /**
+   * One decoder run over `rows` of the cache (default: all), each getting T = embeds/(rows*D) new
+   * tokens at positions length..length+T-1; appends their keys/values. Returns logits (float32).
+   */
+  async step(cache: KvCache, embeds: Float32Array, options: { rows?: number[]; adapters?: LoraFeed } = {}): Promise<Float32Array> {
+    const rows = options.rows ?? Array.from({ length: cache.rows }, (_, i) => i);
+    const B = rows.length;
     const D = this.manifest.text.hiddenSize;
+    const T = embeds.length / (B * D);
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [B, T, D]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(positions.flat().map(BigInt)), [B, T]),
-      attention_mask: new ort.Tensor('int64', BigInt64Array.from(mask.flat().map(BigInt)), [B, mask[0]!.length]),
-      ...cache.feeds(),
-      ...this.loraFeeds(this.decoder, adapters),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: T }, (_, i) => BigInt(cache.lengths[r]! + i)))), [B, T]),
+      ...cache.feeds(rows),
+      ...this.loraFeeds(this.decoder, options.adapters, B),
     };
     const out = await this.decoder.run(feeds);
-    cache.append(out);
+    cache.append(rows, T, out);
     return out.logits!.data as Float32Array;
   }
 }
 
-/** Seq-major cache [P,2,B,kvH,hd] per layer, grown by appending each run's present.<i>. */
+/**
+ * Per layer keys [rows,kvH,hd,W] and values [rows,kvH,W,hd] (float32 here; converted for fp16
+ * builds when fed), with each row's own length; positions past a row's length are masked.
+ */
 export class KvCache {
-  length = 0;
-  private layers: Float32Array[];
-  private readonly rowSize: number;
+  readonly lengths: number[];
+  private readonly keys: Float32Array[];
+  private readonly values: Float32Array[];
+  private readonly kvH: number;
+  private readonly hd: number;
 
-  constructor(private readonly graphs: Graphs, readonly batch: number) {
+  constructor(private readonly graphs: Graphs, readonly rows: number, readonly window: number) {
     const t = graphs.manifest.text;
-    this.rowSize = 2 * batch * t.numKvHeads * t.headDim;
-    this.layers = Array.from({ length: t.numLayers }, () => new Float32Array(0));
+    this.kvH = t.numKvHeads;
+    this.hd = t.headDim;
+    this.lengths = new Array(rows).fill(0);
+    const size = rows * t.numKvHeads * t.headDim * window;
+    this.keys = Array.from({ length: t.numLayers }, () => new Float32Array(size));
+    this.values = Array.from({ length: t.numLayers }, () => new Float32Array(size));
   }
 
-  feeds(): Record<string, ort.Tensor> {
-    const t = this.graphs.manifest.text;
-    const feeds: Record<string, ort.Tensor> = {};
-    this.layers.forEach((data, i) => {
-      feeds[`past.${i}`] = this.graphs.computeTensor(data, [this.length, 2, this.batch, t.numKvHeads, t.headDim]);
+  /** Positions of the longest row. */
+  get length(): number {
+    return Math.max(...this.lengths);
+  }
+
+  private rowSize(): number {
+    return this.kvH * this.hd * this.window;
+  }
+
+  feeds(rows: readonly number[]): Record<string, ort.Tensor> {
+    const { kvH, hd, window: W } = this;
+    const size = this.rowSize();
+    const gather = (data: Float32Array): Float32Array => {
+      const out = new Float32Array(rows.length * size);
+      rows.forEach((r, b) => out.set(data.subarray(r * size, (r + 1) * size), b * size));
+      return out;
+    };
+    const mask = new BigInt64Array(rows.length * W);
+    rows.forEach((r, b) => mask.fill(1n, b * W, b * W + this.lengths[r]!));
+    const feeds: Record<string, ort.Tensor> = { past_mask: new ort.Tensor('int64', mask, [rows.length, W]) };
+    this.keys.forEach((k, i) => {
+      feeds[`past_key.${i}`] = this.graphs.computeTensor(gather(k), [rows.length, kvH, hd, W]);
+      feeds[`past_value.${i}`] = this.graphs.computeTensor(gather(this.values[i]!), [rows.length, kvH, W, hd]);
     });
     return feeds;
   }
 
-  append(out: ort.InferenceSession.OnnxValueMapType): void {
-    let added = 0;
-    this.layers = this.layers.map((data, i) => {
-      const present = out[`present.${i}`] as ort.Tensor;
-      const values = this.graphs.toFloat32(present);
-      added = present.dims[0]!;
-      const grown = new Float32Array(data.length + values.length);
-      grown.set(data);
-      grown.set(values, data.length);
-      return grown;
+  append(rows: readonly number[], T: number, out: ort.InferenceSession.OnnxValueMapType): void {
+    const { kvH, hd, window: W } = this;
+    rows.forEach((r, b) => {
+      const at = this.lengths[r]!;
+      if (at + T > W) throw new Error(`row ${r} needs ${at + T} positions, the test cache holds ${W}`);
+      this.keys.forEach((k, i) => {
+        const newKeys = this.graphs.toFloat32(out[`key.${i}`] as ort.Tensor); // [B,kvH,hd,T]
+        const newValues = this.graphs.toFloat32(out[`value.${i}`] as ort.Tensor); // [B,kvH,T,hd]
+        for (let h = 0; h < kvH; h++) {
+          for (let d = 0; d < hd; d++) {
+            const src = ((b * kvH + h) * hd + d) * T;
+            k.set(newKeys.subarray(src, src + T), ((r * kvH + h) * hd + d) * W + at);
+          }
+          const src = (b * kvH + h) * T * hd;
+          this.values[i]!.set(newValues.subarray(src, src + T * hd), ((r * kvH + h) * W + at) * hd);
+        }
+      });
+      this.lengths[r] = at + T;
     });
-    this.length += added;
   }
 
-  /** Layer i's cache as [P,2,B,kvH,hd] float32. */
-  layer(i: number): Float32Array {
-    return this.layers[i]!;
+  /** Layer l's key at (row, kv head, position, dim). */
+  key(l: number, row: number, h: number, p: number, d: number): number {
+    return this.keys[l]![((row * this.kvH + h) * this.hd + d) * this.window + p]!;
   }
 
-  get positionStride(): number {
-    return this.rowSize;
+  /** Layer l's value at (row, kv head, position, dim). */
+  value(l: number, row: number, h: number, p: number, d: number): number {
+    return this.values[l]![((row * this.kvH + h) * this.window + p) * this.hd + d]!;
   }
 }
-
 export function argmax(values: ArrayLike<number>, offset = 0, length = values.length - offset): number {
   let best = 0;
   for (let i = 1; i < length; i++) if (values[offset + i]! > values[offset + best]!) best = i;

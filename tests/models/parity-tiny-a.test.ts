@@ -40,11 +40,11 @@ describe('graphs built from tiny-a match transformers', () => {
     expect(m.text).toMatchObject({ hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, vocabSize: 512 });
     expect(m.vision).toEqual({ imageSize: 56, patchSize: 14, imageTokens: 16 });
     expect(m.tokens).toEqual({ imageTokenId: 503, eosTokenIds: [502], padTokenId: 500, bosTokenId: 500 });
-    expect(m.kvCache).toEqual({ layout: 'seq-major', dtype: 'float32' });
+    expect(m.kvCache).toEqual({ layout: 'window', dtype: 'float32' });
     expect(m.allPositionLogits).toBe(false);
     expect(all.manifest.allPositionLogits).toBe(true);
-    expect(graphs.decoder.inputNames.slice(0, 5)).toEqual(['inputs_embeds', 'position_ids', 'attention_mask', 'past.0', 'past.1']);
-    expect(graphs.decoder.outputNames).toEqual(expect.arrayContaining(['logits', 'present.0', 'present.1']));
+    expect(graphs.decoder.inputNames.slice(0, 7)).toEqual(['inputs_embeds', 'position_ids', 'past_mask', 'past_key.0', 'past_value.0', 'past_key.1', 'past_value.1']);
+    expect(graphs.decoder.outputNames).toEqual(expect.arrayContaining(['logits', 'key.0', 'value.0', 'key.1', 'value.1']));
   });
 
   it('image features from the reference pixel values', () => {
@@ -61,7 +61,7 @@ describe('graphs built from tiny-a match transformers', () => {
 
   it('every position\'s logits in one prefill (allPositionLogits build)', async () => {
     const embeds = await all.mergedEmbeds([inputs.input_ids], imageFeatures);
-    const logits = await all.step(all.emptyCache(1), embeds, [inputs.position_ids], [inputs.attention_mask]);
+    const logits = await all.step(all.emptyCache(1), embeds);
     expect(logits.length).toBe(L * V);
     expect(maxAbsDiff(logits, fixtureArray('logits').data)).toBeLessThan(TOL);
   });
@@ -72,7 +72,7 @@ describe('graphs built from tiny-a match transformers', () => {
       try {
         const embeds = await g.mergedEmbeds([inputs.input_ids], await g.runVision(fixtureArray('image1_pixel_values').data));
         for (let run = 0; run < 2; run++) {
-          const logits = await g.step(g.emptyCache(1), embeds, [inputs.position_ids], [inputs.attention_mask]);
+          const logits = await g.step(g.emptyCache(1), embeds);
           expect(maxAbsDiff(logits, fixtureArray('logits').data), level).toBeLessThan(TOL);
         }
       } finally {
@@ -84,27 +84,26 @@ describe('graphs built from tiny-a match transformers', () => {
   it('prefill: last logits, the cache (keys after RoPE), then the cached step 2', async () => {
     const embeds = await graphs.mergedEmbeds([inputs.input_ids], imageFeatures);
     const cache = graphs.emptyCache(1);
-    const logits = await graphs.step(cache, embeds, [inputs.position_ids], [inputs.attention_mask]);
+    const logits = await graphs.step(cache, embeds);
     expect(logits.length).toBe(V);
     expect(maxAbsDiff(logits, fixtureArray('logits').data.subarray((L - 1) * V))).toBeLessThan(TOL);
     expect(argmax(logits)).toBe(inputs.step2_input_id);
 
-    // reference past_kv [n,2,1,kvH,L,hd]; ours per layer [L,2,1,kvH,hd]
+    // reference past_kv [n,2,1,kvH,L,hd]; ours: keys [1,kvH,hd,W], values [1,kvH,W,hd] per layer
     const ref = fixtureArray('past_kv');
     const [n, , , kvH, , hd] = ref.shape as [number, number, number, number, number, number];
     let worst = 0;
     for (let l = 0; l < n; l++) {
-      const ours = cache.layer(l);
       for (let kv = 0; kv < 2; kv++) for (let h = 0; h < kvH; h++) for (let p = 0; p < L; p++) for (let d = 0; d < hd; d++) {
         const r = ref.data[((((l * 2 + kv) * kvH + h) * L + p) * hd) + d]!;
-        const o = ours[(((p * 2 + kv) * kvH + h) * hd) + d]!;
+        const o = kv === 0 ? cache.key(l, 0, h, p, d) : cache.value(l, 0, h, p, d);
         worst = Math.max(worst, Math.abs(r - o));
       }
     }
     expect(worst).toBeLessThan(TOL);
 
-    const step2 = await graphs.step(cache, await graphs.runEmbed([[inputs.step2_input_id]]), [[inputs.step2_position_id]],
-      [new Array(L + 1).fill(1)]);
+    expect(inputs.step2_position_id).toBe(L);
+    const step2 = await graphs.step(cache, await graphs.runEmbed([[inputs.step2_input_id]]));
     expect(maxAbsDiff(step2, fixtureArray('step2_logits').data)).toBeLessThan(TOL);
   });
 
@@ -114,7 +113,7 @@ describe('graphs built from tiny-a match transformers', () => {
     const cache = graphs.emptyCache(1);
     let worst = 0;
     for (let t = 0; t < L; t++) {
-      const logits = await graphs.step(cache, embeds.slice(t * D, (t + 1) * D), [[t]], [new Array(t + 1).fill(1)]);
+      const logits = await graphs.step(cache, embeds.slice(t * D, (t + 1) * D));
       worst = Math.max(worst, maxAbsDiff(logits, ref.subarray(t * V, (t + 1) * V)));
     }
     expect(cache.length).toBe(L);
@@ -125,7 +124,7 @@ describe('graphs built from tiny-a match transformers', () => {
     const embeds = await graphs.mergedEmbeds([inputs.input_ids], imageFeatures);
     const cache = graphs.emptyCache(1);
     const stepLogits = fixtureArray('generate_logits').data; // [16,1,V]
-    let logits = await graphs.step(cache, embeds, [inputs.position_ids], [inputs.attention_mask]);
+    let logits = await graphs.step(cache, embeds);
     const tokens: number[] = [];
     let worst = 0;
     for (let s = 0; s < inputs.generate.max_new_tokens; s++) {
@@ -133,41 +132,41 @@ describe('graphs built from tiny-a match transformers', () => {
       const next = argmax(logits);
       tokens.push(next);
       if (next === inputs.generate.eos_token_id) break;
-      const pos = L + s;
-      logits = await graphs.step(cache, await graphs.runEmbed([[next]]), [[pos]], [new Array(pos + 1).fill(1)]);
+      logits = await graphs.step(cache, await graphs.runEmbed([[next]]));
     }
     expect(tokens).toEqual(inputs.generate.new_tokens);
     expect(worst).toBeLessThan(TOL);
   });
 
-  it('the left-padded batch: valid positions, then batched greedy generation', async () => {
-    const pixels = new Float32Array(2 * 3 * 56 * 56);
-    pixels.set(fixtureArray('image1_pixel_values').data, 0);
-    pixels.set(fixtureArray('image2_pixel_values').data, 3 * 56 * 56);
-    const features = await all.runVision(pixels, 2);
-    const { input_ids: ids, attention_mask: mask, position_ids: positions } = inputs.batch;
+  it("the left-padded batch as rows of their own lengths: each row's valid positions, then batched greedy generation", async () => {
+    // transformers pads the shorter prompt on the left; here each row is prefilled alone and the
+    // rows then decode together, each with its own length (what the engine's batch does)
+    const pixels = [fixtureArray('image1_pixel_values').data, fixtureArray('image2_pixel_values').data];
+    const { input_ids: ids, attention_mask: mask } = inputs.batch;
     const Lb = ids[0]!.length;
-    const embeds = await all.mergedEmbeds(ids, features);
-
-    const batchLogits = await all.step(all.emptyCache(2), embeds, positions, mask);
     const ref = fixtureArray('batch_logits').data;
-    const valid = (i: number): boolean => mask[Math.floor(i / (Lb * V))]![Math.floor(i / V) % Lb] === 1;
-    expect(maxAbsDiff(batchLogits, ref, valid)).toBeLessThan(TOL);
-
-    // generation with the last-position graph: pads never attended, positions count real tokens
     const cache = graphs.emptyCache(2);
-    let logits = await graphs.step(cache, embeds, positions, mask);
+    const lastLogits = new Float32Array(2 * V);
+    for (let b = 0; b < 2; b++) {
+      const unpadded = ids[b]!.filter((_, i) => mask[b]![i] === 1);
+      const pad = Lb - unpadded.length;
+      const features = await all.runVision(pixels[b]!);
+      const embeds = await all.mergedEmbeds([unpadded], features);
+      const rowLogits = await all.step(all.emptyCache(1), embeds);
+      expect(maxAbsDiff(rowLogits, ref.subarray((b * Lb + pad) * V, (b + 1) * Lb * V))).toBeLessThan(TOL);
+      lastLogits.set(await graphs.step(cache, embeds, { rows: [b] }), b * V);
+    }
+    expect(cache.lengths).not.toEqual([cache.lengths[0], cache.lengths[0]]); // really two lengths
+
     const refSteps = fixtureArray('batch_generate_logits').data; // [16,2,V]
     const generated: number[][] = [[], []];
-    const curMask = mask.map((row) => [...row]);
-    const nextPos = mask.map((row) => row.reduce((a, b) => a + b, 0));
+    let logits: Float32Array = lastLogits;
     let worst = 0;
     for (let s = 0; s < 16; s++) {
       worst = Math.max(worst, maxAbsDiff(logits, refSteps.subarray(s * 2 * V, (s + 1) * 2 * V)));
       const next = [argmax(logits, 0, V), argmax(logits, V, V)];
       next.forEach((tok, b) => generated[b]!.push(tok));
-      curMask.forEach((row) => row.push(1));
-      logits = await graphs.step(cache, await graphs.runEmbed(next.map((tk) => [tk])), nextPos.map((p) => [p + s]), curMask);
+      logits = await graphs.step(cache, await graphs.runEmbed(next.map((tk) => [tk])));
     }
     expect(generated).toEqual(inputs.batch.generate_new_tokens);
     expect(worst).toBeLessThan(TOL);

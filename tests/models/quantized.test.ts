@@ -103,10 +103,9 @@ async function compare(pair: Pair, adapters?: { vision?: LoraFeed; decoder?: Lor
   const m = q.manifest;
   const ids = [m.tokens.imageTokenId - 3, ...Array.from({ length: m.vision.imageTokens }, () => m.tokens.imageTokenId), 10, 20, 30, 40, 50];
   const embeds = await q.mergedEmbeds([ids], fq);
-  const positions = ids.map((_, i) => i);
-  const mask = ids.map(() => 1);
-  const lq = await q.step(q.emptyCache(1), embeds, [positions], [mask], adapters?.decoder);
-  const lr = await r.step(r.emptyCache(1), embeds, [positions], [mask], adapters?.decoder);
+  const decoder = adapters?.decoder ? { adapters: adapters.decoder } : {};
+  const lq = await q.step(q.emptyCache(1), embeds, decoder);
+  const lr = await r.step(r.emptyCache(1), embeds, decoder);
   return { features: maxAbsDiff(fq, fr), logits: maxAbsDiff(lq, lr), embed: 0 };
 }
 
@@ -235,36 +234,35 @@ describe('tiny-a fixture, int8 builds', () => {
   const V = 512;
 
   async function greedy(g: Graphs): Promise<number[]> {
-    const L = inputs.input_ids.length;
     const features = await g.runVision(fixtureArray('image1_pixel_values').data);
     const cache = g.emptyCache(1);
-    let logits = await g.step(cache, await g.mergedEmbeds([inputs.input_ids], features), [inputs.position_ids], [inputs.attention_mask]);
+    let logits = await g.step(cache, await g.mergedEmbeds([inputs.input_ids], features));
     const tokens: number[] = [];
     for (let s = 0; s < inputs.generate.max_new_tokens; s++) {
       const next = argmax(logits);
       tokens.push(next);
       if (next === inputs.generate.eos_token_id) break;
-      const pos = L + s;
-      logits = await g.step(cache, await g.runEmbed([[next]]), [[pos]], [new Array(pos + 1).fill(1)]);
+      logits = await g.step(cache, await g.runEmbed([[next]]));
     }
     return tokens;
   }
 
   async function batchGreedy(g: Graphs): Promise<number[][]> {
-    const pixels = new Float32Array(2 * 3 * 56 * 56);
-    pixels.set(fixtureArray('image1_pixel_values').data, 0);
-    pixels.set(fixtureArray('image2_pixel_values').data, 3 * 56 * 56);
-    const { input_ids: ids, attention_mask: mask, position_ids: positions } = inputs.batch;
+    // the fixture's left-padded batch as rows of their own lengths: each prefilled alone, then
+    // decoded together (as the engine batches)
+    const pixels = [fixtureArray('image1_pixel_values').data, fixtureArray('image2_pixel_values').data];
+    const { input_ids: ids, attention_mask: mask } = inputs.batch;
     const cache = g.emptyCache(2);
-    let logits = await g.step(cache, await g.mergedEmbeds(ids, await g.runVision(pixels, 2)), positions, mask);
+    let logits: Float32Array = new Float32Array(2 * V);
+    for (let b = 0; b < 2; b++) {
+      const unpadded = ids[b]!.filter((_, i) => mask[b]![i] === 1);
+      logits.set(await g.step(cache, await g.mergedEmbeds([unpadded], await g.runVision(pixels[b]!)), { rows: [b] }), b * V);
+    }
     const generated: number[][] = [[], []];
-    const curMask = mask.map((row) => [...row]);
-    const nextPos = mask.map((row) => row.reduce((a, b) => a + b, 0));
     for (let s = 0; s < 16; s++) {
       const next = [argmax(logits, 0, V), argmax(logits, V, V)];
       next.forEach((tok, b) => generated[b]!.push(tok));
-      curMask.forEach((row) => row.push(1));
-      logits = await g.step(cache, await g.runEmbed(next.map((tk) => [tk])), nextPos.map((p) => [p + s]), curMask);
+      logits = await g.step(cache, await g.runEmbed(next.map((tk) => [tk])));
     }
     return generated;
   }

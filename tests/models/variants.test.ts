@@ -76,7 +76,7 @@ describe.each(VARIANTS)('$name', ({ options, tol, logitTol = 1e-4 }) => {
     const L = ids.length;
     const positions = ids.map((_, i) => i);
     const embeds = await graphs.mergedEmbeds([ids], features);
-    const full = await graphs.step(graphs.emptyCache(1), embeds, [positions], [new Array(L).fill(1)]);
+    const full = await graphs.step(graphs.emptyCache(1), embeds);
     const refOut = ref.decoder(ref.mergeEmbeds(ids, refVision.imageFeatures), positions);
     expect(maxAbsDiff(full, refOut.logits)).toBeLessThan(logitTol);
 
@@ -87,18 +87,20 @@ describe.each(VARIANTS)('$name', ({ options, tol, logitTol = 1e-4 }) => {
     for (const size of [7, 1, 9, 1, 1, L]) {
       const n = Math.min(size, L - at);
       if (n <= 0) break;
-      const logits = await graphs.step(cache, embeds.slice(at * D, (at + n) * D), [positions.slice(at, at + n)], [new Array(at + n).fill(1)]);
+      const logits = await graphs.step(cache, embeds.slice(at * D, (at + n) * D));
       worst = Math.max(worst, maxAbsDiff(logits, full.subarray(at * V, (at + n) * V)));
       at += n;
     }
     expect(at).toBe(L);
-    expect(worst).toBeLessThan(m.dtype === 'fp16' ? logitTol : 1e-5);
+    // fp32: the chunks read the earlier ones from the cache window (a past part and a new part
+    // summed), the full pass has them all in its new part: the same sums in another order
+    expect(worst).toBeLessThan(m.dtype === 'fp16' ? logitTol : 3e-5);
   });
 });
 
-describe('a left-padded batch on a generated GQA model', () => {
-  it('matches the reference for each row\'s valid positions', async () => {
-    const model = await tinyModel({ text: { numHeads: 8, numKvHeads: 2 }, seed: 2, build: { allPositionLogits: true } });
+describe('rows of different lengths in one batch on a generated GQA model', () => {
+  it("a decode step over two rows matches the reference's full pass of each row", async () => {
+    const model = await tinyModel({ text: { numHeads: 8, numKvHeads: 2 }, seed: 2 });
     const graphs = await Graphs.open(model.modelDir);
     const ref = new ReferenceModel(model.checkpointDir);
     try {
@@ -107,26 +109,25 @@ describe('a left-padded batch on a generated GQA model', () => {
       const V = m.text.vocabSize;
       const rng = new Rng(43, 'pixels');
       const pixels = Float32Array.from({ length: 2 * 3 * S * S }, () => rng.uniform() * 2 - 1);
-      const features = await graphs.runVision(pixels, 2);
       const start = m.tokens.imageTokenId - 3;
       const a = prompt(m.tokens.imageTokenId, m.vision.imageTokens, start);
-      const shortB = a.slice(0, a.length - 9);
-      const pad = a.length - shortB.length;
-      const ids = [a, [...new Array(pad).fill(start), ...shortB]];
-      const mask = [a.map(() => 1), ids[1]!.map((_, i) => (i < pad ? 0 : 1))];
-      const positions = mask.map((row) => {
-        let c = 0;
-        return row.map((v) => (v ? c++ : 1));
-      });
-      const logits = await graphs.step(graphs.emptyCache(2), await graphs.mergedEmbeds(ids, features), positions, mask);
-      const N = m.vision.imageTokens * m.text.hiddenSize;
+      const rows = [a, a.slice(0, a.length - 9)];
+      const next = [start + 1, start + 2];
+      const cache = graphs.emptyCache(2);
+      const refFeatures: Float64Array[] = [];
       for (let b = 0; b < 2; b++) {
-        const refFeatures = ref.vision(pixels.subarray(b * 3 * S * S, (b + 1) * 3 * S * S)).imageFeatures;
-        expect(maxAbsDiff(features.subarray(b * N, (b + 1) * N), refFeatures)).toBeLessThan(1e-4);
-        const out = ref.decoder(ref.mergeEmbeds(ids[b]!, refFeatures), positions[b]!, mask[b]!);
-        const L = ids[b]!.length;
-        const row = logits.subarray(b * L * V, (b + 1) * L * V);
-        expect(maxAbsDiff(row, out.logits, (i) => mask[b]![Math.floor(i / V)] === 1)).toBeLessThan(1e-4);
+        const one = pixels.subarray(b * 3 * S * S, (b + 1) * 3 * S * S);
+        const features = await graphs.runVision(one);
+        refFeatures.push(ref.vision(one).imageFeatures);
+        expect(maxAbsDiff(features, refFeatures[b]!)).toBeLessThan(1e-4);
+        await graphs.step(cache, await graphs.mergedEmbeds([rows[b]!], features), { rows: [b] });
+      }
+      const logits = await graphs.step(cache, await graphs.runEmbed(next.map((id) => [id])));
+      for (let b = 0; b < 2; b++) {
+        const ids = [...rows[b]!, next[b]!];
+        const out = ref.decoder(ref.mergeEmbeds(ids, refFeatures[b]!), ids.map((_, i) => i));
+        const last = out.logits.subarray((ids.length - 1) * V, ids.length * V);
+        expect(maxAbsDiff(logits.subarray(b * V, (b + 1) * V), last)).toBeLessThan(1e-4);
       }
     } finally {
       await graphs.close();

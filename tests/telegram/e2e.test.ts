@@ -14,6 +14,7 @@ import { builtinStyles } from '../../src/styles/index.js';
 import { FakeTelegram, type FakeTelegramOptions } from '../support/fake-telegram/index.js';
 import { tinyModel } from '../support/tiny-model.js';
 import { expectPaced, ObservedEngine, settledReplies, sleep, startBot, tempDir, visibleCore, type BotUnderTest, type StartOptions } from './harness.js';
+import { crashingWorker } from '../support/crash-hook.js';
 
 const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
 const OTHER_PNG = readFileSync(new URL('../fixtures/images/test_image2_40x56.png', import.meta.url));
@@ -27,7 +28,8 @@ const bots: BotUnderTest[] = [];
 
 beforeAll(async () => {
   modelDir = (await tinyModel()).modelDir;
-  engine = await createEngine({ modelDir, threads: 1 });
+  // one slot, as the queue tests expect (users wait while one answer runs)
+  engine = await createEngine({ modelDir, threads: 1, slots: 1 });
 });
 
 afterAll(async () => {
@@ -217,7 +219,7 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
   });
 
   it('tells the user when the engine worker crashes mid-answer, and answers the next request', async () => {
-    const crashing = await createEngine({ modelDir, threads: 1, debugCrashAfterTokens: 3, restartDelayMs: 100 });
+    const crashing = await createEngine({ modelDir, threads: 1, ...crashingWorker(3), restartDelayMs: 100 });
     try {
       const observed = new ObservedEngine(crashing);
       const { fake } = await setUp({ observed });

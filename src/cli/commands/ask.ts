@@ -10,6 +10,7 @@
 //             {"text","tokens","promptTokens","ttftMs","tokensPerSecond"}
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { loadEngineConfig } from '../../config/config.js';
 import { VistyleError } from '../../errors.js';
 import { createLogger, setRootLogger } from '../../log.js';
 import { resolveModelDir } from '../../paths.js';
@@ -116,8 +117,14 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
   const images: Uint8Array[] = [];
   for (const path of options.image) images.push(await readImage(path));
 
+  // The environment's engine settings (same rules as the bot's config), then the flags.
+  const settings = loadEngineConfig(process.env);
   const engine = await createLocalEngine({
     modelDir: resolveModelDir(options.model),
+    ...settings,
+    // one question: one row, and no prefix cache to fill
+    slots: 1,
+    prefixCacheBytes: 0,
     ...(provider === undefined ? {} : { provider: provider as ExecutionProvider }),
     ...(threads === undefined ? {} : { threads }),
   });

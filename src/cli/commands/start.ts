@@ -15,7 +15,7 @@ import { createDiscordAdapter } from '../../../adapters/discord/index.js';
 import { createTelegramAdapter } from '../../../adapters/telegram/index.js';
 import { createBotCore, type BotCoreImpl } from '../../bot/core.js';
 import type { PlatformAdapter } from '../../bot/types.js';
-import { loadConfig, type AppConfig } from '../../config/config.js';
+import { engineOptionsOf, loadConfig, type AppConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
 import { EXIT, startupExitStatus, VistyleError, withExitStatus } from '../../errors.js';
@@ -247,12 +247,7 @@ export async function runStart(options: StartOptions = {}): Promise<void> {
 async function defaultEngine(config: AppConfig, logger: Logger): Promise<Engine> {
   return createEngine({
     logger: logger.child({ module: 'engine-client' }),
-    modelDir: config.model.dir,
-    provider: config.model.provider,
-    deviceId: config.model.deviceId,
-    threads: config.model.threads,
-    maxImageBytes: config.limits.maxImageBytes,
-    ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+    ...engineOptionsOf(config),
   });
 }
 

@@ -4,7 +4,7 @@
 // (`vistyle start` with the same VISTYLE_QUEUE_URL). SIGTERM/SIGINT: finish the running answers,
 // take no new ones, then exit; a second signal exits at once (its jobs run again elsewhere).
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config.js';
+import { engineOptionsOf, loadConfig } from '../../config/config.js';
 import { createEngine } from '../../engine/engine.js';
 import type { Engine } from '../../engine/types.js';
 import { VistyleError } from '../../errors.js';
@@ -81,12 +81,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
     log.info({ modelDir: config.model.dir, provider: config.model.provider }, 'loading the model');
     engine = await createEngine({
       logger: logger.child({ module: 'engine-client' }),
-      modelDir: config.model.dir,
-      provider: config.model.provider,
-      deviceId: config.model.deviceId,
-      threads: config.model.threads,
-      maxImageBytes: config.limits.maxImageBytes,
-      ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
+      ...engineOptionsOf(config),
     });
     readiness.register('engine', engineCheck(engine));
     let redisUp = () => false;
