@@ -5,14 +5,17 @@
 //   values one buffer per layer, [rows, kvH, W, hd]
 //
 // W, the window, is a stride common to every row: a multiple of `block` positions, room for the
-// longest open sequence and the positions the next run adds to it. A decode step over rows 0..n-1 feeds the first n rows of each buffer
-// as zero-copy views ([n,kvH,hd,W]); a prefill chunk feeds one row's block ([1,kvH,hd,W]). The
-// decoder's MatMuls read these views in place and mask the positions a row does not have
-// (past_mask), so nothing is copied per step but the new positions the decoder returns, written
-// after each row's length. When a sequence outgrows W, every row is moved to the wider stride
-// in place (copyWithin, once per `block` tokens of the longest row); when the longest leaves, W
-// shrinks back. A decode step over rows that are not 0..n-1 gives the rows in between (free, or
-// prefilling) to the batch as fillers: their outputs are ignored.
+// longest open sequence and the positions the next run adds to it. A decode step over rows
+// 0..n-1 feeds the first n rows of each buffer as zero-copy views ([n,kvH,hd,W]); the decoder's
+// MatMuls read them in place and mask the positions a row does not have (past_mask), so nothing
+// is copied per step but the new positions the decoder returns, written after each row's length.
+// A decode step over rows that are not 0..n-1 gives the rows in between (free, or prefilling) to
+// the batch as fillers: their outputs are ignored. A prefill chunk (one row) reads exactly the
+// row's cached positions instead: nothing for a first chunk (one masked position), a compact
+// copy after a restored prefix or an earlier chunk, so that hundreds of new tokens do not also
+// score a window of masked positions. When a sequence outgrows W, every row is moved to the
+// wider stride in place (copyWithin, once per `block` tokens of the longest row); when the
+// longest leaves, W shrinks back.
 //
 // Buffers are allocated for every row at full capacity up front; the operating system maps the
 // pages only as positions are written, so memory grows with what is cached.
@@ -46,6 +49,8 @@ interface HostBinding extends StepBinding {
   readonly rows: readonly number[];
   readonly starts: readonly number[];
   readonly window: number;
+  /** Bytes copied into the feeds (a prefill's compact past). */
+  readonly copiedBytes?: number;
 }
 
 export interface HostKvCacheOptions {
@@ -64,6 +69,7 @@ export class HostKvCache implements KvCache {
   private readonly rowOf = new Map<SequenceId, number>();
   private readonly idOf: (SequenceId | undefined)[];
   private window: number;
+  private zeros: CacheArray | undefined;
   private nextId = 1;
   private freed = false;
   lastTraffic: HostTraffic = { in: 0, out: 0 };
@@ -232,24 +238,49 @@ export class HostKvCache implements KvCache {
     this.checkRoom(id, length, newTokens);
     // the new positions are written after the cached ones, inside the row's stride
     this.fitWindow(Math.max(this.longest(), length + newTokens));
-    const W = this.window;
-    const mask = new BigInt64Array(W);
-    mask.fill(1n, 0, length);
     const positions = BigInt64Array.from({ length: newTokens }, (_, i) => BigInt(length + i));
+    // A prefill attends to exactly the cached positions: a view of the row's window would make
+    // every new token score the whole window too (at least the chunk's own positions, masked).
+    // Nothing cached (the usual first chunk): one masked position. Otherwise a compact copy of
+    // the cached positions, once per chunk (a chunk is hundreds of tokens of compute).
+    const past = length === 0 ? this.emptyPast() : this.compactPast(row, length);
     const binding: HostBinding = {
       kind: 'prefill',
       batch: [id],
       newTokens,
       rows: [row],
       starts: [length],
-      window: W,
+      window: this.window,
+      copiedBytes: past.copied,
       feeds: {
         position_ids: new ort.Tensor('int64', positions, [1, newTokens]),
-        past_mask: new ort.Tensor('int64', mask, [1, W]),
-        ...this.views(row, 1),
+        past_mask: new ort.Tensor('int64', new BigInt64Array(Math.max(1, length)).fill(length === 0 ? 0n : 1n), [1, Math.max(1, length)]),
+        ...past.feeds,
       },
     };
     return binding;
+  }
+
+  private emptyPast(): { feeds: Record<string, ort.Tensor>; copied: number } {
+    const { numKvHeads: kvH, headDim: hd, dtype } = this.spec;
+    this.zeros ??= dtype === 'float32' ? new Float32Array(kvH * hd) : new Uint16Array(kvH * hd);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (let layer = 0; layer < this.spec.numLayers; layer++) {
+      feeds[pastKeyName(layer)] = new ort.Tensor(dtype, this.zeros, [1, kvH, hd, 1]);
+      feeds[pastValueName(layer)] = new ort.Tensor(dtype, this.zeros, [1, kvH, 1, hd]);
+    }
+    return { feeds, copied: 0 };
+  }
+
+  private compactPast(row: number, n: number): { feeds: Record<string, ort.Tensor>; copied: number } {
+    const { numKvHeads: kvH, headDim: hd, dtype } = this.spec;
+    const { keys, values } = this.copyRow(row, n);
+    const feeds: Record<string, ort.Tensor> = {};
+    keys.forEach((k, layer) => {
+      feeds[pastKeyName(layer)] = new ort.Tensor(dtype, k, [1, kvH, hd, n]);
+      feeds[pastValueName(layer)] = new ort.Tensor(dtype, values[layer]!, [1, kvH, n, hd]);
+    });
+    return { feeds, copied: keys.reduce((sum, k) => sum + k.byteLength, 0) * 2 };
   }
 
   async bindDecode(ids: readonly SequenceId[]): Promise<StepBinding> {
@@ -335,7 +366,7 @@ export class HostKvCache implements KvCache {
       if (id !== null && this.rowOf.get(id) === b.rows[i]) this.lengths[b.rows[i]!] = b.starts[i]! + T;
     });
     // Host-visible bytes: everything fed but the zero-copy cache views, everything returned.
-    let bytesIn = 0;
+    let bytesIn = b.copiedBytes ?? 0;
     for (const [name, tensor] of Object.entries(feeds)) if (!name.startsWith('past_key.') && !name.startsWith('past_value.')) bytesIn += tensorBytes(tensor);
     let bytesOut = 0;
     for (const tensor of Object.values(outputs)) bytesOut += tensorBytes(tensor);
@@ -349,6 +380,13 @@ export class HostKvCache implements KvCache {
     if (!Number.isInteger(n) || n <= 0 || n > this.lengths[row]!) {
       throw new VistyleError('INTERNAL', `snapshot of ${n} positions from a sequence of ${this.lengths[row]}`);
     }
+    const { keys, values } = this.copyRow(row, n);
+    const bytes = keys.reduce((s, a) => s + a.byteLength, 0) * 2;
+    return new HostSnapshot(n, keys, values, bytes);
+  }
+
+  /** The first n positions of a row, compact: per layer keys [kvH,hd,n], values [kvH,n,hd]. */
+  private copyRow(row: number, n: number): { keys: CacheArray[]; values: CacheArray[] } {
     const { numKvHeads: kvH, headDim: hd, dtype } = this.spec;
     const W = this.window;
     const make = (): CacheArray => (dtype === 'float32' ? new Float32Array(kvH * hd * n) : new Uint16Array(kvH * hd * n));
@@ -370,8 +408,7 @@ export class HostKvCache implements KvCache {
       keys.push(k);
       values.push(v);
     }
-    const bytes = keys.reduce((s, a) => s + a.byteLength, 0) * 2;
-    return new HostSnapshot(n, keys, values, bytes);
+    return { keys, values };
   }
 
   private restore(row: number, snapshot: HostSnapshot, n: number): void {

@@ -97,10 +97,12 @@ describe('HostKvCache', () => {
 
     await seen(await cache.bindPrefill(a, 3), () => 1); // a: 3 positions of 1
     expect(cache.currentWindow).toBe(4);
-    const viewed = await cache.bindPrefill(b, 6); // b needs 6: the window grows to 8
+    const first = await cache.bindPrefill(b, 6); // b needs 6: the window grows to 8
     expect(cache.currentWindow).toBe(8);
-    expect(viewed.feeds['past_key.0']!.dims).toEqual([1, KV_HEADS, HEAD_DIM, 8]);
-    await seen(viewed, () => 2);
+    // a first chunk has nothing cached: one masked position, not a window of them
+    expect(first.feeds['past_key.0']!.dims).toEqual([1, KV_HEADS, HEAD_DIM, 1]);
+    expect(first.feeds['past_mask']!.data).toEqual(new BigInt64Array([0n]));
+    await seen(first, () => 2);
     expect(cache.length(a)).toBe(3);
     expect(cache.length(b)).toBe(6);
 
@@ -130,7 +132,11 @@ describe('HostKvCache', () => {
     const d = await cache.open({ snapshot, length: 5 });
     expect(cache.length(d)).toBe(5);
     sums.set(d, 2 * 5); // b's first five positions were its prefill of 2s
-    await seen(await cache.bindPrefill(d, 2), () => 4);
+    // a later chunk reads exactly the cached positions (a compact copy, counted as traffic)
+    const next = await cache.bindPrefill(d, 2);
+    expect(next.feeds['past_key.0']!.dims).toEqual([1, KV_HEADS, HEAD_DIM, 5]);
+    await seen(next, () => 4);
+    expect(cache.lastTraffic.in).toBeGreaterThanOrEqual(2 * 5 * perPosition * 4);
     expect(bSum).toBeGreaterThan(sums.get(d)! - 8);
 
     // the longest leaves: within a block of slack the window stays (no moving back and forth)...

@@ -1,6 +1,7 @@
 // The real engine (worker thread, tiny model) with a record of what it was asked and how each
 // answer ended, so tests can see the styled prompt and that a cancelled request really stopped.
 import type { AppConfig } from '../../../src/config/config.js';
+import { engineOptionsOf } from '../../../src/config/config.js';
 import { createEngine } from '../../../src/engine/engine.js';
 import type { Engine, GenerateRequest, GenerationResult, GenerationStream } from '../../../src/engine/types.js';
 
@@ -33,13 +34,9 @@ export function recordingEngineFactory(options: { delayMs?: number } = {}) {
   const holder: { engine?: RecordingEngine } = {};
   const factory = async (config: AppConfig): Promise<Engine> => {
     if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
-    const inner = await createEngine({
-      modelDir: config.model.dir,
-      provider: config.model.provider,
-      threads: config.model.threads,
-      maxImageBytes: config.limits.maxImageBytes,
-      ...(config.model.maxContextTokens ? { maxContextTokens: config.model.maxContextTokens } : {}),
-    });
+    // the engine `vistyle start` makes, with one slot unless the test asks for more (the queue
+    // tests need requests waiting while one runs; the engine's own default is 4)
+    const inner = await createEngine({ ...engineOptionsOf(config), slots: config.limits.engineSlots ?? 1 });
     holder.engine = new RecordingEngine(inner);
     return holder.engine;
   };
