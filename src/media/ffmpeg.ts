@@ -102,6 +102,43 @@ export function sampleTimes(durationS: number, count: number, startS = 0): numbe
   return Array.from({ length: count }, (_, i) => startS + (durationS * (i + 0.5)) / count);
 }
 
+/** Videos read at once: every waiting request reads its clip early, and a full queue of them
+ * must not become a hundred ffmpeg processes next to the engine. */
+export const MAX_CONCURRENT_VIDEOS = 2;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/** Videos being read now, and waiting for their turn (for tests and diagnostics). */
+export function videoReads(): { running: number; waiting: number } {
+  return { running, waiting: waiting.length };
+}
+
+async function withVideoSlot<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (running >= MAX_CONCURRENT_VIDEOS) {
+    await new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const at = waiting.indexOf(go);
+        if (at >= 0) waiting.splice(at, 1);
+        reject(mediaError('video-unreadable', 'cancelled while waiting to read the video', { aborted: true }));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      waiting.push(go);
+    });
+  }
+  running++;
+  try {
+    return await work();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 /**
  * N frames of a video, evenly over its length. Throws (mediaError) video-no-ffmpeg,
  * video-no-picture, video-empty, video-too-long, video-unreadable; CANCELLED is left to the caller
@@ -115,11 +152,15 @@ export async function videoFrames(
 ): Promise<VideoFrames> {
   const tools = (await ffmpegVersion(options.env)) === null ? null : findFfmpeg(options.env);
   if (!tools) throw mediaError('video-no-ffmpeg', 'ffmpeg is not installed on this server (it reads videos); send a picture instead');
+  return withVideoSlot(() => readFrames(tools, bytes, container, limits, options.signal), options.signal);
+}
+
+async function readFrames(tools: FfmpegTools, bytes: Uint8Array, container: VideoContainer, limits: VideoLimits, signal: AbortSignal | undefined): Promise<VideoFrames> {
   const dir = await mkdtemp(join(tmpdir(), 'vistyle-video-'));
   try {
     const input = join(dir, 'input');
     await writeFile(input, bytes);
-    const probe = await probeVideo(tools, input, container, limits, options.signal);
+    const probe = await probeVideo(tools, input, container, limits, signal);
     const stream = probe.streams?.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
     if (!stream) {
       if (seconds(probe.format?.duration) === 0) throw mediaError('video-empty', 'the video is empty (zero length, no stream)');
@@ -140,7 +181,7 @@ export async function videoFrames(
     // Without a length in the container (some WebM recordings), the first frame is all we can place.
     const count = Math.max(1, Math.min(limits.frames, declaredFrames ?? limits.frames));
     const times = durationS === undefined ? [startS] : sampleTimes(durationS, count, startS);
-    const frames = await extractFrames(tools, dir, input, container, stream.index, times, limits, options.signal);
+    const frames = await extractFrames(tools, dir, input, container, stream.index, times, limits, signal);
     if (frames.length === 0) throw mediaError('video-empty', 'ffmpeg found no frame to show in the video', { durationS });
     return { frames: frames.map((f) => f.bytes), times: frames.map((f) => f.time), durationS, width: stream.width ?? 0, height: stream.height ?? 0 };
   } finally {

@@ -10,6 +10,8 @@ import {
   animationInfo,
   expandMedia,
   ffmpegAvailable,
+  MAX_CONCURRENT_VIDEOS,
+  videoReads,
   MAX_ANIMATION_FRAMES,
   mediaRefusalOf,
   runTool,
@@ -187,6 +189,26 @@ describe.skipIf(!hasFfmpeg)('videos through ffmpeg', () => {
     const error = await refusal(expandMedia(garbled, options));
     expect(error.code).toBe('IMAGE_CORRUPT');
     expect(mediaRefusalOf(error)).toBe('video-unreadable');
+  });
+
+  it('reads at most two videos at once; the others wait their turn and all get their frames', async () => {
+    const clip = testVideo(1);
+    let most = 0;
+    let queued = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, videoReads().running);
+      queued = Math.max(queued, videoReads().waiting);
+    }, 2);
+    try {
+      const all = await Promise.all(Array.from({ length: 5 }, () => expandMedia(clip, options)));
+      for (const expanded of all) expect(expanded.pictures).toHaveLength(4);
+    } finally {
+      clearInterval(watch);
+    }
+    expect(queued).toBeGreaterThan(0);
+    expect(videoReads()).toEqual({ running: 0, waiting: 0 });
+    expect(most).toBeGreaterThanOrEqual(1);
+    expect(most).toBeLessThanOrEqual(MAX_CONCURRENT_VIDEOS);
   });
 
   it('stops ffmpeg when the request is cancelled', async () => {
