@@ -1,6 +1,7 @@
 // A Discord attachment as the core's lazy ImageSource: size, type and pixel size come from the
 // attachment metadata, so an oversized or non-image file is refused without downloading it; the
-// download itself stops at the byte limit and honours cancellation.
+// download itself stops at the byte limit and honours cancellation. Pictures, GIFs and videos
+// (`video/*`: the core samples frames) are what a message is asked about.
 import type { Attachment } from 'discord.js';
 import type { ImageSource } from '../../src/bot/types.js';
 import { VistyleError } from '../../src/errors.js';
@@ -20,14 +21,20 @@ export function attachmentImageSource(attachment: AttachmentLike): ImageSource {
   return source;
 }
 
-/** Pick the attachment to ask about: the first picture, else the first file (the core explains). */
-export function pickAttachment<T extends AttachmentLike>(attachments: Iterable<T>): T | undefined {
-  let first: T | undefined;
-  for (const attachment of attachments) {
-    first ??= attachment;
-    if (attachment.contentType?.startsWith('image/') || /\.(jpe?g|png|webp|gif)$/i.test(attachment.name)) return attachment;
-  }
-  return first;
+/** Pictures, GIFs and videos, by content type or, when Discord gives none, by file name. */
+export function isMediaAttachment(attachment: AttachmentLike): boolean {
+  const type = attachment.contentType?.toLowerCase() ?? '';
+  return type.startsWith('image/') || type.startsWith('video/') || /\.(jpe?g|png|webp|gif|mp4|m4v|mov|webm|mkv)$/i.test(attachment.name);
+}
+
+/**
+ * The attachments to ask about, in order: every picture, GIF and video; when there is none, the
+ * first file (so that the core can say why it is not one).
+ */
+export function pickAttachments<T extends AttachmentLike>(attachments: Iterable<T>): T[] {
+  const all = [...attachments];
+  const media = all.filter(isMediaAttachment);
+  return media.length > 0 ? media : all.slice(0, 1);
 }
 
 async function download(attachment: AttachmentLike, signal: AbortSignal, maxBytes: number): Promise<Uint8Array> {

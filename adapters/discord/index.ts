@@ -6,6 +6,7 @@
 import {
   Events,
   MessageFlags,
+  type Attachment,
   type ButtonInteraction,
   type ChatInputCommandInteraction,
   type Client,
@@ -37,7 +38,7 @@ import { CANCEL_PREFIX, DISCORD_MAX_CONTENT, DiscordAnswer } from './answer.js';
 import { createDiscordClient } from './client.js';
 import { ASK_ABOUT_IMAGE, buildCommandDefinitions, syncCommands, type StyleChoice } from './commands.js';
 import { describeError, retryAfterMs } from './errors.js';
-import { attachmentImageSource, pickAttachment } from './image-source.js';
+import { attachmentImageSource, pickAttachments } from './image-source.js';
 import { ChannelSurface, InteractionSurface, type AnswerInteraction, type AnswerSurface } from './surfaces.js';
 
 export { ASK_ABOUT_IMAGE, buildCommandDefinitions, syncCommands } from './commands.js';
@@ -78,6 +79,8 @@ const DEFAULT_START_TIMEOUT_MS = 30_000;
  */
 const DECIDE_BEFORE_DEFER_MS = 2000;
 const REMEMBERED = 10_000;
+/** `/ask`'s picture options, in the order they are asked about. */
+const ASK_PICTURE_OPTIONS = ['image', 'image2', 'image3', 'image4'] as const;
 
 export function createDiscordAdapter(options: DiscordAdapterConfig): DiscordAdapter {
   return new DiscordAdapter(options);
@@ -335,9 +338,9 @@ export class DiscordAdapter implements PlatformAdapter {
     this.log.debug({ type: interaction.type }, 'discord interaction ignored');
   }
 
-  /** `/ask image:<attachment> question:<text> style:<choice>`. */
+  /** `/ask image:<attachment> question:<text> style:<choice> image2..image4:<attachment>`. */
   private async onAsk(interaction: ChatInputCommandInteraction): Promise<void> {
-    const attachment = interaction.options.getAttachment('image');
+    const attachments = ASK_PICTURE_OPTIONS.map((name) => interaction.options.getAttachment(name)).filter((a): a is Attachment => a !== null);
     const request: BotRequest = {
       user: this.userOf(interaction.user, interaction.locale),
       chat: chatOf(interaction.channelId, interaction.guildId),
@@ -347,21 +350,21 @@ export class DiscordAdapter implements PlatformAdapter {
     if (question) request.question = question;
     const style = interaction.options.getString('style');
     if (style) request.style = style;
-    if (attachment) request.image = attachmentImageSource(attachment);
+    if (attachments.length > 0) request.images = attachments.map(attachmentImageSource);
     await this.askOnInteraction(interaction, request);
   }
 
-  /** The message context menu: ask the style's default question about the message's picture. */
+  /** The message context menu: ask the style's default question about the message's pictures. */
   private async onAskAboutImage(interaction: MessageContextMenuCommandInteraction): Promise<void> {
     const target = interaction.targetMessage;
-    const attachment = pickAttachment(target.attachments.values());
+    const attachments = pickAttachments(target.attachments.values());
     const request: BotRequest = {
       user: this.userOf(interaction.user, interaction.locale),
       chat: chatOf(interaction.channelId, interaction.guildId),
       locale: interaction.locale,
     };
-    if (attachment) {
-      request.image = attachmentImageSource(attachment);
+    if (attachments.length > 0) {
+      request.images = attachments.map(attachmentImageSource);
       request.messageId = target.id;
     } else {
       // No picture here: a follow-up on the conversation this message belongs to (the bot's answer).
@@ -464,14 +467,15 @@ export class DiscordAdapter implements PlatformAdapter {
     if (locale) request.locale = locale;
     const question = stripMention(message.content, botId);
     if (question) request.question = question;
-    const attachment = pickAttachment(message.attachments.values());
-    if (attachment) request.image = attachmentImageSource(attachment);
+    // every picture and clip of the message; replying to a known answer, they join its conversation
+    const attachments = pickAttachments(message.attachments.values());
+    if (attachments.length > 0) request.images = attachments.map(attachmentImageSource);
     if (referenced) {
       request.replyToMessageId = referenced;
-      // discord.js caches the replied-to message from the event; its picture is asked about when
+      // discord.js caches the replied-to message from the event; its pictures are asked about when
       // the core does not know that message (a reply to someone's photo).
-      const repliedAttachment = pickAttachment(message.channel.messages.cache.get(referenced)?.attachments.values() ?? []);
-      if (repliedAttachment) request.replyImage = attachmentImageSource(repliedAttachment);
+      const replied = pickAttachments(message.channel.messages.cache.get(referenced)?.attachments.values() ?? []);
+      if (replied.length > 0) request.replyImages = replied.map(attachmentImageSource);
     }
     const surface = new ChannelSurface(client.rest, message.channelId, { replyTo: message.id });
     this.ask(request, surface, message.channelId, message.author.id);

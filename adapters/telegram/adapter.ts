@@ -29,7 +29,7 @@ import { TelegramAnswer, TELEGRAM_TEXT_LIMIT, type DraftSupport } from './answer
 import { apiErrorFields, describeApiError, isApiError, isTransient, retryAfterMs } from './api-errors.js';
 import { commandMenus } from './commands.js';
 import { readIncoming, type BotIdentity, type IncomingText } from './incoming.js';
-import { pictureOf } from './media.js';
+import { picturesOf } from './media.js';
 import { GlobalPacer } from './pacer.js';
 
 /** Knobs beyond the shared contract; the defaults are what Telegram tolerates. */
@@ -361,23 +361,21 @@ export class TelegramAdapter implements PlatformAdapter {
     const user = this.botUser(message.from);
     const chat = this.botChat(message);
     const maxBytes = this.core.limits.maxImageBytes;
-    // the picture: the captioned part's, else the first part that has one
-    let picture = pictureOf(message, this.bot.telegram, maxBytes);
-    for (const part of parts) {
-      if (picture.kind === 'picture') break;
-      picture = pictureOf(part, this.bot.telegram, maxBytes);
-    }
+    // every part's picture, in the album's order (the core takes the first N and says so)
+    const images = parts.flatMap((part) => picturesOf(part, this.bot.telegram, maxBytes));
     const request: BotRequest = { user, chat, messageId: String(message.message_id) };
     if (text.question !== '') request.question = text.question;
-    if (picture.kind === 'picture') request.image = picture.source;
+    if (images.length > 0) request.images = images;
     const related = parts.filter((part) => part !== message).map((part) => String(part.message_id));
     if (related.length > 0) request.relatedMessageIds = related;
-    const replied = 'reply_to_message' in message ? message.reply_to_message : undefined;
+    // an album sent as a reply: every part replies to the same message
+    const replying = [message, ...parts].find((part) => 'reply_to_message' in part && part.reply_to_message);
+    const replied = replying && 'reply_to_message' in replying ? replying.reply_to_message : undefined;
     if (replied) {
       request.replyToMessageId = String(replied.message_id);
       if (replied.from?.id !== this.identity?.id) {
-        const repliedPicture = pictureOf(replied, this.bot.telegram, maxBytes);
-        if (repliedPicture.kind === 'picture') request.replyImage = repliedPicture.source;
+        const repliedPictures = picturesOf(replied, this.bot.telegram, maxBytes);
+        if (repliedPictures.length > 0) request.replyImages = repliedPictures;
       }
     }
 

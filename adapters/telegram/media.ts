@@ -1,7 +1,8 @@
 // Pictures in Telegram messages: photos (several sizes; we take the largest one the Bot API will
-// hand out and the core accepts) and documents (a file sent "as a file"; its MIME type, name and
-// size go to the core, which refuses what is clearly not a picture before downloading and sniffs
-// the bytes of the rest). The bytes are fetched lazily, through getFile and the file download URL,
+// hand out and the core accepts), GIFs (`animation`, which Telegram turns into MP4), videos and
+// video notes (the core samples frames from them), and documents (a file sent "as a file"; its
+// MIME type, name and size go to the core, which refuses what is clearly not a picture before
+// downloading and sniffs the bytes of the rest). The bytes are fetched lazily, through getFile and the file download URL,
 // only when the core asks for them, and never past the core's byte limit.
 import { readFile, stat } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
@@ -17,8 +18,6 @@ import { isApiError } from './api-errors.js';
 /** getFile refuses files above this on the public Bot API. */
 export const BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
 
-export type PictureOf = { kind: 'picture'; source: ImageSource } | { kind: 'none' };
-
 /**
  * The largest size the bot can download and the core accepts; when even the smallest is too big,
  * the smallest (its reported size lets the core refuse it politely without downloading).
@@ -30,11 +29,16 @@ export function pickPhotoSize(sizes: readonly PhotoSize[], maxBytes: number): Ph
   return fitting.at(-1) ?? byArea[0];
 }
 
-/** The picture a message carries, if any. */
-export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: number): PictureOf {
+/**
+ * What a message carries for the model: a photo (its largest usable size), a GIF (Telegram sends
+ * it as an MP4 `animation`), a `video`, a round `video_note`, or a file (`document`: a picture,
+ * a video or anything else, which the core refuses politely). At most one per message; an album is
+ * several messages.
+ */
+export function picturesOf(message: Message, telegram: Telegram, maxImageBytes: number): ImageSource[] {
   if ('photo' in message && message.photo.length > 0) {
     const size = pickPhotoSize(message.photo, maxImageBytes);
-    if (!size) return { kind: 'none' };
+    if (!size) return [];
     const source: ImageSource = {
       width: size.width,
       height: size.height,
@@ -42,7 +46,21 @@ export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: n
       fetch: (options) => downloadWithinBotApiLimit(telegram, size.file_id, size.file_size, options),
     };
     if (size.file_size !== undefined) source.sizeBytes = size.file_size;
-    return { kind: 'picture', source };
+    return [source];
+  }
+  // An animation message also has `document` (Bot API: for backward compatibility): look first.
+  const clip =
+    'animation' in message ? message.animation : 'video' in message ? message.video : 'video_note' in message ? message.video_note : undefined;
+  if (clip) {
+    const source: ImageSource = {
+      // video notes are always MP4, and Telegram gives them no MIME type
+      mime: ('mime_type' in clip && clip.mime_type) || 'video/mp4',
+      fetch: (options) => downloadWithinBotApiLimit(telegram, clip.file_id, clip.file_size, options),
+    };
+    if (clip.file_size !== undefined) source.sizeBytes = clip.file_size;
+    if ('file_name' in clip && clip.file_name) source.fileName = clip.file_name;
+    if ('width' in clip) [source.width, source.height] = [clip.width, clip.height];
+    return [source];
   }
   if ('document' in message) {
     const document = message.document;
@@ -50,9 +68,9 @@ export function pictureOf(message: Message, telegram: Telegram, maxImageBytes: n
     if (document.file_size !== undefined) source.sizeBytes = document.file_size;
     if (document.mime_type !== undefined) source.mime = document.mime_type;
     if (document.file_name !== undefined) source.fileName = document.file_name;
-    return { kind: 'picture', source };
+    return [source];
   }
-  return { kind: 'none' };
+  return [];
 }
 
 /**

@@ -30,6 +30,8 @@ export interface CommandOption {
   description: CommandText;
   /** Platforms that offer the option (default: all). Telegram has no per-request style option. */
   platforms?: Platform[];
+  /** Left out of the help text's usage line (the 2nd to 4th picture of Discord's /ask). */
+  hiddenInHelp?: boolean;
 }
 
 /** A command's arguments by option name (Telegram's text after the command goes to the first text-like option). */
@@ -77,8 +79,8 @@ export const BOT_COMMANDS: readonly BotCommand[] = [
       {
         name: 'image',
         kind: 'picture',
-        label: { en: 'picture', zh: '图片' },
-        description: { en: 'The picture', zh: '图片', zhHant: '圖片' },
+        label: { en: 'pictures', zh: '图片' },
+        description: { en: 'The picture (a GIF or a short video works too)', zh: '图片（也可以是 GIF 或短视频）', zhHant: '圖片（也可以是 GIF 或短影片）' },
         platforms: ['discord'],
       },
       {
@@ -98,6 +100,17 @@ export const BOT_COMMANDS: readonly BotCommand[] = [
         description: { en: 'Answer in this style (this time only)', zh: '本次回答使用的风格', zhHant: '本次回答使用的風格' },
         platforms: ['discord'],
       },
+      // Discord's /ask takes up to four pictures, asked about together (image, image2..image4).
+      ...[2, 3, 4].map(
+        (n): CommandOption => ({
+          name: `image${n}`,
+          kind: 'picture',
+          label: { en: `picture ${n}`, zh: `图片 ${n}` },
+          description: { en: `Picture ${n}, asked about with the others`, zh: `第 ${n} 张图片，和其他图片一起提问`, zhHant: `第 ${n} 張圖片，和其他圖片一起提問` },
+          platforms: ['discord'],
+          hiddenInHelp: true,
+        }),
+      ),
     ],
   },
   {
@@ -229,6 +242,7 @@ export function runCommand(
 export function helpText(lang: Language, options: { platform: Platform; admin: boolean }): string {
   const line = (command: BotCommand) => {
     const usage = optionsOn(command, options.platform)
+      .filter((option) => !option.hiddenInHelp)
       .map((option) => `[${option.label[lang]}]`)
       .join(' ');
     return `/${command.name}${usage ? ` ${usage}` : ''} – ${command.help[lang]}`;

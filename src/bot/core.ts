@@ -1,13 +1,16 @@
 // The bot core: everything between the platform adapters and the engine that is the same on every
-// platform. A request goes: access check -> question and picture checks (from metadata) ->
-// conversation lookup (follow-ups) -> style resolution -> the scheduler (per-user limits, queue
-// cap, position updates) -> picture download and check -> engine.generate streamed to the sink ->
-// the turn stored so replies can continue it. Every accepted request ends in exactly one terminal
+// platform. A request goes: access check -> question and picture checks (from metadata; the first
+// VISTYLE_MAX_IMAGES_PER_MESSAGE pictures, the user told of the rest) -> conversation lookup
+// (follow-ups; new pictures in a reply join the conversation) -> style resolution -> the
+// scheduler (one request however many pictures: per-user limits, queue cap, positions) ->
+// pictures downloaded and turned into what the model sees (animations and videos: frames,
+// src/media) -> engine.generate streamed to the sink (the oldest turns left out to fit, the user
+// told) -> the turn and its pictures stored so replies can continue it. Every accepted request ends in exactly one terminal
 // sink call, with a polite localised message when there is no answer.
-import { randomUUID } from 'node:crypto';
-import type { AccessConfig, LimitsConfig } from '../config/config.js';
+import { createHash, randomUUID } from 'node:crypto';
+import type { AccessConfig, LimitsConfig, MediaConfig } from '../config/config.js';
 import { idListMatches } from '../config/config.js';
-import type { ChatMessage, Engine, GenerationResult } from '../engine/types.js';
+import type { Engine, GenerationResult } from '../engine/types.js';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import { errorFields, moduleLogger, redactSecrets, type Logger } from '../log.js';
 import { BotMetrics } from '../metrics/metrics.js';
@@ -18,7 +21,11 @@ import { buildStyledRequest } from '../styles/conversation.js';
 import type { Style, StyleRegistry } from '../styles/types.js';
 import { helpText } from './commands.js';
 import { errorMessage, languageFromCode, t } from './i18n.js';
-import { fetchImage, precheckImage } from './image-input.js';
+import { downloadLimit, downloadSource, precheckMedia } from './image-input.js';
+import { conversationPrompt, type PromptPicture, type StoredPicture } from './conversation-pictures.js';
+import { mediaRefusalOf } from '../media/errors.js';
+import { expandMedia, videoTooLarge } from '../media/pictures.js';
+import { isVideoMime } from '../media/sniff.js';
 import { finalAnswerText, SinkDriver } from './sink-driver.js';
 import { styledStatelessRequest, type StatelessAnswer, type StatelessHooks, type StatelessRequest } from './stateless.js';
 import type {
@@ -33,6 +40,7 @@ import type {
   CommandContext,
   CommandResult,
   CoreLimits,
+  ImageSource,
   Language,
   MessageParams,
   QueueStatusResult,
@@ -47,7 +55,17 @@ export interface CoreConfig {
   limits: LimitsConfig;
   access: AccessConfig;
   defaultLanguage: Language;
+  /** Pictures per message, animations and videos (default DEFAULT_MEDIA_CONFIG). */
+  media?: MediaConfig;
 }
+
+/** The media settings when the caller gives none (as loadConfig's defaults on CPU). */
+export const DEFAULT_MEDIA_CONFIG: Readonly<MediaConfig> = Object.freeze({
+  maxImagesPerMessage: 4,
+  videoFrames: 4,
+  videoMaxSeconds: 120,
+  videoMaxBytes: 50 * 1024 * 1024,
+});
 
 /** A registry that can be reloaded on an admin's request (H8's LiveStyleRegistry). */
 type ReloadableRegistry = StyleRegistry & {
@@ -89,7 +107,18 @@ interface Answer {
   text: string;
   result: GenerationResult;
   historyTurnsUsed: number;
+  /** Turns of the history window left out because the conversation did not fit. */
+  droppedTurns: number;
 }
+
+interface RequestPictures {
+  /** What this request brought (frames of clips), shown with the question and stored with its turn. */
+  fresh: (PromptPicture & { mime: string })[];
+  /** The conversation's pictures from the store. */
+  stored: (StoredPicture & { mime: string | null })[];
+}
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** Bot API ids can be numbers; the core's keys are strings. */
 const key = (platform: string, id: string) => `${platform}:${id}`;
@@ -101,6 +130,8 @@ export class BotCoreImpl implements BotCore {
   private readonly styles: ReloadableRegistry;
   private readonly store: Store;
   private readonly config: CoreConfig;
+  private readonly media: MediaConfig;
+  private readonly mediaLimits: { maxImageBytes: number; maxVideoBytes: number };
   private readonly logger: Logger;
   private readonly scheduler: AnswerScheduler;
   private readonly live = new Map<string, LiveRequest>();
@@ -113,6 +144,8 @@ export class BotCoreImpl implements BotCore {
     this.styles = deps.styles;
     this.store = deps.store;
     this.config = deps.config;
+    this.media = deps.config.media ?? DEFAULT_MEDIA_CONFIG;
+    this.mediaLimits = { maxImageBytes: deps.config.limits.maxImageBytes, maxVideoBytes: this.media.videoMaxBytes };
     this.logger = deps.logger ?? moduleLogger('bot');
     this.metrics = deps.metrics ?? new BotMetrics();
     const limits = deps.config.limits;
@@ -189,7 +222,7 @@ export class BotCoreImpl implements BotCore {
   ): Promise<AskOutcome> {
     await Promise.resolve(); // no sink call before ask() has returned its ticket
     const startedAt = Date.now();
-    const record: Record<string, unknown> = { lang, hasImage: request.image !== undefined, replyImage: request.replyImage !== undefined };
+    const record: Record<string, unknown> = { lang, pictures: request.images?.length ?? 0, replyPictures: request.replyImages?.length ?? 0 };
     let style: Style | undefined;
 
     const fail = async (error: unknown): Promise<AskOutcome> => {
@@ -200,12 +233,14 @@ export class BotCoreImpl implements BotCore {
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'failed' });
       this.metrics.errors.inc({ code });
       const level = code === 'INTERNAL' ? 'error' : code === 'ENGINE_CRASHED' ? 'warn' : 'info';
+      const reason = isVistyleError(error) ? mediaRefusalOf(error) : undefined;
       log[level](
         {
           ...record,
           style: style?.id,
           outcome: 'failed',
           code,
+          ...(reason ? { reason } : {}),
           err: isVistyleError(error) ? redactSecrets(error.message) : redactSecrets(String((error as Error)?.message ?? error)),
           totalMs: Date.now() - startedAt,
         },
@@ -220,44 +255,48 @@ export class BotCoreImpl implements BotCore {
       if (!access.allowed) throw new VistyleError('NOT_ALLOWED', 'not on the allow-lists');
       if (this.closing) throw new VistyleError('SHUTTING_DOWN', 'shutting down');
 
-      // 2. what: question and picture metadata
+      // 2. what: the question
       const question = (request.question ?? '').trim();
       if (question.length > this.config.limits.maxQuestionChars) {
         throw new VistyleError('PROMPT_TOO_LONG', `the question has ${question.length} characters (limit ${this.config.limits.maxQuestionChars})`);
       }
-      if (request.image) precheckImage(request.image, this.config.limits.maxImageBytes);
 
-      // 3. which picture and conversation: a new picture starts a conversation; else a reply to a
-      //    known message continues its conversation; else the replied-to message's own picture
-      //    starts one; else the chat's current conversation continues.
-      let conversation: ConversationWithTurns | undefined;
-      let newImage = request.image;
-      if (!newImage) {
-        const platform = request.chat.platform;
-        conversation = request.replyToMessageId ? this.store.findByMessage(platform, request.chat.id, request.replyToMessageId) : undefined;
-        if (!conversation && request.replyImage) {
-          precheckImage(request.replyImage, this.config.limits.maxImageBytes);
-          newImage = request.replyImage;
-        }
-        if (!conversation && !newImage) conversation = this.store.latest(platform, request.chat.id);
-        if (!conversation && !newImage) throw new VistyleError('IMAGE_MISSING', 'no picture and no conversation to continue');
+      // 3. which pictures and conversation: new pictures replying to a known message join its
+      //    conversation, else start one; without new pictures a reply to a known message
+      //    continues its conversation; else the replied-to message's own pictures start one;
+      //    else the chat's current conversation continues.
+      const platform = request.chat.platform;
+      const replied = request.replyToMessageId ? this.store.findByMessage(platform, request.chat.id, request.replyToMessageId) : undefined;
+      let conversation: ConversationWithTurns | undefined = replied;
+      let sent = request.images ?? [];
+      if (sent.length === 0) {
+        if (!conversation && request.replyImages && request.replyImages.length > 0) sent = request.replyImages;
+        if (!conversation && sent.length === 0) conversation = this.store.latest(platform, request.chat.id);
+        if (!conversation && sent.length === 0) throw new VistyleError('IMAGE_MISSING', 'no picture and no conversation to continue');
         if (conversation && !question) throw new VistyleError('QUESTION_EMPTY', 'a follow-up needs a question');
       }
+      // More pictures than a message may bring: the first ones, and the user is told.
+      const sources = sent.slice(0, this.media.maxImagesPerMessage);
+      const skipped = sent.length - sources.length;
+      for (const source of sources) await precheckMedia(source, this.mediaLimits);
       record.followUp = conversation !== undefined;
       record.conversationId = conversation?.id;
+      record.newPictures = sources.length;
+      if (skipped > 0) record.picturesSkipped = skipped;
 
       // 4. which voice
       const resolved = this.resolveStyle(request.user, request.chat, request.style);
       style = resolved.style;
       record.styleSource = resolved.source;
 
-      // 5. the queue; accepted (AskTicket.accepted) once the scheduler has admitted it
+      // 5. the queue (one request, however many pictures); accepted (AskTicket.accepted) once the
+      //    scheduler has admitted it
       const admit = () => {
         if (liveRequest.admitted) return;
         liveRequest.admitted = true;
         decide(true);
       };
-      let imageBytes!: Promise<{ bytes: Uint8Array; mime: string | null }>;
+      let pictures!: Promise<RequestPictures>;
       const job = this.scheduler.submit<Answer>({
         id: liveRequest.id,
         userKey: key(request.user.platform, request.user.id),
@@ -273,19 +312,17 @@ export class BotCoreImpl implements BotCore {
         onNotice: (notice) => driver.progress(t(lang, notice)),
         run: async ({ signal, waitedMs, onRestart }) => {
           record.waitMs = waitedMs;
-          const image = await imageBytes;
-          return this.generate({ style: style!, question, lang, conversation, image: image.bytes, signal, driver, onRestart });
+          return this.generate({ style: style!, question, lang, conversation, pictures: await pictures, signal, driver, onRestart });
         },
       });
       liveRequest.scheduled = true;
 
-      // The picture downloads while the request waits; a failed download takes it out of the line.
-      imageBytes = newImage
-        ? fetchImage(newImage, this.config.limits.maxImageBytes, liveRequest.download.signal)
-        : this.conversationImage(conversation!);
-      let downloadError: unknown;
-      imageBytes.catch((error: unknown) => {
-        downloadError = error;
+      // The pictures download (and clips become frames) while the request waits; a failure takes
+      // it out of the line.
+      pictures = this.loadPictures(sources, conversation, liveRequest.download.signal, record);
+      let pictureError: unknown;
+      pictures.catch((error: unknown) => {
+        pictureError = error;
         this.scheduler.cancel(liveRequest.id);
       });
 
@@ -293,13 +330,16 @@ export class BotCoreImpl implements BotCore {
       try {
         answer = await job.result;
       } catch (error) {
-        throw downloadError ?? error;
+        throw pictureError ?? error;
       } finally {
         liveRequest.download.abort();
       }
       Object.assign(record, {
         historyTurns: answer.historyTurnsUsed,
+        droppedTurns: answer.droppedTurns,
+        imageCount: answer.result.imageCount,
         promptTokens: answer.result.promptTokens,
+        cachedPromptTokens: answer.result.cachedPromptTokens,
         tokens: answer.result.tokens.length,
         finishReason: answer.result.finishReason,
         ttftMs: Math.round(answer.result.ttftMs),
@@ -308,18 +348,23 @@ export class BotCoreImpl implements BotCore {
       });
 
       // 6. deliver (the driver cleans the text and never hands over a blank one), then remember
+      const notices: string[] = [];
+      if (skipped > 0) notices.push(t(lang, 'picturesSkipped', { used: sources.length, total: sent.length, max: this.media.maxImagesPerMessage }));
+      if (answer.droppedTurns > 0) notices.push(t(lang, 'turnsDropped', { turns: answer.droppedTurns }));
       let messageIds: string[];
-      let text: string;
       try {
-        ({ messageIds, text } = await driver.finished(answer.text));
+        ({ messageIds } = await driver.finished(answer.text, notices));
       } catch (error) {
         this.metrics.requests.inc({ platform: request.user.platform, outcome: 'undelivered' });
         this.metrics.errors.inc({ code: 'NETWORK' });
         log.warn({ ...record, style: style.id, outcome: 'undelivered', err: String((error as Error)?.message ?? error), totalMs: Date.now() - startedAt }, 'the adapter could not deliver the answer');
         return { status: 'failed', code: 'NETWORK', text: finalAnswerText(answer.text, lang), messageIds: [] };
       }
-      this.remember(request, liveRequest, conversation, await imageBytes, question || answerQuestion(style, lang), text, style, messageIds, log);
+      // What is remembered is the model's answer, without the notices (they are not context).
+      const text = finalAnswerText(answer.text, lang);
+      this.remember(request, liveRequest, conversation, await pictures, question || answerQuestion(style, lang), text, style, messageIds, log);
       this.metrics.requests.inc({ platform: request.user.platform, outcome: 'answered' });
+      this.metrics.requestPictures.observe({ platform: request.user.platform }, answer.result.imageCount);
       log.info({ ...record, style: style.id, outcome: 'answered', answerChars: text.length, totalMs: Date.now() - startedAt }, 'request answered');
       return { status: 'answered', text, messageIds };
     } catch (error) {
@@ -328,13 +373,59 @@ export class BotCoreImpl implements BotCore {
     }
   }
 
-  /** Runs the engine, streaming to the sink; drops the oldest history when the prompt is too long. */
+  /**
+   * This request's pictures, downloaded and turned into what the model sees (an animation or a
+   * video: frames), and the conversation's stored pictures. Runs while the request waits.
+   */
+  private async loadPictures(
+    sources: readonly ImageSource[],
+    conversation: ConversationWithTurns | undefined,
+    signal: AbortSignal,
+    record: Record<string, unknown>,
+  ): Promise<RequestPictures> {
+    const expanded = await Promise.all(
+      sources.map(async (source) => {
+        let bytes: Uint8Array;
+        try {
+          bytes = await downloadSource(source, downloadLimit(source, this.mediaLimits), signal);
+        } catch (error) {
+          // a video whose size the platform did not report, over the video limit
+          if (isVistyleError(error, 'IMAGE_TOO_LARGE') && isVideoMime(source.mime)) throw videoTooLarge(Number(error.details?.sizeBytes ?? 0), this.mediaLimits.maxVideoBytes);
+          throw error;
+        }
+        return expandMedia(bytes, {
+          frames: this.media.videoFrames,
+          maxSeconds: this.media.videoMaxSeconds,
+          maxVideoBytes: this.media.videoMaxBytes,
+          signal,
+        });
+      }),
+    );
+    const kinds = expanded.map((media) => media.kind);
+    for (const kind of kinds) this.metrics.mediaInputs.inc({ kind });
+    if (kinds.some((kind) => kind !== 'picture')) record.media = kinds;
+    const fresh = expanded.flatMap((media) => media.pictures.map((picture) => ({ ...picture, sha256: sha256(picture.bytes) })));
+    record.newFrames = fresh.length;
+    const stored: RequestPictures['stored'] = [];
+    for (const image of conversation?.images ?? []) {
+      const bytes = this.store.getImage(image.sha256);
+      if (bytes) stored.push({ sha256: image.sha256, turnSeq: image.turnSeq, bytes: bytes.bytes, mime: bytes.mime });
+    }
+    if (conversation && stored.length === 0 && fresh.length === 0) throw new VistyleError('IMAGE_MISSING', 'the conversation’s pictures were forgotten');
+    return { fresh, stored };
+  }
+
+  /**
+   * Runs the engine, streaming to the sink. The engine leaves out the oldest turns itself when the
+   * conversation does not fit (result.droppedMessages); an engine that refuses instead gets fewer
+   * turns, halving until it fits or there are none left.
+   */
   private async generate(input: {
     style: Style;
     question: string;
     lang: Language;
     conversation: ConversationWithTurns | undefined;
-    image: Uint8Array;
+    pictures: RequestPictures;
     signal: AbortSignal;
     driver: SinkDriver;
     onRestart?: ((listener: () => void) => void) | undefined;
@@ -345,14 +436,17 @@ export class BotCoreImpl implements BotCore {
       restarted = true;
     });
     const turns = input.conversation?.turns ?? [];
-    let keep = Math.min(turns.length, this.config.limits.historyTurns);
+    const window = Math.min(turns.length, this.config.limits.historyTurns);
+    let keep = window;
     for (;;) {
-      const history = historyMessages(turns.slice(turns.length - keep));
-      // One picture per conversation for now: the oldest turn kept shows it, else this question.
-      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history, images: history.length === 0 ? [0] : [] });
+      const shown = conversationPrompt(turns.slice(turns.length - keep), input.pictures.stored, input.pictures.fresh);
+      const styled = buildStyledRequest(input.style, { question: input.question, language: input.lang, history: shown.history, images: shown.questionImages });
+      // The style's own messages (system prompt, few-shot examples) come before the history.
+      const styleMessages = styled.messages.length - shown.history.length - 1;
+      const styleSystem = styled.messages[0]?.role === 'system' ? 1 : 0;
       try {
         const stream = this.engine.generate(
-          { images: [input.image], messages: styled.messages, lora: styled.lora, sampling: styled.sampling },
+          { ...(shown.images.length > 0 ? { images: shown.images } : {}), messages: styled.messages, lora: styled.lora, sampling: styled.sampling },
           { signal: input.signal },
         );
         stream.result.catch(() => undefined); // observed below; never an unhandled rejection
@@ -370,7 +464,10 @@ export class BotCoreImpl implements BotCore {
         this.metrics.timeToFirstToken.observe(result.ttftMs / 1000);
         if (result.tokens.length > 1) this.metrics.tokensPerSecond.observe(result.tokensPerSecond);
         this.metrics.generatedTokens.inc(result.tokens.length);
-        return { text: result.text || text, result, historyTurnsUsed: keep };
+        // The engine drops whole turns, oldest first: the style's examples, then the history.
+        const droppedHistory = Math.max(0, (result.droppedMessages ?? 0) - (styleMessages - styleSystem));
+        const droppedByEngine = Math.min(keep, Math.ceil(droppedHistory / 2));
+        return { text: result.text || text, result, historyTurnsUsed: keep - droppedByEngine, droppedTurns: window - keep + droppedByEngine };
       } catch (error) {
         // Bounded context: the conversation no longer fits, so forget its oldest turns and retry.
         if (isVistyleError(error, 'PROMPT_TOO_LONG') && keep > 0 && !input.signal.aborted) {
@@ -382,17 +479,11 @@ export class BotCoreImpl implements BotCore {
     }
   }
 
-  private async conversationImage(conversation: ConversationWithTurns): Promise<{ bytes: Uint8Array; mime: string | null }> {
-    const image = this.store.getImage(conversation.imageSha256);
-    if (!image) throw new VistyleError('IMAGE_MISSING', 'the conversation’s picture was forgotten');
-    return image;
-  }
-
   private remember(
     request: BotRequest,
     liveRequest: LiveRequest,
     conversation: ConversationWithTurns | undefined,
-    image: { bytes: Uint8Array; mime: string | null },
+    pictures: RequestPictures,
     question: string,
     answer: string,
     style: Style,
@@ -405,7 +496,9 @@ export class BotCoreImpl implements BotCore {
         chatId: request.chat.id,
         userId: request.user.id,
         ...(conversation ? { conversationId: conversation.id } : {}),
-        image: { bytes: image.bytes, mime: image.mime },
+        images: pictures.fresh.map((picture) => ({ bytes: picture.bytes, mime: picture.mime })),
+        // should the conversation be forgotten meanwhile, the new one starts with what this answer was about
+        restartImages: pictures.stored.map((picture) => ({ bytes: picture.bytes, mime: picture.mime })),
         question,
         answer,
         style: style.id,
@@ -429,6 +522,13 @@ export class BotCoreImpl implements BotCore {
     }
     if (isVistyleError(error)) {
       const code = error.code === 'CANCELLED' && liveRequest.cancelledBy === 'shutdown' ? 'SHUTTING_DOWN' : error.code;
+      const reason = mediaRefusalOf(error);
+      if (reason) return { code, text: t(lang, `media.${reason}`, this.messageParams(error)) };
+      // Pictures are most of a prompt: say how many fit (the engine's refusal counts them).
+      const { maxImages, imageCount } = error.details ?? {};
+      if (code === 'PROMPT_TOO_LONG' && typeof maxImages === 'number' && typeof imageCount === 'number' && maxImages >= 1 && imageCount > maxImages) {
+        return { code, text: t(lang, 'tooManyPictures', { maxImages, imageCount }) };
+      }
       return { code, text: errorMessage(lang, code, this.messageParams(error)) };
     }
     return { code: 'INTERNAL', text: errorMessage(lang, 'INTERNAL') };
@@ -514,8 +614,9 @@ export class BotCoreImpl implements BotCore {
         hooks.signal?.removeEventListener('abort', onAbort);
       }
       this.metrics.requests.inc({ platform: 'api', outcome: 'answered' });
+      this.metrics.requestPictures.observe({ platform: 'api' }, answer.result.imageCount ?? 0);
       log.info(
-        { style: chosen.id, outcome: 'answered', waitMs: answer.waitedMs, promptTokens: answer.result.promptTokens, tokens: answer.result.tokens.length, finishReason: answer.result.finishReason, totalMs: Date.now() - startedAt },
+        { style: chosen.id, outcome: 'answered', waitMs: answer.waitedMs, imageCount: answer.result.imageCount, promptTokens: answer.result.promptTokens, tokens: answer.result.tokens.length, finishReason: answer.result.finishReason, totalMs: Date.now() - startedAt },
         'request answered',
       );
       return answer;
@@ -754,16 +855,6 @@ export function createBotCore(deps: BotCoreDeps): BotCoreImpl {
 
 function answerQuestion(style: Style, lang: Language): string {
   return style.defaultQuestion[lang];
-}
-
-/** Stored turns as chat messages; the first user turn carries the picture. */
-function historyMessages(turns: ConversationWithTurns['turns']): ChatMessage[] {
-  const messages: ChatMessage[] = [];
-  turns.forEach((turn, index) => {
-    messages.push(index === 0 ? { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: turn.question }] } : { role: 'user', content: turn.question });
-    messages.push({ role: 'assistant', content: turn.answer });
-  });
-  return messages;
 }
 
 function summarize(style: Style, lang: Language): StyleSummary {

@@ -2,16 +2,22 @@
 // platform's language code (Telegram `from.language_code`, Discord `interaction.locale`), else
 // the configured default. Parameters are written `{name}` in the templates.
 import type { ErrorCode } from '../errors.js';
+import type { MediaRefusal } from '../media/errors.js';
 import type { LocalizedText } from '../styles/types.js';
 import type { Language, MessageKey, MessageParams } from './types.js';
 
-const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
+const STRINGS: Record<Exclude<MessageKey, `error.${string}` | `media.${string}`>, LocalizedText> = {
   helpIntro: {
     en: [
       'Send me a picture (with or without a question) and I will answer in the chosen style.',
-      'Reply to my answer or to your picture to ask a follow-up about the same picture.',
+      'Several pictures at once (an album, several attachments), a GIF or a short video work too.',
+      'Reply to my answer or to your picture to ask a follow-up; a new picture sent as a reply joins the conversation.',
     ].join('\n'),
-    zh: ['发一张图片给我（可以附带问题），我会用选定的风格回答。', '回复我的回答或你的图片，可以继续追问同一张图。'].join('\n'),
+    zh: [
+      '发一张图片给我（可以附带问题），我会用选定的风格回答。',
+      '也可以一次发几张图片（相册、多个附件）、GIF 动图或短视频。',
+      '回复我的回答或你的图片，可以继续追问；用回复的方式发新图片，它会加入同一段对话。',
+    ].join('\n'),
   },
   helpAdmins: { en: 'For bot admins:', zh: '机器人管理员：' },
   cancelButton: { en: 'Cancel', zh: '取消' },
@@ -53,11 +59,53 @@ const STRINGS: Record<Exclude<MessageKey, `error.${string}`>, LocalizedText> = {
   // notices of the distributed queue (src/queue), shown as the answer's text for the moment
   answerRestarted: { en: 'The model server answering you stopped; starting your answer again on another one…', zh: '正在回答你的模型服务器停了，换一台重新开始回答…' },
   queueReconnecting: { en: 'The queue server is reconnecting; your request is kept and goes on in a moment…', zh: '队列服务器正在重连，你的请求仍在，稍后继续…' },
+  // notices under an answer (several pictures, src/bot/core.ts)
+  picturesSkipped: {
+    en: '(I looked at the first {used} of the {total} pictures you sent — at most {max} per message.)',
+    zh: '（你发了 {total} 张图片，我只看了前 {used} 张——每条消息最多 {max} 张。）',
+  },
+  turnsDropped: {
+    en: '(This conversation got too long for me, so I left out its {turns} oldest exchange(s).)',
+    zh: '（对话太长了，我略去了最早的 {turns} 轮问答。）',
+  },
+  tooManyPictures: {
+    en: 'That is more pictures than I can take in at once: at most {maxImages} fit with this question (this conversation has {imageCount}). Send fewer, or /reset to start afresh.',
+    zh: '图片太多了，我一次看不过来：这个问题最多能配 {maxImages} 张（当前对话有 {imageCount} 张）。请少发几张，或用 /reset 重新开始。',
+  },
+};
+
+/** Why an animation or a video was refused (src/media/errors.ts). */
+const MEDIA: Record<MediaRefusal, LocalizedText> = {
+  'file-empty': { en: 'That file is empty — there is nothing in it to look at. Could you send it again?', zh: '这个文件是空的，没有内容可看。能再发一次吗？' },
+  'video-no-ffmpeg': {
+    en: 'I cannot read videos on this server (ffmpeg is not installed here). Send a picture or a GIF instead.',
+    zh: '这台服务器上我读不了视频（没有安装 ffmpeg）。请改发图片或 GIF。',
+  },
+  'video-no-picture': { en: 'That video has no picture in it (only sound), so there is nothing for me to look at.', zh: '这个视频里没有画面（只有声音），我没有东西可看。' },
+  'video-empty': { en: 'That video is empty (zero length) — I could not find a single frame in it.', zh: '这个视频是空的（时长为零），我一帧画面都找不到。' },
+  'video-too-long': { en: 'That clip is too long for me ({seconds} s; at most {limit} s). Please send a shorter one.', zh: '这段视频太长了（{seconds} 秒，上限 {limit} 秒），请发短一点的。' },
+  'video-too-large': { en: 'That video file is too large for me (limit {limit}). Please send a smaller one.', zh: '这个视频文件太大了（上限 {limit}），请发小一点的。' },
+  'video-unreadable': {
+    en: 'I could not read that video — it seems damaged, or uses a format I do not know. Could you send it again, or as MP4?',
+    zh: '我读不了这个视频，可能已损坏或格式不支持。能再发一次，或者转成 MP4 吗？',
+  },
+  'animation-too-many-frames': {
+    en: 'That animation has too many frames for me ({frames}; at most {limit}). Please send a shorter one.',
+    zh: '这个动图帧数太多了（{frames} 帧，上限 {limit} 帧），请发短一点的。',
+  },
+  'animation-too-large': { en: 'That animation is too large for me to read. Please send a smaller one.', zh: '这个动图太大了，我读不了。请发小一点的。' },
+  'animation-corrupt': {
+    en: 'That animation seems to be damaged — I could not read all of its frames. Could you send it again?',
+    zh: '这个动图好像损坏了，有些帧我读不出来。能再发一次吗？',
+  },
 };
 
 /** What the user is told for each error code; codes not listed fall back to INTERNAL. */
 const ERRORS: Partial<Record<ErrorCode, LocalizedText>> = {
-  IMAGE_UNSUPPORTED: { en: 'I can only look at pictures (JPEG, PNG, WebP or GIF).', zh: '我只能看图片（JPEG、PNG、WebP 或 GIF）。' },
+  IMAGE_UNSUPPORTED: {
+    en: 'I can only look at pictures (JPEG, PNG, WebP or GIF) and short videos (MP4, WebM or MOV).',
+    zh: '我只能看图片（JPEG、PNG、WebP 或 GIF）和短视频（MP4、WebM 或 MOV）。',
+  },
   IMAGE_CORRUPT: { en: 'That picture seems to be damaged — I could not open it. Could you send it again?', zh: '这张图片好像损坏了，我打不开。能再发一次吗？' },
   IMAGE_TOO_LARGE: { en: 'That picture is too large for me (limit {limit}). Please send a smaller one.', zh: '这张图片太大了（上限 {limit}），请发一张小一点的。' },
   IMAGE_MISSING: { en: 'Send me a picture first, then ask about it.', zh: '请先发一张图片，再就它提问。' },
@@ -101,6 +149,8 @@ export function t(lang: Language, key: MessageKey, params: MessageParams = {}): 
   if (key.startsWith('error.')) {
     const code = key.slice('error.'.length) as ErrorCode;
     template = ERRORS[code] ?? ERRORS.INTERNAL;
+  } else if (key.startsWith('media.')) {
+    template = MEDIA[key.slice('media.'.length) as MediaRefusal] ?? ERRORS.INTERNAL;
   } else {
     template = STRINGS[key as keyof typeof STRINGS];
   }

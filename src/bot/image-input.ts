@@ -1,22 +1,16 @@
 // Checks a user's picture before it costs anything: the size and MIME type the platform reports
-// (before downloading), then the downloaded bytes' own signature. Decoding (and IMAGE_CORRUPT for a
-// damaged file) is the engine's job.
+// (before downloading; a video against the video limits, and only where ffmpeg can read it), then
+// the download, bounded in bytes and time. What the bytes are is src/media's job (expandMedia);
+// decoding a picture (and IMAGE_CORRUPT for a damaged one) is the engine's.
 import { isVistyleError, VistyleError } from '../errors.js';
 import { formatBytes } from './i18n.js';
+import { mediaError } from '../media/errors.js';
+import { ffmpegAvailable } from '../media/ffmpeg.js';
+import { videoTooLarge } from '../media/pictures.js';
+import { isVideoMime, sniffImage, type ImageKind } from '../media/sniff.js';
 import type { ImageSource } from './types.js';
 
-export type ImageKind = 'image/jpeg' | 'image/png' | 'image/gif' | 'image/webp';
-
-/** The image format of these bytes from their signature, or undefined. */
-export function sniffImage(bytes: Uint8Array): ImageKind | undefined {
-  const at = (i: number) => bytes[i];
-  if (bytes.length >= 3 && at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'image/jpeg';
-  if (bytes.length >= 8 && [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => at(i) === b)) return 'image/png';
-  const ascii = (start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end));
-  if (bytes.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'image/gif';
-  if (bytes.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'image/webp';
-  return undefined;
-}
+export { sniffImage, type ImageKind } from '../media/sniff.js';
 
 /** MIME types that cannot be a picture we read (an unknown or generic type is checked by sniffing). */
 function clearlyNotAnImage(mime: string): boolean {
@@ -42,17 +36,33 @@ export function precheckImage(source: ImageSource, maxBytes: number): void {
 export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 60_000;
 
 /**
- * Downloads and checks the bytes. Errors are VistyleErrors (NETWORK for a failed download, or one
- * that takes longer than `timeoutMs`: the picture downloads while its request waits in the queue,
- * and a download that never finishes would otherwise hold the engine slot until the request's own
- * time-out).
+ * Refuses from the platform's metadata alone (no download), a picture against the picture limit,
+ * a video (its MIME type says so) against the video limit and only where ffmpeg can read it.
  */
-export async function fetchImage(
+export async function precheckMedia(source: ImageSource, limits: { maxImageBytes: number; maxVideoBytes: number }): Promise<void> {
+  if (!isVideoMime(source.mime)) return precheckImage(source, limits.maxImageBytes);
+  if (source.sizeBytes === 0) throw mediaError('file-empty', 'the video is empty (0 bytes)');
+  if (source.sizeBytes !== undefined && source.sizeBytes > limits.maxVideoBytes) throw videoTooLarge(source.sizeBytes, limits.maxVideoBytes);
+  if (!(await ffmpegAvailable())) throw mediaError('video-no-ffmpeg', 'ffmpeg is not installed on this server (it reads videos)', { mime: source.mime });
+}
+
+/** The most bytes to download for this source: a video's limit when it says it is one. */
+export function downloadLimit(source: ImageSource, limits: { maxImageBytes: number; maxVideoBytes: number }): number {
+  return isVideoMime(source.mime) ? limits.maxVideoBytes : limits.maxImageBytes;
+}
+
+/**
+ * Downloads the bytes, at most `maxBytes`. Errors are VistyleErrors (NETWORK for a failed
+ * download, or one that takes longer than `timeoutMs`: the picture downloads while its request
+ * waits in the queue, and a download that never finishes would otherwise hold the engine slot
+ * until the request's own time-out).
+ */
+export async function downloadSource(
   source: ImageSource,
   maxBytes: number,
   signal: AbortSignal,
   timeoutMs: number = DEFAULT_DOWNLOAD_TIMEOUT_MS,
-): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+): Promise<Uint8Array> {
   const deadline = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   // A source that ignores its signal still loses the race against the deadline.
@@ -77,6 +87,17 @@ export async function fetchImage(
       details: { sizeBytes: bytes.byteLength, limit: formatBytes(maxBytes) },
     });
   }
+  return bytes;
+}
+
+/** Downloads and checks a picture (JPEG, PNG, GIF or WebP by its signature); see downloadSource. */
+export async function fetchImage(
+  source: ImageSource,
+  maxBytes: number,
+  signal: AbortSignal,
+  timeoutMs: number = DEFAULT_DOWNLOAD_TIMEOUT_MS,
+): Promise<{ bytes: Uint8Array; mime: ImageKind }> {
+  const bytes = await downloadSource(source, maxBytes, signal, timeoutMs);
   const mime = sniffImage(bytes);
   if (!mime) {
     throw new VistyleError('IMAGE_UNSUPPORTED', 'the file is not a JPEG, PNG, GIF or WebP picture', {

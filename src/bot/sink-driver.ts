@@ -57,13 +57,14 @@ export class SinkDriver {
   /**
    * The terminal success call with the model's answer, cleaned (control characters, surrounding
    * whitespace) and, when nothing is left, replaced by the polite "nothing to say" text: the
-   * adapter always gets something to show. Resolves with the text delivered; rejects when the
-   * adapter could not deliver it.
+   * adapter always gets something to show. `notices` (already translated) follow the answer.
+   * Resolves with the text delivered; rejects when the adapter could not deliver it.
    */
-  async finished(answer: string): Promise<{ messageIds: string[]; text: string }> {
+  async finished(answer: string, notices: readonly string[] = []): Promise<{ messageIds: string[]; text: string }> {
     if (this.ended) throw new Error('sink already terminated');
     this.ended = true;
-    const text = finalAnswerText(answer, this.language);
+    // Notices (pictures skipped, old turns left out) go under the answer, a paragraph each.
+    const text = [finalAnswerText(answer, this.language), ...notices.map((notice) => stripControlChars(notice).trim()).filter(Boolean)].join('\n\n');
     await this.drain();
     const delivered = await this.sink.finished(text);
     return { text, messageIds: Array.isArray(delivered?.messageIds) ? delivered.messageIds.map(String) : [] };

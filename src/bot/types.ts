@@ -5,6 +5,7 @@
 // lives behind BotCore.
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { MediaRefusal } from '../media/errors.js';
 import type { Language } from '../styles/types.js';
 
 export type { Language } from '../styles/types.js';
@@ -36,13 +37,20 @@ export interface BotChat {
 }
 
 /**
- * A picture the user sent, fetched lazily so the core can refuse an oversized or non-image file
- * from its metadata before downloading it. Give whatever the platform reports up front.
+ * A picture the user sent — a photo, an image file, an animated GIF/WebP, or a short video (MP4,
+ * WebM, MOV: Telegram `video`/`animation`/`video_note`, Discord video attachments) — fetched
+ * lazily so the core can refuse an oversized or unreadable file from its metadata before
+ * downloading it. Give whatever the platform reports up front. An animation or a video becomes
+ * VISTYLE_VIDEO_FRAMES frames for the model; it counts as one picture against the per-message limit.
  */
 export interface ImageSource {
   /** Size the platform reports (Telegram `file_size`, Discord `attachment.size`). */
   sizeBytes?: number;
-  /** MIME type the platform reports (Telegram document `mime_type`, Discord `contentType`). */
+  /**
+   * MIME type the platform reports (Telegram document `mime_type`, Discord `contentType`). A
+   * `video/...` type is checked against the video limits (and needs ffmpeg); set it for videos
+   * whose platform gives none (Telegram video notes are MP4).
+   */
   mime?: string;
   fileName?: string;
   /** Pixel size if the platform reports it (Telegram photo sizes, Discord attachments). */
@@ -58,17 +66,21 @@ export interface ImageSource {
 
 /**
  * One question for the model.
- * - A picture with no question gets the style's default question in the user's language.
+ * - Pictures with no question get the style's default question in the user's language.
  * - `replyToMessageId` naming the bot's earlier answer or the user's earlier photo makes it a
- *   follow-up about the same picture, with the earlier turns as context (bounded).
+ *   follow-up in that conversation, with the earlier turns and their pictures as context
+ *   (bounded); new `images` in such a reply join the conversation with this question.
+ * - New pictures that reply to nothing the core knows start a new conversation.
  * - No picture and no (known) reply: a follow-up on this chat's current conversation if there is
  *   one, otherwise the user is asked to send a picture (IMAGE_MISSING).
- * - A new picture always starts a new conversation, even when it is a reply.
+ * - More than VISTYLE_MAX_IMAGES_PER_MESSAGE pictures: the first ones are used and the user is
+ *   told how many were skipped.
  */
 export interface BotRequest {
   user: BotUser;
   chat: BotChat;
-  image?: ImageSource;
+  /** Every picture of the message (an album's, all attachments, all `/ask` options), in order. */
+  images?: ImageSource[];
   question?: string;
   /** Style id for this request only (Discord `/ask style:`); wins over the user's and chat's. */
   style?: string;
@@ -79,12 +91,12 @@ export interface BotRequest {
   /** The message this one replies to, if any. */
   replyToMessageId?: string;
   /**
-   * The picture of the replied-to message, when that message carries one (Telegram: a reply to
-   * anyone's photo, e.g. "@bot what is this?" in a group). Used only when `replyToMessageId`
-   * does not continue a known conversation; then it starts a new one about that picture
-   * (instead of IMAGE_MISSING or a follow-up on an unrelated picture). Ignored when `image` is set.
+   * The pictures of the replied-to message, when it carries any (Telegram: a reply to anyone's
+   * photo, e.g. "@bot what is this?" in a group). Used only when `replyToMessageId` does not
+   * continue a known conversation; then they start a new one (instead of IMAGE_MISSING or a
+   * follow-up on an unrelated picture). Ignored when `images` has any.
    */
-  replyImage?: ImageSource;
+  replyImages?: ImageSource[];
   /** Locale of this interaction when the platform gives one apart from the user (Discord). */
   locale?: string;
 }
@@ -290,6 +302,10 @@ export type MessageKey =
   | 'rateLimitedPerMinute'
   | 'answerRestarted'
   | 'queueReconnecting'
+  | 'picturesSkipped'
+  | 'turnsDropped'
+  | 'tooManyPictures'
+  | `media.${MediaRefusal}`
   | `error.${ErrorCode}`;
 
 export type MessageParams = Record<string, string | number>;

@@ -76,6 +76,8 @@ export interface AppConfig {
   /** Deprecated: VISTYLE_METRICS_PORT, now the port of the health/metrics server when VISTYLE_HTTP_PORT is unset. */
   metrics?: { port: number; host: string };
   http: HttpConfig;
+  /** Several pictures per message, animations and short videos (src/media). */
+  media: MediaConfig;
   /** Set when VISTYLE_QUEUE_URL is: `vistyle start` is a front end, `vistyle worker` runs engines. */
   queue?: QueueConfig;
 }
@@ -116,6 +118,18 @@ export interface HttpConfig {
   allowPrivateImageUrls: boolean;
   /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
   maxImagesPerMessage: number;
+}
+
+/** Pictures per message, animations and short videos: what the bot takes from one message (src/media). */
+export interface MediaConfig {
+  /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures (a clip counts as one) a message may bring; the rest are skipped, and the user told. */
+  maxImagesPerMessage: number;
+  /** VISTYLE_VIDEO_FRAMES: frames sampled from an animation or a video; default 4 on CPU, 8 on a GPU provider. */
+  videoFrames: number;
+  /** VISTYLE_VIDEO_MAX_SECONDS: longest video or animation accepted. */
+  videoMaxSeconds: number;
+  /** VISTYLE_VIDEO_MAX_BYTES: largest video file accepted. */
+  videoMaxBytes: number;
 }
 
 /** The engine's settings (src/engine takes them from here, never from the environment). */
@@ -218,6 +232,9 @@ const EnvSchema = z.object({
   VISTYLE_QUEUE_MAX_JOB_BYTES: int(1024, 1024 * MiB, 64 * MiB),
   VISTYLE_ADAPTERS_DIR: optionalText,
   VISTYLE_WORKER_NAME: z.string().regex(/^[\w.:@-]{1,64}$/, { error: 'expected 1-64 characters A-Z, a-z, 0-9, _ . : @ or -' }).optional(),
+  VISTYLE_VIDEO_FRAMES: optionalInt(1, 64),
+  VISTYLE_VIDEO_MAX_SECONDS: int(1, 3600, 120),
+  VISTYLE_VIDEO_MAX_BYTES: int(1024, 2048 * MiB, 50 * MiB),
   VISTYLE_PREFIX_CACHE_MB: optionalInt(0, 1_000_000),
   VISTYLE_MAX_MEMORY_MB: optionalInt(64, 100_000_000),
 });
@@ -350,6 +367,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
       allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
       maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    },
+    media: {
+      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+      // fewer frames where every picture costs a CPU vision pass
+      videoFrames: e.VISTYLE_VIDEO_FRAMES ?? (e.VISTYLE_PROVIDER === 'cpu' ? 4 : 8),
+      videoMaxSeconds: e.VISTYLE_VIDEO_MAX_SECONDS,
+      videoMaxBytes: e.VISTYLE_VIDEO_MAX_BYTES,
     },
   };
   if (e.TELEGRAM_BOT_TOKEN) {

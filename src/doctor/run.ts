@@ -73,7 +73,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   add(...styles.results);
   add(...checkAdapters(ctx, styles.registry, model.folder));
   styles.registry?.close();
-  add(await checkFfmpeg());
+  add(await checkFfmpeg(env));
   return summarize(results);
 }
 

@@ -17,6 +17,10 @@ export class BotMetrics {
   readonly tokensPerSecond: Histogram;
   readonly generatedTokens: Counter;
   readonly httpRequests: Counter<'route' | 'status'>;
+  /** Picture occurrences the model saw per answered request (a clip's frames each count). */
+  readonly requestPictures: Histogram<'platform'>;
+  /** Pictures, animations and videos users sent, by kind, and those skipped over the per-message limit. */
+  readonly mediaInputs: Counter<'kind'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     this.registry = new Registry();
@@ -59,6 +63,19 @@ export class BotMetrics {
       name: 'vistyle_http_requests_total',
       help: 'HTTP requests by route and response status',
       labelNames: ['route', 'status'],
+      registers,
+    });
+    this.requestPictures = new Histogram({
+      name: 'vistyle_request_pictures',
+      help: 'Pictures the model saw per answered request (history and frames of clips included): the cost of a request',
+      labelNames: ['platform'],
+      buckets: [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
+      registers,
+    });
+    this.mediaInputs = new Counter({
+      name: 'vistyle_media_inputs_total',
+      help: 'Files users sent with a question, by kind (picture, animation, video, skipped: over VISTYLE_MAX_IMAGES_PER_MESSAGE)',
+      labelNames: ['kind'],
       registers,
     });
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'vistyle_process_' });

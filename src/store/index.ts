@@ -1,2 +1,2 @@
-export { Store, type Conversation, type ConversationWithTurns, type SaveTurnInput, type Settings, type SettingScope, type StoreOptions, type StoredImage, type Turn } from './store.js';
+export { Store, type Conversation, type ConversationImage, type ConversationWithTurns, type PictureInput, type SaveTurnInput, type Settings, type SettingScope, type StoreOptions, type StoredImage, type Turn } from './store.js';
 export { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from './migrations.js';

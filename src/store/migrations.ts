@@ -96,6 +96,40 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'any number of pictures per conversation, each attached to the turn it came with',
+    up(db) {
+      // A conversation's one picture becomes its first picture, attached to its oldest turn kept.
+      db.exec(`
+        CREATE TABLE conversation_images (
+          conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+          position INTEGER NOT NULL,
+          turn_seq INTEGER NOT NULL,
+          image_sha256 TEXT NOT NULL REFERENCES images(sha256),
+          PRIMARY KEY (conversation_id, position)
+        );
+        INSERT INTO conversation_images (conversation_id, position, turn_seq, image_sha256)
+          SELECT c.id, 0, COALESCE((SELECT MIN(t.seq) FROM turns t WHERE t.conversation_id = c.id), 1), c.image_sha256 FROM conversations c;
+        CREATE INDEX conversation_images_by_image ON conversation_images (image_sha256);
+
+        CREATE TABLE conversations_v3 (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          platform TEXT NOT NULL,
+          chat_id TEXT NOT NULL,
+          user_id TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        INSERT INTO conversations_v3 (id, platform, chat_id, user_id, created_at, updated_at)
+          SELECT id, platform, chat_id, user_id, created_at, updated_at FROM conversations;
+        DROP TABLE conversations;
+        ALTER TABLE conversations_v3 RENAME TO conversations;
+        CREATE INDEX conversations_by_chat ON conversations (platform, chat_id, updated_at);
+        CREATE INDEX conversations_by_update ON conversations (updated_at);
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

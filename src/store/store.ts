@@ -1,9 +1,11 @@
 // The bot's persistent state in SQLite (better-sqlite3, WAL): per-user and per-chat settings
 // (style, language) and conversations. A conversation belongs to one chat on one platform — a
-// private chat and a group never share one — and holds its picture (content-addressed, shared
-// between conversations that show the same bytes), its question/answer turns (bounded) and the
-// message ids that lead to it (the user's photo and the bot's answers), so a reply to any of them
-// continues it. Old conversations expire.
+// private chat and a group never share one — and holds its pictures, each attached to the turn it
+// came with (the bytes content-addressed: stored once, shared by every conversation and turn that
+// shows them), its question/answer turns (bounded) and the message ids that lead to it (the user's
+// photos and the bot's answers), so a reply to any of them continues it. Old conversations expire.
+// A picture outlives its turn when old turns are dropped (the bot then shows it with the oldest
+// turn kept); the newest `maxImagesPerConversation` are kept.
 //
 // Faults (issue 14): the database is checked at open (PRAGMA quick_check) and a damaged one is
 // refused with one line that names the file and how to recover; it is never recreated behind the
@@ -28,6 +30,8 @@ export interface Settings {
 }
 
 export interface Turn {
+  /** Order within the conversation (1, 2, ...; gaps where old turns were dropped). */
+  seq: number;
   question: string;
   answer: string;
   style: string;
@@ -40,9 +44,16 @@ export interface Conversation {
   chatId: string;
   /** Who started it (the first picture's sender). */
   userId: string;
-  imageSha256: string;
+  /** Its pictures, oldest first (getImage(sha256) has the bytes). */
+  images: ConversationImage[];
   createdAt: number;
   updatedAt: number;
+}
+
+export interface ConversationImage {
+  sha256: string;
+  /** The turn it came with (that turn may have been dropped since). */
+  turnSeq: number;
 }
 
 export interface ConversationWithTurns extends Conversation {
@@ -59,6 +70,8 @@ export interface StoreOptions {
   maxTurnsPerConversation?: number;
   /** Conversations kept per chat (least recently used dropped first). Default 20. */
   maxConversationsPerChat?: number;
+  /** Pictures kept per conversation (oldest dropped first). Default 32. */
+  maxImagesPerConversation?: number;
   /** Clock, for tests. */
   now?: () => number;
   /** Where refused writes are reported (default: the `store` module logger). */
@@ -108,9 +121,17 @@ export interface SaveTurnInput {
   platform: string;
   chatId: string;
   userId: string;
-  /** Continue this conversation; otherwise `image` starts a new one. */
+  /** Continue this conversation; otherwise the turn's pictures start a new one. */
   conversationId?: number;
-  image?: { bytes: Uint8Array; mime?: string | null };
+  /** Pictures this turn brought, in order (attached to it). */
+  images?: PictureInput[];
+  /** One picture: the same as `images: [image]` (after `images`, when both are given). */
+  image?: PictureInput;
+  /**
+   * When `conversationId` was forgotten meanwhile (/reset, expiry) and the turn brought no
+   * pictures: the ones a new conversation starts with (what the answer was about).
+   */
+  restartImages?: PictureInput[];
   question: string;
   answer: string;
   style: string;
@@ -118,11 +139,17 @@ export interface SaveTurnInput {
   messageIds: string[];
 }
 
+export interface PictureInput {
+  bytes: Uint8Array;
+  mime?: string | null;
+}
+
 export class Store {
   readonly path: string;
   private readonly db: Database;
   private readonly maxTurns: number;
   private readonly maxConversations: number;
+  private readonly maxImages: number;
   private readonly now: () => number;
   /** Statements are compiled once and reused: preparing on every call showed up under load. */
   private readonly statements = new Map<string, Statement>();
@@ -138,6 +165,7 @@ export class Store {
     this.log = options.logger ?? moduleLogger('store');
     this.maxTurns = options.maxTurnsPerConversation ?? 20;
     this.maxConversations = options.maxConversationsPerChat ?? 20;
+    this.maxImages = options.maxImagesPerConversation ?? 32;
     this.now = options.now ?? Date.now;
   }
 
@@ -287,27 +315,31 @@ export class Store {
   }
 
   /**
-   * Records an answered question: continues `conversationId` or starts a conversation with `image`,
-   * appends the turn (dropping the oldest beyond the bound), links the message ids, and drops the
-   * chat's least recently used conversations beyond the bound. Returns the conversation id.
+   * Records an answered question: continues `conversationId` or starts a conversation with the
+   * turn's pictures, appends the turn (dropping the oldest beyond the bound) with its pictures,
+   * links the message ids, and drops the chat's least recently used conversations beyond the
+   * bound. Returns the conversation id.
    */
   saveTurn(input: SaveTurnInput): number {
     const now = this.now();
+    const pictures = [...(input.images ?? []), ...(input.image ? [input.image] : [])];
     return this.write('conversation turn', () => this.db.transaction(() => {
       let conversationId = input.conversationId;
+      let shown = pictures;
       if (conversationId !== undefined) {
         const exists = this.prepare<[number, string, string], { id: number }>('SELECT id FROM conversations WHERE id = ? AND platform = ? AND chat_id = ?')
           .get(conversationId, input.platform, input.chatId);
-        if (!exists) conversationId = undefined; // forgotten meanwhile (/reset, expiry): start afresh if we can
+        if (!exists) {
+          // forgotten meanwhile (/reset, expiry): start afresh if we can
+          conversationId = undefined;
+          if (shown.length === 0) shown = input.restartImages ?? [];
+        }
       }
       if (conversationId === undefined) {
-        if (!input.image) throw new VistyleError('INTERNAL', 'a new conversation needs its image');
-        const sha256 = createHash('sha256').update(input.image.bytes).digest('hex');
-        this.prepare('INSERT OR IGNORE INTO images (sha256, bytes, mime, size, created_at) VALUES (?, ?, ?, ?, ?)')
-          .run(sha256, Buffer.from(input.image.bytes.buffer, input.image.bytes.byteOffset, input.image.bytes.byteLength), input.image.mime ?? null, input.image.bytes.byteLength, now);
+        if (shown.length === 0) throw new VistyleError('INTERNAL', 'a new conversation needs its pictures');
         conversationId = Number(
-          this.prepare('INSERT INTO conversations (platform, chat_id, user_id, image_sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
-            .run(input.platform, input.chatId, input.userId, sha256, now, now).lastInsertRowid,
+          this.prepare('INSERT INTO conversations (platform, chat_id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+            .run(input.platform, input.chatId, input.userId, now, now).lastInsertRowid,
         );
       } else {
         this.prepare('UPDATE conversations SET updated_at = ? WHERE id = ?').run(now, conversationId);
@@ -318,6 +350,7 @@ export class Store {
       this.prepare('INSERT INTO turns (conversation_id, seq, question, answer, style, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(conversationId, seq, input.question, input.answer, input.style, now);
       this.prepare('DELETE FROM turns WHERE conversation_id = ? AND seq <= ?').run(conversationId, seq - this.maxTurns);
+      if (shown.length > 0) this.addPictures(conversationId, seq, shown, now);
       const link = this.prepare(
         'INSERT OR REPLACE INTO message_links (platform, chat_id, message_id, conversation_id) VALUES (?, ?, ?, ?)',
       );
@@ -325,6 +358,22 @@ export class Store {
       this.trimChat(input.platform, input.chatId);
       return conversationId;
     })());
+  }
+
+  /** Stores the bytes (once per content) and attaches them to the turn, keeping the newest maxImages. */
+  private addPictures(conversationId: number, seq: number, pictures: PictureInput[], now: number): void {
+    const storeBytes = this.prepare('INSERT OR IGNORE INTO images (sha256, bytes, mime, size, created_at) VALUES (?, ?, ?, ?, ?)');
+    const attach = this.prepare('INSERT INTO conversation_images (conversation_id, position, turn_seq, image_sha256) VALUES (?, ?, ?, ?)');
+    const last = this.prepare<[number], { position: number | null }>('SELECT MAX(position) AS position FROM conversation_images WHERE conversation_id = ?')
+      .get(conversationId)!;
+    let position = (last.position ?? -1) + 1;
+    for (const picture of pictures) {
+      const sha256 = createHash('sha256').update(picture.bytes).digest('hex');
+      storeBytes.run(sha256, Buffer.from(picture.bytes.buffer, picture.bytes.byteOffset, picture.bytes.byteLength), picture.mime ?? null, picture.bytes.byteLength, now);
+      attach.run(conversationId, position++, seq, sha256);
+    }
+    const dropped = this.prepare('DELETE FROM conversation_images WHERE conversation_id = ? AND position < ?').run(conversationId, position - this.maxImages);
+    if (dropped.changes > 0) this.dropUnusedImages();
   }
 
   /** Forgets every conversation of a chat (/reset). Returns how many were forgotten. */
@@ -351,9 +400,17 @@ export class Store {
   }
 
   /** Counts, for tests and admin output. */
-  stats(): { conversations: number; turns: number; images: number; links: number } {
+  stats(): { conversations: number; turns: number; images: number; links: number; pictures: number } {
     const count = (table: string) => (this.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
-    return { conversations: count('conversations'), turns: count('turns'), images: count('images'), links: count('message_links') };
+    return {
+      conversations: count('conversations'),
+      turns: count('turns'),
+      /** Distinct picture bytes stored. */
+      images: count('images'),
+      links: count('message_links'),
+      /** Pictures shown in conversations (the same bytes twice count twice). */
+      pictures: count('conversation_images'),
+    };
   }
 
   close(): void {
@@ -372,22 +429,32 @@ export class Store {
   private deleteConversations(ids: number[]): void {
     if (ids.length === 0) return;
     const remove = this.prepare('DELETE FROM conversations WHERE id = ?');
-    for (const id of ids) remove.run(id); // turns and links cascade
-    this.db.exec('DELETE FROM images WHERE sha256 NOT IN (SELECT image_sha256 FROM conversations)');
+    for (const id of ids) remove.run(id); // turns, links and picture references cascade
+    this.dropUnusedImages();
+  }
+
+  /** Picture bytes no conversation shows any more. */
+  private dropUnusedImages(): void {
+    this.prepare('DELETE FROM images WHERE sha256 NOT IN (SELECT image_sha256 FROM conversation_images)').run();
   }
 
   private withTurns(row: ConversationRow): ConversationWithTurns {
-    const turns = this.prepare<[number], { question: string; answer: string; style: string; created_at: number }>(
-        'SELECT question, answer, style, created_at FROM turns WHERE conversation_id = ? ORDER BY seq',
+    const turns = this.prepare<[number], { seq: number; question: string; answer: string; style: string; created_at: number }>(
+        'SELECT seq, question, answer, style, created_at FROM turns WHERE conversation_id = ? ORDER BY seq',
       )
       .all(row.id)
-      .map((t) => ({ question: t.question, answer: t.answer, style: t.style, createdAt: t.created_at }));
+      .map((t) => ({ seq: t.seq, question: t.question, answer: t.answer, style: t.style, createdAt: t.created_at }));
+    const images = this.prepare<[number], { image_sha256: string; turn_seq: number }>(
+        'SELECT image_sha256, turn_seq FROM conversation_images WHERE conversation_id = ? ORDER BY position',
+      )
+      .all(row.id)
+      .map((image) => ({ sha256: image.image_sha256, turnSeq: image.turn_seq }));
     return {
       id: row.id,
       platform: row.platform,
       chatId: row.chat_id,
       userId: row.user_id,
-      imageSha256: row.image_sha256,
+      images,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
       turns,
@@ -438,7 +505,6 @@ interface ConversationRow {
   platform: string;
   chat_id: string;
   user_id: string;
-  image_sha256: string;
   created_at: number;
   updated_at: number;
 }

@@ -39,7 +39,7 @@ describe('the command table', () => {
     }
     // Options a platform lacks are not in its usage line: Telegram's /ask takes the message's picture.
     expect(helpText('en', { platform: 'telegram', admin: false })).toMatch(/^\/ask \[question\] – /m);
-    expect(helpText('en', { platform: 'discord', admin: false })).toMatch(/^\/ask \[picture\] \[question\] \[style\] – /m);
+    expect(helpText('en', { platform: 'discord', admin: false })).toMatch(/^\/ask \[pictures\] \[question\] \[style\] – /m);
   });
 
   it('gives Telegram a menu of exactly the non-admin commands, in English and Chinese', () => {
@@ -61,7 +61,8 @@ describe('the command table', () => {
     expect(language.options.map((o) => o.name)).toEqual(['language']);
     expect(language.options[0]!.choices.map((c) => c.value)).toEqual(['zh', 'en', 'auto']);
     const ask = definitions.find((d) => d.name === 'ask') as { options: { name: string; type: number }[]; description_localizations: Record<string, string> };
-    expect(ask.options.map((o) => [o.name, o.type])).toEqual([['image', 11], ['question', 3], ['style', 3]]);
+    // up to four pictures (attachments, type 11), asked about together
+    expect(ask.options.map((o) => [o.name, o.type])).toEqual([['image', 11], ['question', 3], ['style', 3], ['image2', 11], ['image3', 11], ['image4', 11]]);
     expect(ask.description_localizations['zh-TW']).toBe(findCommand('ask')!.help.zhHant);
   });
 

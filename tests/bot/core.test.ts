@@ -105,18 +105,31 @@ describe('bot core: asking', () => {
     expect(engine.generations[2]!.request.messages.filter((m) => m.role === 'assistant')).toHaveLength(2);
   });
 
-  it('starts a new conversation for a new photo even when it is a reply', async () => {
+  it('adds a new photo sent as a reply to the conversation: a follow-up that shows both pictures', async () => {
     const { engine } = setup();
     await ask(photoRequest('1', 'first', { messageId: 'p1' }), new RecordingSink(['a1']));
-    await ask(photoRequest('1', 'second', { replyToMessageId: 'a1', image: imageSource(PNG_BYTES_2) }));
+    const followUp = await ask(photoRequest('1', 'and this one?', { messageId: 'p2', replyToMessageId: 'a1', images: [imageSource(PNG_BYTES_2)] }), new RecordingSink(['a2']));
+    expect(followUp.outcome.status).toBe('answered');
     const request = engine.generations[1]!.request;
-    expect(Array.from(request.images![0]!)).toEqual(Array.from(PNG_BYTES_2));
-    expect(request.messages.filter((m) => m.role === 'assistant')).toHaveLength(0);
+    expect(request.images!.map((image) => Array.from(image))).toEqual([Array.from(PNG_BYTES), Array.from(PNG_BYTES_2)]);
+    expect(request.messages.filter((m) => m.role !== 'system')).toEqual([
+      { role: 'user', content: [{ type: 'image', image: 0 }, { type: 'text', text: 'first' }] },
+      { role: 'assistant', content: 'Answer to: first' },
+      { role: 'user', content: [{ type: 'image', image: 1 }, { type: 'text', text: 'and this one?' }] },
+    ]);
+    // one conversation, two pictures each on its own turn; a text follow-up still shows both
+    const conversation = harness!.store.findByMessage('telegram', '1', 'a2')!;
+    expect(conversation.images.map((image) => image.turnSeq)).toEqual([1, 2]);
+    await ask({ user: user('1'), chat: privateChat('1'), question: 'which is brighter?', replyToMessageId: 'a2' });
+    expect(engine.generations[2]!.request.messages.flatMap((m) => messageImages(m))).toEqual([0, 1]);
+    // a new photo replying to nothing known starts a new conversation
+    await ask(photoRequest('1', 'new one', { images: [imageSource(PNG_BYTES_2)] }));
+    expect(engine.generations[3]!.request.messages.filter((m) => m.role === 'assistant')).toHaveLength(0);
   });
 
   it('uses the replied-to picture when the replied-to message is not a known conversation', async () => {
     const { engine } = setup();
-    const { outcome } = await ask({ user: user('5'), chat: groupChat('-100'), question: 'what is this?', replyToMessageId: 'someone-elses-photo', replyImage: imageSource(PNG_BYTES_2) });
+    const { outcome } = await ask({ user: user('5'), chat: groupChat('-100'), question: 'what is this?', replyToMessageId: 'someone-elses-photo', replyImages: [imageSource(PNG_BYTES_2)] });
     expect(outcome.status).toBe('answered');
     expect(Array.from(engine.generations[0]!.request.images![0]!)).toEqual(Array.from(PNG_BYTES_2));
   });
@@ -183,14 +196,14 @@ describe('bot core: styles and settings', () => {
     core.setStyle({ user: user('2'), chat: group }, 'cantonese', { scope: 'user' });
     const system = () => messageText(engine.generations[engine.generations.length - 1]!.request.messages[0]!);
 
-    await ask({ user: user('1'), chat: group, image: imageSource(), question: 'a' });
+    await ask({ user: user('1'), chat: group, images: [imageSource()], question: 'a' });
     expect(system()).toBe(style('salesman').systemPrompt);
-    await ask({ user: user('2'), chat: group, image: imageSource(), question: 'b' });
+    await ask({ user: user('2'), chat: group, images: [imageSource()], question: 'b' });
     expect(system()).toBe(style('cantonese').systemPrompt);
-    await ask({ user: user('2'), chat: group, image: imageSource(), question: 'c', style: 'grumpy' });
+    await ask({ user: user('2'), chat: group, images: [imageSource()], question: 'c', style: 'grumpy' });
     expect(system()).toBe(style('grumpy').systemPrompt);
     // the chat default does not apply in the user's private chat; the registry default does
-    await ask({ user: user('1'), chat: privateChat('1'), image: imageSource(), question: 'd' });
+    await ask({ user: user('1'), chat: privateChat('1'), images: [imageSource()], question: 'd' });
     expect(system()).toBe(style('plain').systemPrompt);
     expect(core.showStyle({ user: user('1'), chat: group }).source).toBe('chat');
     expect(core.showStyle({ user: user('3'), chat: privateChat('3') }).source).toBe('default');
@@ -269,7 +282,7 @@ describe('bot core: access control', () => {
 
     expect((await ask(photoRequest('1', 'q'))).outcome.status).toBe('answered');
     // anyone in an allowed chat
-    expect((await ask({ user: user('7'), chat: groupChat('-42'), image: imageSource(), question: 'q' })).outcome.status).toBe('answered');
+    expect((await ask({ user: user('7'), chat: groupChat('-42'), images: [imageSource()], question: 'q' })).outcome.status).toBe('answered');
     // anyone in an allowed Discord guild
     const discordChat = { platform: 'discord' as const, id: 'chan', kind: 'group' as const, guildId: 'g1' };
     expect(core.checkAccess(user('8', { platform: 'discord' }), discordChat).allowed).toBe(true);
@@ -302,7 +315,7 @@ describe('bot core: bad input', () => {
   it('refuses an oversized photo from its reported size without downloading it', async () => {
     setup(new FakeEngine(), coreConfig({ limits: { maxImageBytes: 20 * 1024 * 1024 } }));
     const big = imageSource(PNG_BYTES, { sizeBytes: 25 * 1024 * 1024 });
-    const { outcome, sink } = await ask({ user: user('1'), chat: privateChat('1'), image: big });
+    const { outcome, sink } = await ask({ user: user('1'), chat: privateChat('1'), images: [big] });
     expect(outcome.code).toBe('IMAGE_TOO_LARGE');
     expect(big.fetches).toBe(0);
     expect(sink.terminal).toHaveLength(1);
@@ -312,10 +325,10 @@ describe('bot core: bad input', () => {
   it('refuses a text document by MIME without downloading it, and by content when the MIME is generic', async () => {
     const { engine } = setup();
     const text = imageSource(new TextEncoder().encode('hello'), { mime: 'text/plain', fileName: 'notes.txt' });
-    expect((await ask({ user: user('1'), chat: privateChat('1'), image: text })).outcome.code).toBe('IMAGE_UNSUPPORTED');
+    expect((await ask({ user: user('1'), chat: privateChat('1'), images: [text] })).outcome.code).toBe('IMAGE_UNSUPPORTED');
     expect(text.fetches).toBe(0);
     const disguised = imageSource(new TextEncoder().encode('%PDF-1.7 not a picture'), { mime: 'application/octet-stream' });
-    const { outcome } = await ask({ user: user('1'), chat: privateChat('1'), image: disguised });
+    const { outcome } = await ask({ user: user('1'), chat: privateChat('1'), images: [disguised] });
     expect(outcome.code).toBe('IMAGE_UNSUPPORTED');
     expect(disguised.fetches).toBe(1);
     expect(engine.generations).toHaveLength(0);
@@ -328,7 +341,7 @@ describe('bot core: bad input', () => {
         throw new Error('socket hang up');
       },
     });
-    expect((await ask({ user: user('1'), chat: privateChat('1'), image: broken })).outcome.code).toBe('NETWORK');
+    expect((await ask({ user: user('1'), chat: privateChat('1'), images: [broken] })).outcome.code).toBe('NETWORK');
     expect((await ask(photoRequest('1', 'x'.repeat(501)))).outcome.code).toBe('PROMPT_TOO_LONG');
   });
 

@@ -103,7 +103,7 @@ describe('what the core hands the adapter', () => {
     harness = makeHarness(engine, { config: coreConfig({ limits: { maxImageBytes: 1000 } }) });
     const refusedSink = new TextSink();
     const tooBig = photoRequest('1', 'big?');
-    tooBig.image!.sizeBytes = 5000;
+    tooBig.images![0]!.sizeBytes = 5000;
     const refused = harness.core.ask(tooBig, refusedSink);
     expect(await refused.accepted).toBe(false);
     await refused.done;
@@ -114,14 +114,14 @@ describe('what the core hands the adapter', () => {
     // Accepted, then the picture turns out not to be one: a failure after the queue.
     const lateSink = new TextSink();
     const notAPicture = photoRequest('2', 'what?');
-    notAPicture.image = {
+    notAPicture.images = [{
       sizeBytes: 10,
       mime: 'application/octet-stream',
       fetch: async () => {
         await new Promise((resolve) => setTimeout(resolve, 50)); // a download takes a moment
         return new TextEncoder().encode('plain text');
       },
-    };
+    }];
     const late = harness.core.ask(notAPicture, lateSink);
     expect(await late.accepted).toBe(true);
     await late.done;

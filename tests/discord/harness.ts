@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import type { APIMessage } from 'discord.js';
 import { createDiscordAdapter, type DiscordAdapter, type DiscordAdapterExtras } from '../../adapters/discord/index.js';
 import { createBotCore, type BotCoreImpl } from '../../src/bot/core.js';
-import type { LimitsConfig } from '../../src/config/config.js';
+import type { LimitsConfig, MediaConfig } from '../../src/config/config.js';
 import { createEngine } from '../../src/engine/engine.js';
 import type { Engine } from '../../src/engine/types.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -116,6 +116,8 @@ export interface BotOptions {
   mentionMode?: boolean;
   guildId?: string | null;
   limits?: Partial<LimitsConfig>;
+  /** Pictures per message, animations and videos (default: the core's). */
+  media?: MediaConfig;
   adminIds?: string[];
   /** A styles file (YAML/JSON) instead of the built-in styles. */
   stylesFile?: string;
@@ -144,6 +146,7 @@ export async function startBot(options: BotOptions): Promise<RunningBot> {
       limits: { ...DEFAULT_LIMITS, ...options.limits },
       access: { allowedUsers: [], allowedChats: [], allowedGuilds: [], adminIds: options.adminIds ?? [] },
       defaultLanguage: 'en',
+      ...(options.media ? { media: options.media } : {}),
     },
     logger: logs.logger.child({ module: 'bot' }),
   });

@@ -256,21 +256,26 @@ describe('Telegram end to end (real engine on a tiny model)', () => {
     expect(visibleCore(reply!.text)).toBe(visibleCore(observed.calls[0]!.result!.text));
   });
 
-  it('answers an album once, about the captioned picture', async () => {
+  it('answers an album once, about all its pictures, with the caption as the question', async () => {
     const { fake, observed } = await setUp();
     const alice = fake.user(1061);
+    const third = await sharp(PNG).negate({ alpha: false }).png().toBuffer();
     const parts = [
       await fake.sendPhoto(alice, OTHER_PNG, { mediaGroupId: 'album-1' }),
       await fake.sendPhoto(alice, PNG, { mediaGroupId: 'album-1', caption: 'Which one is brighter?' }),
-      await fake.sendPhoto(alice, OTHER_PNG, { mediaGroupId: 'album-1' }),
+      await fake.sendPhoto(alice, third, { mediaGroupId: 'album-1' }),
     ];
     const replies = await settledReplies(fake, alice.id, parts[1]!.message_id);
     await sleep(1500);
     expect(observed.calls).toHaveLength(1);
-    expect(messageText(observed.calls[0]!.request.messages.at(-1)!)).toBe('Which one is brighter?');
-    const captionedLargest = parts[1]!.photo!.at(-1)!.file_id;
-    expect(fake.callsTo('getFile').map((c) => c.params.file_id)).toEqual([captionedLargest]);
-    expect(visibleCore(replies.map((m) => m.text).join(''))).toBe(visibleCore(observed.calls[0]!.result!.text));
+    const call = observed.calls[0]!;
+    expect(messageText(call.request.messages.at(-1)!)).toBe('Which one is brighter?');
+    // every part's largest size, in the album's order, all in the one question
+    expect(fake.callsTo('getFile').map((c) => c.params.file_id).sort()).toEqual(parts.map((part) => part.photo!.at(-1)!.file_id).sort());
+    expect(call.request.messages.at(-1)!.content).toEqual([{ type: 'image', image: 0 }, { type: 'image', image: 1 }, { type: 'image', image: 2 }, { type: 'text', text: 'Which one is brighter?' }]);
+    expect(call.result!.imageCount).toBe(3);
+    expect(call.result!.promptTokens).toBeGreaterThanOrEqual(3 * engine.info.imageTokens);
+    expect(visibleCore(replies.map((m) => m.text).join(''))).toBe(visibleCore(call.result!.text));
     // nothing else was said in the chat
     expect(fake.visibleMessagesIn(alice.id).every((m) => m.replyToMessageId === parts[1]!.message_id)).toBe(true);
   });

@@ -131,7 +131,7 @@ export async function startBot(options: StartOptions): Promise<BotUnderTest> {
     engine: options.engine,
     styles,
     store,
-    config: { limits: config.limits, access: config.access, defaultLanguage: config.defaultLanguage },
+    config: { limits: config.limits, access: config.access, defaultLanguage: config.defaultLanguage, media: config.media },
     logger: logs.logger,
   });
   const adapterOptions: ConstructorParameters<typeof TelegramAdapter>[0] = {

@@ -1,11 +1,11 @@
 // The store, the styles file, the LoRA adapters the styles use, and ffmpeg.
-import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadPeftAdapter, readPeftConfig } from '../../../models/lora/loader.js';
 import { explainConfiguredValues } from '../../config/provenance.js';
 import type { ModelFolder } from '../../engine/model-folder.js';
 import { isVistyleError, VistyleError } from '../../errors.js';
+import { ffmpegVersion, findOnPath } from '../../media/index.js';
 import { adaptersHome } from '../../paths.js';
 import { Store } from '../../store/store.js';
 import { isAdapterFolder } from '../../styles/default-adapters.js';
@@ -94,15 +94,13 @@ export function checkAdapters(ctx: DoctorContext, registry: LiveStyleRegistry | 
 }
 
 /** ffmpeg turns videos and animations into pictures; without it those get a polite refusal. */
-export function checkFfmpeg(timeoutMs = 5000): Promise<CheckResult> {
-  return new Promise((resolve) => {
-    execFile('ffmpeg', ['-hide_banner', '-version'], { timeout: timeoutMs }, (error, stdout) => {
-      if (error) {
-        resolve(result('ffmpeg', 'warn', 'ffmpeg is not installed: it is needed for videos and animations (pictures do not need it)', 'apt-get install ffmpeg'));
-        return;
-      }
-      const version = /ffmpeg version (\S+)/.exec(stdout)?.[1] ?? '?';
-      resolve(result('ffmpeg', 'ok', `ffmpeg ${version} (for videos and animations)`));
-    });
-  });
+/** ffmpeg and ffprobe, as the bot looks for them (src/media): on PATH, and ffmpeg runs. */
+export async function checkFfmpeg(env: NodeJS.ProcessEnv = process.env): Promise<CheckResult> {
+  const version = await ffmpegVersion(env);
+  if (version === null) {
+    const found = findOnPath('ffmpeg', env) ? 'ffprobe is missing or ffmpeg does not run' : 'ffmpeg is not installed';
+    return result('ffmpeg', 'warn', `${found}: the bot cannot read videos (Telegram GIFs are MP4 videos too); pictures and GIF/WebP files do not need it`, 'apt-get install ffmpeg (it brings ffprobe)');
+  }
+  const number = /ffmpeg version (\S+)/.exec(version)?.[1] ?? '?';
+  return result('ffmpeg', 'ok', `ffmpeg ${number} and ffprobe (for videos)`);
 }

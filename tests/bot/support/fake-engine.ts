@@ -35,8 +35,13 @@ export class FakeEngine implements Engine {
   hold = false;
   /** Delay between streamed words. */
   wordDelayMs = 0;
-  /** Requests with more messages than this fail with PROMPT_TOO_LONG. */
+  /** Requests with more messages than this fail with PROMPT_TOO_LONG (see trimHistory). */
   maxMessages = Number.POSITIVE_INFINITY;
+  /**
+   * Like the real engine: instead of refusing, leave out the oldest turns after the system
+   * message until maxMessages fit, and report them in droppedMessages.
+   */
+  trimHistory = false;
   /** Fail the next generation with this error before any word (e.g. IMAGE_CORRUPT). */
   failNextWith: VistyleError | undefined;
   /** Crash the next generation after this many words. */
@@ -79,8 +84,12 @@ export class FakeEngine implements Engine {
       const started = Date.now();
       try {
         if (failWith) throw failWith;
+        let dropped = 0;
         if (request.messages.length > this.maxMessages) {
-          throw new VistyleError('PROMPT_TOO_LONG', `${request.messages.length} messages do not fit`);
+          const turns = request.messages.length - 1 - (request.messages[0]?.role === 'system' ? 1 : 0);
+          const over = request.messages.length - this.maxMessages;
+          if (!this.trimHistory || over > turns - 1) throw new VistyleError('PROMPT_TOO_LONG', `${request.messages.length} messages do not fit`);
+          dropped = over + (over % 2); // whole turns: a question and its answer
         }
         if (this.hold) await Promise.race([released, abortPromise(signal)]);
         const words = this.answerFor(request).split(/(?<= )/);
@@ -95,7 +104,7 @@ export class FakeEngine implements Engine {
           stream.push(word);
         }
         if (crashed) throw new VistyleError('ENGINE_CRASHED', 'the engine worker exited');
-        stream.end(result(text, signal?.aborted ? 'cancelled' : 'eos', started));
+        stream.end({ ...result(text, signal?.aborted ? 'cancelled' : 'eos', started), droppedMessages: dropped, imageCount: imageParts(request) });
       } catch (error) {
         stream.fail(error);
       } finally {
@@ -131,6 +140,11 @@ function result(text: string, finishReason: GenerationResult['finishReason'], st
     finishReason,
     timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: totalMs, totalMs },
   };
+}
+
+/** Picture occurrences in the request (what the real engine reports as imageCount). */
+function imageParts(request: GenerateRequest): number {
+  return request.messages.reduce((n, m) => n + (typeof m.content === 'string' ? 0 : m.content.filter((part) => part.type === 'image').length), 0);
 }
 
 function abortPromise(signal: AbortSignal | undefined): Promise<void> {

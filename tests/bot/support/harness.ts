@@ -139,7 +139,7 @@ export function photoRequest(userId: string, question?: string, extra: Partial<B
   return {
     user: user(userId),
     chat: privateChat(userId),
-    image: imageSource(),
+    images: [imageSource()],
     ...(question === undefined ? {} : { question }),
     ...extra,
   };

@@ -36,6 +36,7 @@ import type {
   BotMessageState,
   FakeCallbackQuery,
   FakeChat,
+  FakeClip,
   FakeDocument,
   FakeMessage,
   FakePhotoSize,
@@ -341,6 +342,48 @@ export class FakeTelegram extends EventEmitter {
     if (options.mimeType !== undefined) document.mime_type = options.mimeType;
     message.document = document;
     this.applyCaption(message, options.caption);
+    if (options.mediaGroupId !== undefined) message.media_group_id = options.mediaGroupId;
+    return this.deliverMessage(message);
+  }
+
+  /**
+   * A clip as the Bot API delivers it: `animation` (a GIF the app converted to MP4; the message
+   * carries the same file as `document` too, for backward compatibility), `video`, or
+   * `video_note` (round, always MP4, no MIME type or file name).
+   */
+  sendClip(
+    from: FakeUser,
+    bytes: Buffer,
+    options: InjectOptions & {
+      kind: 'animation' | 'video' | 'video_note';
+      duration?: number;
+      width?: number;
+      height?: number;
+      mimeType?: string;
+      fileName?: string;
+      caption?: string;
+      mediaGroupId?: string;
+      declaredSize?: number;
+    },
+  ): FakeMessage {
+    const file = this.addFile(bytes, options.kind === 'video_note' ? 'video_notes' : options.kind === 'video' ? 'videos' : 'animations', 'mp4', options.declaredSize);
+    const message = this.newUserMessage(from, options);
+    const clip: FakeClip = { file_id: file.fileId, file_unique_id: file.uniqueId, duration: options.duration ?? 1, file_size: file.size };
+    if (options.kind === 'video_note') {
+      clip.length = options.width ?? 240;
+    } else {
+      clip.width = options.width ?? 96;
+      clip.height = options.height ?? 64;
+      clip.mime_type = options.mimeType ?? 'video/mp4';
+      if (options.fileName !== undefined) clip.file_name = options.fileName;
+    }
+    message[options.kind] = clip;
+    if (options.kind === 'animation') {
+      const document: FakeDocument = { file_id: file.fileId, file_unique_id: file.uniqueId, file_size: file.size, mime_type: clip.mime_type! };
+      if (clip.file_name !== undefined) document.file_name = clip.file_name;
+      message.document = document;
+    }
+    if (options.kind !== 'video_note') this.applyCaption(message, options.caption);
     if (options.mediaGroupId !== undefined) message.media_group_id = options.mediaGroupId;
     return this.deliverMessage(message);
   }

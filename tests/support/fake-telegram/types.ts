@@ -35,6 +35,21 @@ export interface FakeDocument {
   file_size?: number;
 }
 
+/** A GIF (Telegram turns it into an MP4 `animation`), a `video` or a round `video_note`. */
+export interface FakeClip {
+  file_id: string;
+  file_unique_id: string;
+  duration: number;
+  /** animation and video */
+  width?: number;
+  height?: number;
+  /** video_note: its diameter */
+  length?: number;
+  file_name?: string;
+  mime_type?: string;
+  file_size?: number;
+}
+
 export interface InlineKeyboardButton {
   text: string;
   callback_data?: string;
@@ -56,6 +71,9 @@ export interface FakeMessage {
   caption_entities?: FakeEntity[];
   photo?: FakePhotoSize[];
   document?: FakeDocument;
+  animation?: FakeClip;
+  video?: FakeClip;
+  video_note?: FakeClip;
   media_group_id?: string;
   reply_to_message?: FakeMessage;
   reply_markup?: FakeReplyMarkup;
