@@ -135,7 +135,7 @@ function greedy(tokens: number): GenerateRequest['sampling'] {
   return { ...resolveSampling({}), greedy: true, maxNewTokens: tokens, stopStrings: [] };
 }
 
-async function engineFor(c: Common, extra: { maxContextTokens?: number } = {}): Promise<LocalEngine> {
+async function engineFor(c: Common, extra: { maxContextTokens?: number; slots?: number } = {}): Promise<LocalEngine> {
   // featureCacheSize 0: every request pays for the vision graph, as a new picture does
   return createLocalEngine({ modelDir: c.model, provider: c.provider, threads: c.threads, featureCacheSize: 0, ...extra });
 }
@@ -164,8 +164,7 @@ async function latency(c: Common): Promise<LatencyResult> {
 
 async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
   const slots = Math.max(...counts);
-  process.env.VISTYLE_ENGINE_SLOTS = String(slots);
-  const engine = await engineFor(c);
+  const engine = await engineFor(c, { slots });
   const size = engine.info.imageSize;
   const images = await Promise.all(Array.from({ length: slots + 1 }, (_, i) => benchImage(size, 100 + i)));
   // warm-up: first-run allocations are not the figure
@@ -209,8 +208,7 @@ async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
 }
 
 async function rss(c: Common, slots: number, context: number): Promise<RssResult> {
-  process.env.VISTYLE_ENGINE_SLOTS = String(slots);
-  const engine = await engineFor(c, { maxContextTokens: context });
+  const engine = await engineFor(c, { maxContextTokens: context, slots });
   const tokenizer = await loadTokenizer(c.model);
   const answer = Math.min(c.tokens, 32);
   // a question long enough that picture + question + answer fill the context
@@ -229,8 +227,7 @@ async function rss(c: Common, slots: number, context: number): Promise<RssResult
 }
 
 async function eventLoop(c: Common): Promise<EventLoopResult> {
-  process.env.VISTYLE_ENGINE_SLOTS = '4';
-  const engine = await createEngine({ modelDir: c.model, provider: c.provider, threads: c.threads });
+  const engine = await createEngine({ modelDir: c.model, provider: c.provider, threads: c.threads, slots: 4 });
   const size = engine.info.imageSize;
   const phases: EventLoopResult['phases'] = [];
   try {

@@ -79,6 +79,8 @@ interface BuildSpec {
   dtype: ModelDtype;
   blockSize?: number;
   compute?: 'fp32' | 'fp16';
+  /** Also write the WebGPU decoder (GroupQueryAttention over device buffers) for --provider webgpu. */
+  deviceDecoder?: boolean;
 }
 
 async function ensureBuilt(checkpointDir: string, outDir: string, spec: BuildSpec): Promise<void> {
@@ -92,6 +94,7 @@ async function ensureBuilt(checkpointDir: string, outDir: string, spec: BuildSpe
     outDir,
     dtype: spec.dtype,
     ...(quantized ? { blockSize: spec.blockSize, compute: spec.compute } : {}),
+    ...(spec.deviceDecoder ? { deviceDecoder: true } : {}),
     onProgress: (m) => log(`  ${m}`),
   });
   writeFileSync(marker, signature);
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
     return c.config;
   })();
   const modelDir = (d: ModelDtype): string => join(work, `model-${d}`);
-  for (const d of dtypes) await ensureBuilt(checkpoint, modelDir(d), { dtype: d, blockSize, compute });
+  for (const d of dtypes) await ensureBuilt(checkpoint, modelDir(d), { dtype: d, blockSize, compute, ...(provider === 'webgpu' ? { deviceDecoder: true } : {}) });
   const peerDir = join(work, 'peer');
   for (const d of peerDtypes) ensurePeer(checkpoint, peerDir, d, blockSize);
 

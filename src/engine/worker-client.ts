@@ -276,6 +276,23 @@ export class WorkerEngine implements Engine {
     settle();
   }
 
+  /**
+   * Whether the engine answers now (for /readyz): not while its worker is (re)starting after a
+   * crash, nor once it is closing.
+   */
+  readiness(): { ready: boolean; detail?: string } {
+    switch (this.state) {
+      case 'ready':
+        return { ready: true };
+      case 'starting':
+        return { ready: false, detail: this.starts > 1 ? 'the engine worker is restarting after a crash' : 'loading the model' };
+      case 'down':
+        return { ready: false, detail: 'the engine worker stopped; it restarts with the next request' };
+      default:
+        return { ready: false, detail: 'the engine is shutting down' };
+    }
+  }
+
   /** Requests sent to the worker and not finished. */
   get inFlightCount(): number {
     return this.inFlight.size;

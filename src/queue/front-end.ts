@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { AppConfig, QueueConfig } from '../config/config.js';
 import { errorFields, type Logger } from '../log.js';
-import type { BotMetrics } from '../scheduler/metrics.js';
+import type { BotMetrics } from '../metrics/metrics.js';
 import { Admissions } from './admission.js';
 import { openRedis, parseRedisUrl, type RedisTarget } from './connection.js';
 import { QueueKeys } from './keys.js';

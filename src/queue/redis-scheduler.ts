@@ -8,7 +8,7 @@
 import { VistyleError, isVistyleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
-import type { BotMetrics } from '../scheduler/metrics.js';
+import type { BotMetrics } from '../metrics/metrics.js';
 import { LimitError, type Job, type JobSpec, type SchedulerStatus } from '../scheduler/scheduler.js';
 import type { Admissions, QueueCounts } from './admission.js';
 import { queueJobContext, type QueueJobLink } from './job-context.js';

@@ -7,7 +7,7 @@
 import Bottleneck from 'bottleneck';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import type { AnswerScheduler } from './answer-scheduler.js';
-import type { BotMetrics } from './metrics.js';
+import type { BotMetrics } from '../metrics/metrics.js';
 
 export interface SchedulerOptions {
   /** Jobs the engine runs at once. */

@@ -1,6 +1,7 @@
 // The worker-backed engine (createEngine): streaming over MessagePorts, bad input as typed errors
 // with the worker still serving, cancellation, a crash mid-answer (ENGINE_CRASHED, restart, the
 // next request answered), and load failures.
+import { engineCheck } from '../../src/health/checks.js';
 import { copyFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,10 +109,13 @@ describe('worker-backed engine', () => {
       })().catch((e: unknown) => e);
       expect(isVistyleError(error, 'ENGINE_CRASHED')).toBe(true);
       expect((error as VistyleError).details).toMatchObject({ exitCode: CRASH_EXIT_CODE });
+      // /readyz's engine check: not ready while the worker is dead or restarting
+      expect(engineCheck(crashing)().ready).toBe(false);
       await expect(alsoInFlight.result).rejects.toMatchObject({ code: 'ENGINE_CRASHED' });
       const after = await crashing.generate(request()).result;
       expect(after.tokens).toEqual(expected);
       expect(crashing.starts).toBe(2);
+      expect(engineCheck(crashing)()).toEqual({ ready: true });
     } finally {
       await crashing.close();
     }

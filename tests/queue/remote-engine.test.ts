@@ -18,7 +18,7 @@ import { isVistyleError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { QueueFrontEnd } from '../../src/queue/front-end.js';
 import { QueueWorker } from '../../src/queue/worker.js';
-import { BotMetrics } from '../../src/scheduler/metrics.js';
+import { BotMetrics } from '../../src/metrics/metrics.js';
 import { randomLoraWeights } from '../lora/helpers.js';
 import { skipWithoutRedis, TestRedis } from '../support/redis-server.js';
 import { tinyModel } from '../support/tiny-model.js';

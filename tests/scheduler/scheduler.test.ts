@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { VistyleError } from '../../src/errors.js';
-import { BotMetrics } from '../../src/scheduler/metrics.js';
+import { BotMetrics } from '../../src/metrics/metrics.js';
 import { LimitError, Scheduler, type RunContext, type SchedulerOptions } from '../../src/scheduler/scheduler.js';
 
 function deferred<T = void>() {
