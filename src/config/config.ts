@@ -278,6 +278,24 @@ export function loadEngineConfig(env: NodeJS.ProcessEnv = process.env): EngineCo
   return { ...engineConfigOf(e), ...(e.VISTYLE_ENGINE_SLOTS === undefined ? {} : { slots: e.VISTYLE_ENGINE_SLOTS }) };
 }
 
+const MEDIA_VARIABLES = ['VISTYLE_PROVIDER', 'VISTYLE_MAX_IMAGES_PER_MESSAGE', 'VISTYLE_VIDEO_FRAMES', 'VISTYLE_VIDEO_MAX_SECONDS', 'VISTYLE_VIDEO_MAX_BYTES'] as const;
+
+function mediaConfigOf(e: Pick<z.output<typeof EnvSchema>, (typeof MEDIA_VARIABLES)[number]>): MediaConfig {
+  return {
+    maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+    // fewer frames where every picture costs a CPU vision pass
+    videoFrames: e.VISTYLE_VIDEO_FRAMES ?? (e.VISTYLE_PROVIDER === 'cpu' ? 4 : 8),
+    videoMaxSeconds: e.VISTYLE_VIDEO_MAX_SECONDS,
+    videoMaxBytes: e.VISTYLE_VIDEO_MAX_BYTES,
+  };
+}
+
+/** The media settings alone (for `vistyle ask`, which runs no bot), by the same rules as loadConfig. */
+export function loadMediaConfig(env: NodeJS.ProcessEnv = process.env): MediaConfig {
+  const schema = EnvSchema.pick(Object.fromEntries(MEDIA_VARIABLES.map((name) => [name, true])) as { [K in (typeof MEDIA_VARIABLES)[number]]: true });
+  return mediaConfigOf(parseVariables(schema, env));
+}
+
 function parseVariables<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
   const known = Object.keys(schema.shape);
   const input: Record<string, string> = {};
@@ -368,13 +386,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
       maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
     },
-    media: {
-      maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
-      // fewer frames where every picture costs a CPU vision pass
-      videoFrames: e.VISTYLE_VIDEO_FRAMES ?? (e.VISTYLE_PROVIDER === 'cpu' ? 4 : 8),
-      videoMaxSeconds: e.VISTYLE_VIDEO_MAX_SECONDS,
-      videoMaxBytes: e.VISTYLE_VIDEO_MAX_BYTES,
-    },
+    media: mediaConfigOf(e),
   };
   if (e.TELEGRAM_BOT_TOKEN) {
     config.telegram = {

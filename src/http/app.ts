@@ -89,6 +89,7 @@ export async function startVistyleHttp(options: StartHttpOptions): Promise<HttpS
       maxImageBytes: config.limits.maxImageBytes,
       maxImagesPerMessage: config.http.maxImagesPerMessage,
       allowPrivateImageUrls: config.http.allowPrivateImageUrls,
+      media: config.media,
       ...(options.imageUrlCa ? { imageUrlCa: options.imageUrlCa } : {}),
       logger: logger.child({ module: 'api' }),
     });

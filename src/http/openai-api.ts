@@ -20,6 +20,8 @@ import { ChatStream, type Usage } from './chat-stream.js';
 import { KeyLimiter } from './key-limits.js';
 import { keyAllowsStyle, type ApiKey, type ApiKeys, type KeyDefaults } from './keys.js';
 import { loadImageUrl } from './remote-image.js';
+import { expandMedia } from '../media/index.js';
+import type { MediaConfig } from '../config/config.js';
 
 /** Who may call the API: keys required; anyone (no key configured, loopback only); or nobody. */
 export type ApiAccess = 'keys' | 'open' | 'off';
@@ -35,6 +37,8 @@ export interface OpenAiApiOptions {
   maxImageBytes: number;
   maxImagesPerMessage: number;
   allowPrivateImageUrls: boolean;
+  /** Animated GIF/WebP pictures become this many frames, as on the chat platforms. */
+  media: Pick<MediaConfig, 'videoFrames' | 'videoMaxSeconds' | 'videoMaxBytes'>;
   /** Extra CA certificates trusted for https image URLs (tests). */
   imageUrlCa?: string | Buffer;
   logger: Logger;
@@ -204,6 +208,16 @@ export class OpenAiApi {
     ).catch((error: unknown) => {
       throw signal.aborted ? error : apiErrorFrom(error);
     });
+    // An animated GIF/WebP is shown as frames sampled over its length (consecutive pictures), as
+    // the bots do; a still picture stays as it is.
+    const { videoFrames, videoMaxSeconds, videoMaxBytes } = this.options.media;
+    const pictures = await Promise.all(
+      images.map(async (image) =>
+        (await expandMedia(image.bytes, { frames: videoFrames, maxSeconds: videoMaxSeconds, maxVideoBytes: videoMaxBytes, signal })).pictures.map((p) => p.bytes),
+      ),
+    ).catch((error: unknown) => {
+      throw signal.aborted ? error : apiErrorFrom(error);
+    });
 
     const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
     const model = chat.model.toLowerCase() === 'vistyle' ? 'vistyle' : `vistyle/${style.id}`;
@@ -216,7 +230,7 @@ export class OpenAiApi {
     const openStream = () => {
       if (stream && !response.headersSent) stream.start(headers());
     };
-    const engineInput = engineConversation(chat.turns, images.map((image) => image.bytes));
+    const engineInput = engineConversation(chat.turns, pictures);
     const language = languageFromCode(String(request.headers['accept-language'] ?? '').split(/[,;]/)[0]) ?? 'en';
 
     let answer: StatelessAnswer;
@@ -290,13 +304,18 @@ export class OpenAiApi {
  * The API's turns in the engine's shape: text and picture parts in the caller's order, the
  * pictures numbered in the order they appear (indexes into `images`).
  */
-function engineConversation(turns: ChatTurn[], images: Uint8Array[]): { messages: ChatMessage[]; images: Uint8Array[] } {
-  let next = 0;
+function engineConversation(turns: ChatTurn[], pictures: Uint8Array[][]): { messages: ChatMessage[]; images: Uint8Array[] } {
+  const images: Uint8Array[] = [];
+  let url = 0;
   const messages = turns.map((turn): ChatMessage => {
     if (!turn.parts.some((part) => part.type === 'image')) {
       return { role: turn.role, content: turn.parts.map((part) => (part.type === 'text' ? part.text : '')).join('') };
     }
-    const content: MessagePart[] = turn.parts.map((part) => (part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: next++ }));
+    // one image_url part -> one picture part per frame (an animation's frames in order)
+    const content: MessagePart[] = turn.parts.flatMap((part): MessagePart[] => {
+      if (part.type === 'text') return [{ type: 'text', text: part.text }];
+      return pictures[url++]!.map((bytes) => ({ type: 'image', image: images.push(bytes) - 1 }));
+    });
     return { role: turn.role, content };
   });
   return { messages, images };

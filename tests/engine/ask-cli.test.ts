@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { animatedGif, frameColors } from '../support/media-files.js';
 import { CLI_JS, TINY_A_IMAGE, buildTinyA, ensureBuiltCli, referenceInputs, removeDirs, runCli, textFileBytes } from './engine-test-helpers.js';
 
 interface Summary {
@@ -86,6 +87,19 @@ describe('vistyle ask', () => {
     expect(lastJson(a.stdout).tokens.length).toBeGreaterThan(0);
   });
 
+  it('shows an animated GIF as VISTYLE_VIDEO_FRAMES frames, each its own run of image tokens', async () => {
+    const gif = join(scratch, 'clip.gif');
+    writeFileSync(gif, animatedGif(frameColors(9), { width: 24, height: 24 }));
+    const ask = (frames: string) =>
+      runCli(['ask', '--model', modelDir, '--image', gif, '--raw', '--greedy', '--json', '--max-tokens', '1', 'What happens?'], { ...env, VISTYLE_VIDEO_FRAMES: frames });
+    const [two, three] = [await ask('2'), await ask('3')];
+    expect(two.status, two.stderr).toBe(0);
+    expect(three.status, three.stderr).toBe(0);
+    // one more frame = one more block of image tokens plus its placeholder line (`<image>\n`)
+    const imageTokens = (referenceInputs() as unknown as { num_image_tokens: number }).num_image_tokens;
+    expect(lastJson(three.stdout).promptTokens - lastJson(two.stdout).promptTokens).toBe(imageTokens + 1);
+  });
+
   it('reports a missing model folder in one line with its path', async () => {
     const missing = join(scratch, 'no-model-here');
     expectOneLineError(await runCli(['ask', '--model', missing, '--image', TINY_A_IMAGE, 'What?'], env), new RegExp(missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
@@ -95,7 +109,7 @@ describe('vistyle ask', () => {
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', join(scratch, 'nope.png'), 'What?'], env), /cannot read the image .*no such file/);
     const textFile = join(scratch, 'notes.png');
     writeFileSync(textFile, textFileBytes());
-    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', textFile, '--raw', 'What?'], env), /send a .*image/i);
+    expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', textFile, '--raw', 'What?'], env), /not a JPEG, PNG, GIF or WebP picture/);
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--raw', '   '], env), /question is empty/i);
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--max-tokens', 'lots', 'What?'], env), /--max-tokens must be a positive integer/);
     expectOneLineError(await runCli(['ask', '--model', modelDir, '--image', TINY_A_IMAGE, '--provider', 'tpu', 'What?'], env), /--provider must be cpu, cuda or webgpu/);

@@ -3,6 +3,7 @@
 // data-URL picture, styles as models, usage, sampling parameters reaching the engine, every error
 // status, a client disconnecting (mid-stream, and while queued) cancelling its work, and 20
 // concurrent clients under per-key limits each getting exactly one answer or one 429.
+import { animatedGif, frameColors } from '../support/media-files.js';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -107,6 +108,22 @@ describe('vistyle serve, open on loopback', () => {
       { role: 'user', content: [{ type: 'image', image: 1 }, { type: 'text', text: 'And this one?' }] },
     ]);
     expect((await call.result).imageCount).toBe(2);
+  });
+
+  it('shows an animated GIF as frames sampled over its length (VISTYLE_VIDEO_FRAMES, 4 on CPU), as the bots do', async () => {
+    const gif = animatedGif(frameColors(6), { width: 20, height: 20 });
+    await openai.chat.completions.create({
+      model: 'vistyle/plain',
+      max_tokens: 1,
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/gif;base64,${gif.toString('base64')}` } }, { type: 'text', text: 'What happens?' }] }],
+    });
+    const call = engine.calls.at(-1)!;
+    expect(call.request.images).toHaveLength(4);
+    expect(call.request.messages.at(-1)).toEqual({
+      role: 'user',
+      content: [0, 1, 2, 3].map((image) => ({ type: 'image', image })).concat([{ type: 'text', text: 'What happens?' }] as never[]),
+    });
+    expect((await call.result).imageCount).toBe(4);
   });
 
   it('streams in OpenAI chunks: role first, content deltas, finish_reason, then usage', async () => {

@@ -10,8 +10,9 @@
 //             {"text","tokens","promptTokens","ttftMs","tokensPerSecond"}
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { loadEngineConfig } from '../../config/config.js';
-import { VistyleError } from '../../errors.js';
+import { loadEngineConfig, loadMediaConfig } from '../../config/config.js';
+import { isVistyleError, VistyleError } from '../../errors.js';
+import { expandMedia } from '../../media/index.js';
 import { createLogger, setRootLogger } from '../../log.js';
 import { resolveModelDir } from '../../paths.js';
 import { readPeftConfig } from '../../../models/lora/loader.js';
@@ -102,10 +103,23 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
   if (question.trim() === '') {
     throw new VistyleError('QUESTION_EMPTY', 'the question is empty: give one, e.g. vistyle ask --image photo.jpg "What is in this picture?"');
   }
+  // Every --image in order; an animated GIF/WebP or a short video becomes its frames, as in the bot.
+  const media = loadMediaConfig(provider === undefined ? process.env : { ...process.env, VISTYLE_PROVIDER: provider });
+  const images: Uint8Array[] = [];
+  for (const path of options.image) {
+    const expanded = await expandMedia(await readImage(path), {
+      frames: media.videoFrames,
+      maxSeconds: media.videoMaxSeconds,
+      maxVideoBytes: media.videoMaxBytes,
+    }).catch((error: unknown) => {
+      throw isVistyleError(error) ? new VistyleError(error.code, `${path}: ${error.message}`, { cause: error, details: { ...error.details, path } }) : error;
+    });
+    for (const picture of expanded.pictures) images.push(picture.bytes);
+  }
   // Check everything cheap before loading the model.
   const resolved = resolveAskRequest({
     question,
-    images: options.image.map((_, index) => index),
+    images: images.map((_, index) => index),
     raw: options.raw === true,
     ...(options.style === undefined ? {} : { style: options.style }),
     ...(options.stylesFile === undefined ? {} : { stylesFile: options.stylesFile }),
@@ -114,8 +128,6 @@ export async function runAsk(question: string, options: AskOptions, verbose: boo
   const sampling = samplingFromFlags(options, resolved.sampling);
   // A missing or unusable adapter folder is reported now, not after seconds of model loading.
   if (resolved.lora) readPeftConfig(resolved.lora.path);
-  const images: Uint8Array[] = [];
-  for (const path of options.image) images.push(await readImage(path));
 
   // The environment's engine settings (same rules as the bot's config), then the flags.
   const settings = loadEngineConfig(process.env);
