@@ -2,6 +2,7 @@
 // src/config/dotenv.ts loaded. An error caused by a configured value says so ("VISTYLE_HOME=/var/lib/vistyle
 // was set in /srv/bot/.env"), because the operator who copied an example file rarely remembers
 // that it set a path or a provider for them.
+import { redactSecrets } from '../log.js';
 import { resolve } from 'node:path';
 import { isVistyleError, type VistyleError } from '../errors.js';
 
@@ -46,6 +47,14 @@ export function describeSource(source: ValueSource): string {
 const SECRET_NAMES = /TOKEN|SECRET|API_KEY|PASSWORD/;
 
 /**
+ * A value as an error may show it: a password in a URL (`redis://user:pass@host`,
+ * `https://user:pass@mirror`) masked, and any registered secret redacted.
+ */
+function shownValue(value: string): string {
+  return redactSecrets(value.replace(/(\/\/[^/@\s:]*:)[^/@\s]*@/g, '$1***@'));
+}
+
+/**
  * `NAME=value was set in FILE` (or `in the environment`) for each name that is set, joined with
  * "; ". Secrets are named without their value. Empty when none of them is set.
  */
@@ -54,7 +63,7 @@ export function originNote(names: readonly string[], env: NodeJS.ProcessEnv = pr
   for (const name of new Set(names)) {
     const source = sourceOf(name, env);
     if (!source) continue;
-    const shown = SECRET_NAMES.test(name) ? name : `${name}=${env[name]!.trim()}`;
+    const shown = SECRET_NAMES.test(name) ? name : `${name}=${shownValue(env[name]!.trim())}`;
     parts.push(`${shown} was set in ${describeSource(source)}`);
   }
   return parts.join('; ');

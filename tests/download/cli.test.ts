@@ -64,7 +64,10 @@ describe('vistyle model pull without a network', () => {
     const run = await vistyle(['model', 'pull'], { HF_ENDPOINT: closed, VISTYLE_HOME: join(work, 'offline') });
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toBe(`vistyle: cannot reach ${closed} (connect ECONNREFUSED): check your connection or set HF_ENDPOINT to a mirror\n`);
+    // ...and where the endpoint came from (the operator's provenance note)
+    expect(run.stderr).toBe(
+      `vistyle: cannot reach ${closed} (connect ECONNREFUSED): check your connection or set HF_ENDPOINT to a mirror (HF_ENDPOINT=${closed} was set in the environment)\n`,
+    );
   });
 
   it('names the DNS failure for a host that does not resolve', async () => {
@@ -74,7 +77,7 @@ describe('vistyle model pull without a network', () => {
     });
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(
-      /^vistyle: cannot reach http:\/\/vistyle-no-such-host\.invalid \(getaddrinfo (ENOTFOUND|EAI_AGAIN)\): check your connection or set HF_ENDPOINT to a mirror\n$/,
+      /^vistyle: cannot reach http:\/\/vistyle-no-such-host\.invalid \(getaddrinfo (ENOTFOUND|EAI_AGAIN)\): check your connection or set HF_ENDPOINT to a mirror \(HF_ENDPOINT=http:\/\/vistyle-no-such-host\.invalid was set in the environment\)\n$/,
     );
   });
 });
