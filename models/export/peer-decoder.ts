@@ -13,7 +13,8 @@
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
-import { activation, computeScalar, linear, makeContext, rmsNorm, weightMatMul, type GraphContext } from '../graphs/common.js';
+import { computeScalar, linear, makeContext, rmsNorm, type GraphContext } from '../graphs/common.js';
+import { groupQueries, lmHeadLogits, mergeGroupedHeads, mlpResidual, ropeRotation } from '../graphs/qwen2-blocks.js';
 import type { QuantSpec } from '../graphs/quantize.js';
 
 export function buildPeerDecoderGraph(checkpoint: Checkpoint, quant: QuantSpec | null): GraphContext {
@@ -50,20 +51,7 @@ export function buildPeerDecoderGraph(checkpoint: Checkpoint, quant: QuantSpec |
   if (group > 1) visible = g.node('Tile', [visible, g.i64([1, 1, group, 1])]);
   const attnBias = g.node('Where', [visible, g.f32(0), g.f32(-3.4028234663852886e38)]);
 
-  const invFreq = Array.from({ length: hd / 2 }, (_, i) => Math.fround(1 / t.ropeTheta ** ((2 * i) / hd)));
-  const angles = g.node('Mul', [
-    g.node('Unsqueeze', [g.node('Cast', [positions], { to: attr.int(DataType.FLOAT) }), g.i64([2])]),
-    g.f32(invFreq),
-  ]);
-  const cos = g.node('Unsqueeze', [g.node('Cos', [angles]), g.i64([2])]);
-  const sin = g.node('Unsqueeze', [g.node('Sin', [angles]), g.i64([2])]);
-  const half = g.i64([hd / 2, hd / 2]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.nodeMulti('Split', [x, half], 2, { axis: attr.int(-1) }) as [string, string];
-    const first = g.node('Sub', [g.node('Mul', [x1, cos]), g.node('Mul', [x2, sin])]);
-    const second = g.node('Add', [g.node('Mul', [x2, cos]), g.node('Mul', [x1, sin])]);
-    return g.node('Concat', [first, second], { axis: attr.int(-1) });
-  };
+  const rope = ropeRotation(ctx, positions);
   const scale = computeScalar(ctx, 1 / Math.sqrt(hd));
 
   let x = embeds;
@@ -81,32 +69,19 @@ export function buildPeerDecoderGraph(checkpoint: Checkpoint, quant: QuantSpec |
       g.output(keys, `present.${l}.key`, DataType.FLOAT, ['batch_size', kvH, 'total_sequence_length', hd]);
       g.output(values, `present.${l}.value`, DataType.FLOAT, ['batch_size', kvH, 'total_sequence_length', hd]);
       const keysT = g.node('Transpose', [keys], { perm: attr.ints([0, 1, 3, 2]) }); // [B,kvH,hd,S]
-      const queries = group === 1
-        ? g.node('Transpose', [q], { perm: attr.ints([0, 2, 1, 3]) })
-        : g.node('Reshape', [
-          g.node('Transpose', [g.node('Reshape', [q, g.i64([0, 0, kvH, group, hd])])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
-          g.i64([0, kvH, -1, hd]),
-        ]);
+      const queries = groupQueries(ctx, q);
       const scores = g.node('Add', [g.node('MatMul', [queries, keysT]), attnBias]);
       const probs = g.node('Softmax', [scores], { axis: attr.int(-1) });
       const context = g.node('MatMul', [probs, values]);
-      const perToken = group === 1
-        ? g.node('Transpose', [context], { perm: attr.ints([0, 2, 1, 3]) })
-        : g.node('Transpose', [g.node('Reshape', [context, g.i64([0, 0, group, -1, hd])])], { perm: attr.ints([0, 3, 1, 2, 4]) });
-      const merged = g.node('Reshape', [perToken, g.i64([0, 0, H * hd])]);
+      const merged = mergeGroupedHeads(ctx, context);
       const x1 = g.node('Add', [x, linear(ctx, merged, `${p}self_attn.o_proj`, { bias: false })]);
-      const h2 = rmsNorm(ctx, x1, `${p}post_attention_layernorm.weight`, t.rmsNormEps);
-      const gate = activation(ctx, linear(ctx, h2, `${p}mlp.gate_proj`, { bias: false }), t.hiddenAct);
-      const up = linear(ctx, h2, `${p}mlp.up_proj`, { bias: false });
-      return g.node('Add', [x1, linear(ctx, g.node('Mul', [gate, up]), `${p}mlp.down_proj`, { bias: false })]);
+      return mlpResidual(ctx, x1, l);
     });
   }
 
   // the last num_logits_to_keep positions; Slice from -0 = 0 keeps them all
   const start = g.node('Unsqueeze', [g.node('Neg', [keep]), g.i64([0])]);
   const last = g.node('Slice', [x, start, g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]);
-  const normed = rmsNorm(ctx, last, 'language_model.norm.weight', t.rmsNormEps);
-  const lmHead = checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight';
-  g.output(weightMatMul(ctx, normed, lmHead), 'logits', DataType.FLOAT, ['batch_size', 'logits_length', t.vocabSize]);
+  g.output(lmHeadLogits(ctx, checkpoint, last), 'logits', DataType.FLOAT, ['batch_size', 'logits_length', t.vocabSize]);
   return ctx;
 }

@@ -20,10 +20,8 @@
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
-import {
-  activation, linear, makeContext, rmsNorm, toCompute, toFloat, weightMatMul,
-  type BuildDtype, type GraphContext,
-} from './common.js';
+import { linear, makeContext, rmsNorm, toCompute, toFloat, type BuildDtype, type GraphContext } from './common.js';
+import { logitsOutput, mlpResidual, ropeRotation } from './qwen2-blocks.js';
 import type { QuantSpec } from './quantize.js';
 
 export interface DeviceDecoderGraphOptions {
@@ -64,21 +62,7 @@ export function buildDeviceDecoderGraph(checkpoint: Checkpoint, options: DeviceD
     pastValues.push(g.input(n.pastValue, cacheType, ['batch', kvH, 'capacity', hd]));
   }
 
-  // RoPE tables [B,T,1,hd/2] from the caller's positions, exactly as decoder.ts computes them.
-  const invFreq = Array.from({ length: hd / 2 }, (_, i) => Math.fround(1 / t.ropeTheta ** ((2 * i) / hd)));
-  const angles = g.node('Mul', [
-    g.node('Unsqueeze', [g.node('Cast', [positions], { to: attr.int(DataType.FLOAT) }), g.i64([2])]),
-    g.f32(invFreq),
-  ]);
-  const cos = toCompute(ctx, g.node('Unsqueeze', [g.node('Cos', [angles]), g.i64([2])]));
-  const sin = toCompute(ctx, g.node('Unsqueeze', [g.node('Sin', [angles]), g.i64([2])]));
-  const half = g.i64([hd / 2, hd / 2]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.nodeMulti('Split', [x, half], 2, { axis: attr.int(-1) }) as [string, string];
-    const first = g.node('Sub', [g.node('Mul', [x1, cos]), g.node('Mul', [x2, sin])]);
-    const second = g.node('Add', [g.node('Mul', [x2, cos]), g.node('Mul', [x1, sin])]);
-    return g.node('Concat', [first, second], { axis: attr.int(-1) });
-  };
+  const rope = ropeRotation(ctx, positions);
   // [B,T,heads*hd] -> RoPE per head -> [B,T,heads*hd], the packed layout GroupQueryAttention reads
   const ropePacked = (y: string, heads: number): string =>
     g.node('Reshape', [rope(g.node('Reshape', [y, g.i64([0, 0, heads, hd])])), g.i64([0, 0, heads * hd])]);
@@ -104,21 +88,10 @@ export function buildDeviceDecoderGraph(checkpoint: Checkpoint, options: DeviceD
       const attnOut = toFloat(ctx, linear(ctx, context, `${p}self_attn.o_proj`, { bias: false }));
       const x1 = g.node('Add', [x, attnOut]);
 
-      const h2 = toCompute(ctx, rmsNorm(ctx, x1, `${p}post_attention_layernorm.weight`, t.rmsNormEps));
-      const gate = activation(ctx, linear(ctx, h2, `${p}mlp.gate_proj`, { bias: false }), t.hiddenAct);
-      const up = linear(ctx, h2, `${p}mlp.up_proj`, { bias: false });
-      const down = toFloat(ctx, linear(ctx, g.node('Mul', [gate, up]), `${p}mlp.down_proj`, { bias: false }));
-      return g.node('Add', [x1, down]);
+      return mlpResidual(ctx, x1, l);
     });
   }
 
-  const last = options.allPositionLogits
-    ? x
-    : g.node('Slice', [x, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]); // [B,1,D]
-  const normed = toCompute(ctx, rmsNorm(ctx, last, 'language_model.norm.weight', t.rmsNormEps));
-  const lmHead = checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight';
-  let logits = toFloat(ctx, weightMatMul(ctx, normed, lmHead));
-  if (!options.allPositionLogits) logits = g.node('Squeeze', [logits, g.i64([1])]);
-  g.output(logits, 'logits', DataType.FLOAT, options.allPositionLogits ? ['batch', 'sequence', t.vocabSize] : ['batch', t.vocabSize]);
+  logitsOutput(ctx, checkpoint, x, options.allPositionLogits);
   return ctx;
 }

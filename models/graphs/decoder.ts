@@ -17,10 +17,8 @@
 import type { Checkpoint } from '../checkpoint/reader.js';
 import { attr, GraphBuilder } from '../onnx/builder.js';
 import { DataType } from '../onnx/schema.js';
-import {
-  activation, computeScalar, linear, makeContext, rmsNorm, toCompute, toFloat, weightMatMul,
-  type BuildDtype, type GraphContext,
-} from './common.js';
+import { computeScalar, linear, makeContext, rmsNorm, toCompute, toFloat, type BuildDtype, type GraphContext } from './common.js';
+import { groupQueries, logitsOutput, mergeGroupedHeads, mlpResidual, ropeRotation } from './qwen2-blocks.js';
 import type { QuantSpec } from './quantize.js';
 
 export interface DecoderGraphOptions {
@@ -74,20 +72,7 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
   const W = g.node('Unsqueeze', [g.node('Gather', [g.node('Shape', [pastMask]), g.i64(1)], { axis: attr.int(0) }), g.i64([0])]);
   const pastAndNew = g.node('Concat', [W, g.node('Unsqueeze', [T, g.i64([0])])], { axis: attr.int(0) }); // [W, T]
 
-  const invFreq = Array.from({ length: hd / 2 }, (_, i) => Math.fround(1 / t.ropeTheta ** ((2 * i) / hd)));
-  const angles = g.node('Mul', [
-    g.node('Unsqueeze', [g.node('Cast', [positions], { to: attr.int(DataType.FLOAT) }), g.i64([2])]),
-    g.f32(invFreq),
-  ]); // [B,T,hd/2]
-  const cos = toCompute(ctx, g.node('Unsqueeze', [g.node('Cos', [angles]), g.i64([2])])); // [B,T,1,hd/2]
-  const sin = toCompute(ctx, g.node('Unsqueeze', [g.node('Sin', [angles]), g.i64([2])]));
-  const half = g.i64([hd / 2, hd / 2]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.nodeMulti('Split', [x, half], 2, { axis: attr.int(-1) }) as [string, string];
-    const first = g.node('Sub', [g.node('Mul', [x1, cos]), g.node('Mul', [x2, sin])]);
-    const second = g.node('Add', [g.node('Mul', [x2, cos]), g.node('Mul', [x1, sin])]);
-    return g.node('Concat', [first, second], { axis: attr.int(-1) });
-  };
+  const rope = ropeRotation(ctx, positions);
   const scale = computeScalar(ctx, 1 / Math.sqrt(hd));
 
   let x = embeds;
@@ -107,41 +92,21 @@ export function buildDecoderGraph(checkpoint: Checkpoint, options: DecoderGraphO
       g.output(keysNew, n.key, cacheType, ['batch', kvH, hd, 'sequence']);
       g.output(valuesNew, n.value, cacheType, ['batch', kvH, 'sequence', hd]);
 
-      // queries [B,kvH,group*T,hd]: the query heads sharing a kv head stacked along the rows
-      const queries = group === 1
-        ? g.node('Transpose', [q], { perm: attr.ints([0, 2, 1, 3]) })
-        : g.node('Reshape', [
-          g.node('Transpose', [g.node('Reshape', [q, g.i64([0, 0, kvH, group, hd])])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
-          g.i64([0, kvH, -1, hd]),
-        ]);
+      const queries = groupQueries(ctx, q); // [B,kvH,group*T,hd]
       // scores over the cached window and over the new tokens, one softmax over both
       const pastScores = g.node('Add', [toFloat(ctx, g.node('MatMul', [queries, pastKeys[l]!])), pastBias]); // [B,kvH,gT,W]
       const newScores = g.node('Add', [toFloat(ctx, g.node('MatMul', [queries, keysNew])), newBias]); // [B,kvH,gT,T]
       const probs = toCompute(ctx, g.node('Softmax', [g.node('Concat', [pastScores, newScores], { axis: attr.int(-1) })], { axis: attr.int(-1) }));
       const [pastProbs, newProbs] = g.nodeMulti('Split', [probs, pastAndNew], 2, { axis: attr.int(-1) }) as [string, string];
       const context = g.node('Add', [g.node('MatMul', [pastProbs, pastValues[l]!]), g.node('MatMul', [newProbs, valuesNew])]); // [B,kvH,gT,hd]
-      const perToken = group === 1
-        ? g.node('Transpose', [context], { perm: attr.ints([0, 2, 1, 3]) })
-        : g.node('Transpose', [g.node('Reshape', [context, g.i64([0, 0, group, -1, hd])])], { perm: attr.ints([0, 3, 1, 2, 4]) });
-      const merged = g.node('Reshape', [perToken, g.i64([0, 0, H * hd])]);
+      const merged = mergeGroupedHeads(ctx, context);
       const attnOut = toFloat(ctx, linear(ctx, merged, `${p}self_attn.o_proj`, { bias: false }));
       const x1 = g.node('Add', [x, attnOut]);
 
-      const h2 = toCompute(ctx, rmsNorm(ctx, x1, `${p}post_attention_layernorm.weight`, t.rmsNormEps));
-      const gate = activation(ctx, linear(ctx, h2, `${p}mlp.gate_proj`, { bias: false }), t.hiddenAct);
-      const up = linear(ctx, h2, `${p}mlp.up_proj`, { bias: false });
-      const down = toFloat(ctx, linear(ctx, g.node('Mul', [gate, up]), `${p}mlp.down_proj`, { bias: false }));
-      return g.node('Add', [x1, down]);
+      return mlpResidual(ctx, x1, l);
     });
   }
 
-  const last = options.allPositionLogits
-    ? x
-    : g.node('Slice', [x, g.i64([-1]), g.i64([Number.MAX_SAFE_INTEGER]), g.i64([1])]); // [B,1,D]
-  const normed = toCompute(ctx, rmsNorm(ctx, last, 'language_model.norm.weight', t.rmsNormEps));
-  const lmHead = checkpoint.tiedEmbeddings ? 'language_model.embed_tokens.weight' : 'lm_head.weight';
-  let logits = toFloat(ctx, weightMatMul(ctx, normed, lmHead));
-  if (!options.allPositionLogits) logits = g.node('Squeeze', [logits, g.i64([1])]);
-  g.output(logits, 'logits', DataType.FLOAT, options.allPositionLogits ? ['batch', 'sequence', t.vocabSize] : ['batch', t.vocabSize]);
+  logitsOutput(ctx, checkpoint, x, options.allPositionLogits);
   return ctx;
 }
