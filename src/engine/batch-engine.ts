@@ -27,6 +27,7 @@ import type { LoraFeeds } from './lora-batch.js';
 import type { LruCache } from './lru.js';
 import type { ImageSpan, PrefixCache, PrefixMatch } from './prefix-cache.js';
 import type { ModelSessions } from './session.js';
+import { cancelledResult } from './stream.js';
 import type { ChatMessage, GenerationResult, SamplingOptions } from './types.js';
 
 const now = (): number => performance.now();
@@ -248,7 +249,7 @@ export class BatchEngine {
       answer.end('cancelled');
       this.finish(job, { ok: true, result: this.resultOf(job) });
     } else {
-      this.finish(job, { ok: true, result: cancelledResult(job.startedAt) });
+      this.finish(job, { ok: true, result: cancelledResult('', now() - job.startedAt) });
     }
   }
 
@@ -533,20 +534,5 @@ export class BatchEngine {
     const snapshot = await this.o.cache.snapshot(seq, length);
     prefix.add({ ids, images: job.spans, loraKey: job.loraKey, snapshot, shared: false });
   }
-}
-
-function cancelledResult(startedAt: number): GenerationResult {
-  return {
-    text: '',
-    tokens: [],
-    promptTokens: 0,
-    ttftMs: 0,
-    tokensPerSecond: 0,
-    finishReason: 'cancelled',
-    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: now() - startedAt },
-    cachedPromptTokens: 0,
-    imageCount: 0,
-    droppedMessages: 0,
-  };
 }
 

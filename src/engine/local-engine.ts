@@ -21,7 +21,7 @@ import { openModelFolder, type ModelFolder } from './model-folder.js';
 import { PrefixCache } from './prefix-cache.js';
 import { resolveProviderConfig, type ProviderConfig } from './providers.js';
 import { loadModelSessions, type ModelSessions } from './session.js';
-import { DeltaStream, cancelledBeforeStart } from './stream.js';
+import { DeltaStream, cancelledResult } from './stream.js';
 import { createTextParts, resolveSampling } from './text-parts.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationResult, GenerationStream, ModelInfo } from './types.js';
 
@@ -110,14 +110,14 @@ export class LocalEngine implements Engine {
     }
     const { signal } = options;
     if (signal?.aborted) {
-      stream.end(cancelledBeforeStart());
+      stream.end(cancelledResult());
       return stream;
     }
     this.pending++;
     // A request cancelled while it waits for a slot ends at once.
     let started = false;
     const onAbortWhileWaiting = (): void => {
-      if (!started && !stream.settled) stream.end(cancelledBeforeStart());
+      if (!started && !stream.settled) stream.end(cancelledResult());
     };
     signal?.addEventListener('abort', onAbortWhileWaiting, { once: true });
     const prepare = async (): Promise<JobInput> => {

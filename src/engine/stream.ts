@@ -50,6 +50,11 @@ export class DeltaStream implements GenerationStream {
     this.notify();
   }
 
+  /** Drops the deltas no consumer has taken yet. */
+  protected dropBuffered(): void {
+    this.queue.length = 0;
+  }
+
   private notify(): void {
     const wake = this.wake;
     this.wake = undefined;
@@ -74,16 +79,20 @@ export class DeltaStream implements GenerationStream {
   }
 }
 
-/** The result of a request cancelled before it produced anything (still queued, or not yet started). */
-export function cancelledBeforeStart(): GenerationResult {
+/**
+ * The result of a request cancelled before it produced an answer (still waiting, or not yet
+ * started): `text` is what it had streamed (a remote attempt cut short), `totalMs` how long it was
+ * in the engine.
+ */
+export function cancelledResult(text = '', totalMs = 0): GenerationResult {
   return {
-    text: '',
+    text,
     tokens: [],
     promptTokens: 0,
     ttftMs: 0,
     tokensPerSecond: 0,
     finishReason: 'cancelled',
-    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs: 0 },
+    timings: { imageMs: 0, visionMs: 0, prefillMs: 0, decodeMs: 0, totalMs },
     cachedPromptTokens: 0,
     imageCount: 0,
     droppedMessages: 0,

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { VistyleError, fromSerializedError } from '../errors.js';
 import { errorFields, moduleLogger, type Logger } from '../log.js';
-import { DeltaStream, cancelledBeforeStart } from './stream.js';
+import { DeltaStream, cancelledResult } from './stream.js';
 import type { Engine, EngineOptions, GenerateRequest, GenerationStream, ModelInfo } from './types.js';
 import type { FromWorker, RequestCommand, RequestEvent, ToWorker, WorkerInit } from './worker-protocol.js';
 import { ensureDawnRuntimeDir } from './providers.js';
@@ -195,7 +195,7 @@ export class WorkerEngine implements Engine {
       return stream;
     }
     if (options.signal?.aborted) {
-      stream.end(cancelledBeforeStart());
+      stream.end(cancelledResult());
       return stream;
     }
     const job: InFlight = { id: this.nextId++, stream, port: undefined, request, options, onAbort: () => this.cancel(job) };
@@ -264,7 +264,7 @@ export class WorkerEngine implements Engine {
     const index = this.waiting.indexOf(job);
     if (index >= 0) {
       this.waiting.splice(index, 1);
-      this.finish(job, () => job.stream.end(cancelledBeforeStart()));
+      this.finish(job, () => job.stream.end(cancelledResult()));
     }
   }
 

@@ -8,6 +8,7 @@
 import { VistyleError, isVistyleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { AnswerScheduler } from '../scheduler/answer-scheduler.js';
+import { drainRuns } from '../scheduler/drain.js';
 import type { BotMetrics } from '../metrics/metrics.js';
 import { LimitError, type Job, type JobSpec, type SchedulerStatus } from '../scheduler/scheduler.js';
 import type { Admissions, QueueCounts } from './admission.js';
@@ -227,18 +228,9 @@ export class RedisScheduler implements AnswerScheduler {
     for (const entry of [...this.entries.values()]) if (entry.state !== 'running') this.cancel(entry.id, 'SHUTTING_DOWN');
     const running = [...this.entries.values()];
     const runs = running.map((entry) => entry.finished);
-    let timer: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([
-      Promise.all(runs).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), drainMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!drained) {
+    await drainRuns(runs, drainMs, () => {
       for (const entry of running) this.cancel(entry.id, 'SHUTTING_DOWN');
-      await Promise.race([Promise.all(runs), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
-    }
+    });
   }
 }
 

@@ -17,7 +17,8 @@ import { blobBytes, encodeRequest, type AnswerJobData } from './job-data.js';
 import type { QueueKeys } from './keys.js';
 import type { WorkerDirectory } from './registry.js';
 import { replyError, type ReplyEvent } from './replies.js';
-import { cancelledResult, RemoteStream } from './remote-stream.js';
+import { cancelledResult } from '../engine/stream.js';
+import { RemoteStream } from './remote-stream.js';
 import { chooseQueue } from './routing.js';
 
 export interface RemoteEngineOptions {

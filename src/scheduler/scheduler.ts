@@ -7,6 +7,7 @@
 import Bottleneck from 'bottleneck';
 import { isVistyleError, VistyleError, type ErrorCode } from '../errors.js';
 import type { AnswerScheduler } from './answer-scheduler.js';
+import { drainRuns } from './drain.js';
 import type { BotMetrics } from '../metrics/metrics.js';
 
 export interface SchedulerOptions {
@@ -209,19 +210,9 @@ export class Scheduler implements AnswerScheduler {
     for (const entry of [...this.waiting]) this.cancel(entry.id, 'SHUTTING_DOWN');
     const running = [...this.entries.values()].filter((entry) => entry.state === 'running');
     const runs = running.map((entry) => entry.finished ?? Promise.resolve());
-    let timer: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([
-      Promise.all(runs).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), drainMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!drained) {
+    await drainRuns(runs, drainMs, () => {
       for (const entry of running) this.cancel(entry.id, 'SHUTTING_DOWN');
-      // Give aborted runs a moment to return; a run that ignores its signal is not waited for forever.
-      await Promise.race([Promise.all(runs), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
-    }
+    });
     await this.limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
   }
 
