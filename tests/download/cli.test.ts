@@ -93,15 +93,15 @@ describe('vistyle model pull against a hub', () => {
     expect(readFileSync(join(checkpoint, 'model.safetensors')).equals(readFileSync(new URL('model.safetensors', FIXTURE)))).toBe(true);
     expect(existsSync(join(checkpoint, 'README.md'))).toBe(false);
     const manifest = JSON.parse(readFileSync(join(built, 'vistyle-model.json'), 'utf8'));
-    expect(manifest.dtype).toBe('int4'); // the CPU default
-    expect(manifest.quantization).toMatchObject({ bits: 4, blockSize: 32 });
+    expect(manifest.dtype).toBe('int8'); // the CPU default
+    expect(manifest.quantization).toMatchObject({ bits: 8, blockSize: 32 });
     expect(manifest.source.checkpoint).toBe(checkpoint);
     for (const graph of Object.values(manifest.graphs) as string[]) expect(existsSync(join(built, graph))).toBe(true);
     // stderr is not a terminal here: plain progress lines, no bar
     expect(run.stderr).toContain('downloading model.safetensors');
     expect(run.stderr).toContain('model.safetensors: 608 kB, sha256 verified');
     expect(run.stderr).not.toContain('\u2588');
-    expect(run.stdout).toContain(`model: ${built} (int4)`);
+    expect(run.stdout).toContain(`model: ${built} (int8)`);
     expect(run.stdout.trimEnd().endsWith(`try it:\n  ${TRY_IT}`)).toBe(true);
 
     // again: nothing to download, nothing to build
@@ -110,7 +110,7 @@ describe('vistyle model pull against a hub', () => {
     expect(again.code).toBe(0);
     expect(hub.requests.map((r) => r.url)).toEqual([`/api/models/${MODEL_ID}/revision/main?blobs=true`]);
     expect(again.stdout).toContain('already up to date');
-    expect(again.stdout).toContain(`model: ${built} (int4) is already built from this checkpoint`);
+    expect(again.stdout).toContain(`model: ${built} (int8) is already built from this checkpoint`);
 
     // another block size is another build
     const other = await vistyle(['model', 'pull', '--dtype', 'int4', '--block-size', '64'], { HF_ENDPOINT: hub.url, VISTYLE_HOME: home });
@@ -140,7 +140,7 @@ describe('vistyle model pull against a hub', () => {
     expect(existsSync(join(dir, 'config.json'))).toBe(true);
     expect(existsSync(join(home, 'models', MODEL_FOLDER, 'built'))).toBe(false);
     expect(run.stdout).toContain('from modelscope');
-    expect(run.stdout).toContain(`vistyle model build --checkpoint ${dir} --out ${join(home, 'models', MODEL_FOLDER, 'built')} --dtype int4`);
+    expect(run.stdout).toContain(`vistyle model build --checkpoint ${dir} --out ${join(home, 'models', MODEL_FOLDER, 'built')} --dtype int8`);
   });
 
   it('refuses an unknown --source', async () => {

@@ -117,8 +117,8 @@ describe('vistyle model build', () => {
   });
 
   it('model pull builds int4 on CPU and fp16 for the GPU providers by default', () => {
-    expect(defaultPullDtype({})).toBe('int4');
-    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'cpu' })).toBe('int4');
+    expect(defaultPullDtype({})).toBe('int8');
+    expect(defaultPullDtype({ VISTYLE_PROVIDER: 'cpu' })).toBe('int8');
     expect(defaultPullDtype({ VISTYLE_PROVIDER: ' CUDA ' })).toBe('fp16');
     expect(defaultPullDtype({ VISTYLE_PROVIDER: 'webgpu' })).toBe('fp16');
   });

@@ -28,14 +28,15 @@ interface PullFlags {
 }
 
 /**
- * The dtype `model pull` builds when --dtype is not given, by VISTYLE_PROVIDER. CPU: int4 —
- * decoding reads a quarter of the fp32 weights' bytes per token and MatMulNBits' int8-activation
- * kernel was the fastest candidate measured (docs/engine.md, "Choosing a dtype"). GPU providers:
- * fp16 (int4 on a GPU has not been measured here yet).
+ * The dtype `model pull` builds when --dtype is not given, by VISTYLE_PROVIDER. CPU: int8 — the
+ * fastest build whose accuracy held in the full-size bench (bench/RESULTS.md: int8 2.1x fp32's
+ * decode with fp32's top-1 at every step; int4 decodes 10% faster but its logits drift, cosine
+ * 0.90; docs/engine.md, "Choosing a dtype"). GPU providers: fp16 (quantized builds on a GPU have
+ * not been measured here yet).
  */
 export function defaultPullDtype(env: Record<string, string | undefined> = process.env): PullDtype {
   const provider = env.VISTYLE_PROVIDER?.trim().toLowerCase();
-  return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'int4';
+  return provider === 'cuda' || provider === 'webgpu' ? 'fp16' : 'int8';
 }
 
 /** With VISTYLE_PROVIDER=webgpu the build also writes the device-cache decoder (decoder-device.onnx). */
@@ -43,7 +44,7 @@ export function pullWantsDeviceDecoder(env: Record<string, string | undefined> =
   return env.VISTYLE_PROVIDER?.trim().toLowerCase() === 'webgpu';
 }
 
-const DEFAULT_DTYPE_HELP = 'fp16 when VISTYLE_PROVIDER is cuda or webgpu, else int4';
+const DEFAULT_DTYPE_HELP = 'fp16 when VISTYLE_PROVIDER is cuda or webgpu, else int8';
 
 function nonNegativeInteger(value: string): number {
   const parsed = Number(value);
