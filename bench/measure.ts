@@ -66,6 +66,8 @@ export interface StreamsResult {
     aggregateTokensPerSecond: number;
     /** false when the streams never decoded at the same time (the window was empty). */
     overlapped: boolean;
+    /** New tokens each stream asked for (more with more streams, so that they decode together). */
+    tokensPerStream: number;
     wallMs: number;
   }>;
   peakRssMiB: number;
@@ -76,6 +78,8 @@ export interface RssResult {
   context: number;
   promptTokens: number;
   positions: number;
+  /** This process's RSS with the model loaded, before the first request. */
+  loadedRssMiB: number;
   peakRssMiB: number;
 }
 
@@ -162,6 +166,16 @@ async function latency(c: Common): Promise<LatencyResult> {
   return { loadMs, runs, followUps, peakRssMiB: rssMiB() };
 }
 
+/**
+ * New tokens per stream with `n` streams. Streams start together but prefill one after another
+ * (between decode steps), so with a short answer the first ones finish before the last one's first
+ * token and the streams never decode together; 32 tokens per stream (at most 256) keeps the early
+ * ones decoding until the last has joined on this machine.
+ */
+export function streamTokens(tokens: number, n: number): number {
+  return Math.max(tokens, Math.min(32 * n, 256));
+}
+
 async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
   const slots = Math.max(...counts);
   const engine = await engineFor(c, { slots });
@@ -171,12 +185,13 @@ async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
   await engine.generate({ images: [images[slots]!], messages: [showing(QUESTION)], sampling: greedy(2) }).result;
   const byStreams: StreamsResult['byStreams'] = [];
   for (const n of counts) {
+    const tokens = streamTokens(c.tokens, n);
     const stamps: number[][] = Array.from({ length: n }, () => []);
     const t0 = performance.now();
     const results = await Promise.all(
       Array.from({ length: n }, (_, s) =>
         engine.generate(
-          { images: [images[s]!], messages: [showing(`${QUESTION} (${s + 1})`)], sampling: greedy(c.tokens) },
+          { images: [images[s]!], messages: [showing(`${QUESTION} (${s + 1})`)], sampling: greedy(tokens) },
           { onToken: () => void stamps[s]!.push(performance.now()) },
         ).result),
     );
@@ -200,6 +215,7 @@ async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
       perStream: results.map((r) => ({ ttftMs: r.ttftMs, tokensPerSecond: r.tokensPerSecond, tokens: r.tokens.length })),
       aggregateTokensPerSecond: aggregate,
       overlapped,
+      tokensPerStream: tokens,
       wallMs,
     });
   }
@@ -209,6 +225,7 @@ async function streams(c: Common, counts: number[]): Promise<StreamsResult> {
 
 async function rss(c: Common, slots: number, context: number): Promise<RssResult> {
   const engine = await engineFor(c, { maxContextTokens: context, slots });
+  const loadedRssMiB = process.memoryUsage().rss / 1048576;
   const tokenizer = await loadTokenizer(c.model);
   const answer = Math.min(c.tokens, 32);
   // a question long enough that picture + question + answer fill the context
@@ -223,7 +240,7 @@ async function rss(c: Common, slots: number, context: number): Promise<RssResult
   );
   await engine.close();
   const r = results[0]!;
-  return { slots, context, promptTokens: r.promptTokens, positions: r.promptTokens + r.tokens.length, peakRssMiB: rssMiB() };
+  return { slots, context, promptTokens: r.promptTokens, positions: r.promptTokens + r.tokens.length, loadedRssMiB, peakRssMiB: rssMiB() };
 }
 
 async function eventLoop(c: Common): Promise<EventLoopResult> {
