@@ -88,9 +88,11 @@ describe('continuous batching', () => {
         got.logits.forEach((step, k) => expect(maxAbsDiff(step, expected[i]!.logits[k]!), `request ${i} step ${k}`).toBeLessThanOrEqual(1e-4));
       });
       const stats = engine.batch.stats;
-      expect(stats.maxBatch).toBe(4);
-      // rows really shared decode steps (how many at once depends on when each picture finished
-      // preprocessing on sharp's thread pool, so only more-than-one on average is asserted)
+      // never more rows than slots (the fifth request waited); how many decoded at once depends on
+      // when each picture finished preprocessing on sharp's thread pool and on the machine's load,
+      // so only that rows really shared decode steps is asserted, not that all four met
+      expect(stats.maxBatch).toBeLessThanOrEqual(4);
+      expect(stats.maxBatch).toBeGreaterThanOrEqual(2);
       expect(stats.decodeRows).toBeGreaterThan(stats.decodeSteps);
       expect(stats.prefillChunks).toBeGreaterThan(requests.length); // prompts were cut into chunks
       expect((engine.cache as HostKvCache).restrides).toBeGreaterThan(0);
