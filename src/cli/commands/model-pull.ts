@@ -30,7 +30,7 @@ interface PullFlags {
 /**
  * The dtype `model pull` builds when --dtype is not given, by VISTYLE_PROVIDER. CPU: int8 — the
  * fastest build whose accuracy held in the full-size bench (bench/RESULTS.md: int8 2.1x fp32's
- * decode with fp32's top-1 at every step; int4 decodes 10% faster but its logits drift, cosine
+ * decode with fp32's top-1 at every step; int4 decodes 10-12% faster but its logits drift, cosine
  * 0.90; docs/engine.md, "Choosing a dtype"). GPU providers: fp16 (quantized builds on a GPU have
  * not been measured here yet).
  */
