@@ -6,6 +6,7 @@ import { checkConfig, checkNode } from './checks/environment.js';
 import { checkAdapters, checkFfmpeg, checkStore, checkStyles } from './checks/files.js';
 import { checkDisk, checkModel } from './checks/model.js';
 import { checkPlatforms } from './checks/platforms.js';
+import { checkPorts } from './checks/ports.js';
 import { checkProviders } from './checks/providers.js';
 import { checkSmokeRun } from './checks/smoke.js';
 import { result, type CheckResult, type CheckStatus, type DoctorContext } from './types.js';
@@ -68,6 +69,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
     else add(await checkSmokeRun(ctx, model.folder?.dir ?? null));
   }
   add(...(await checkPlatforms(config, env, ctx.networkTimeoutMs)));
+  add(...(await checkPorts(ctx)));
   add(checkStore(ctx));
   const styles = checkStyles(ctx);
   add(...styles.results);

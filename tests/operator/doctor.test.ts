@@ -2,6 +2,8 @@
 // that its fix is given), and the exit status. Real services: the fake Telegram and Discord servers,
 // a tiny generated model, a real SQLite store, real styles files and PEFT adapter folders.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -214,5 +216,57 @@ describe('vistyle doctor on broken setups', () => {
     expect(checkDisk(ctx, true, () => 1e9).status).toBe('ok');
     expect(checkNode('18.19.0')).toMatchObject({ status: 'fail' });
     expect(checkNode('20.9.0')).toMatchObject({ status: 'ok' });
+  });
+
+  it('a port vistyle start would listen on: free, taken by another program, taken by a running vistyle, not an address here', async () => {
+    /** A port that was free a moment ago (listened on and closed again). */
+    const freePort = async (): Promise<number> => {
+      const probe = createTcpServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      const { port } = probe.address() as AddressInfo;
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    };
+    const listen = async (server: Server): Promise<number> => {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return (server.address() as AddressInfo).port;
+    };
+    const close = (server: Server): Promise<unknown> => new Promise((resolve) => server.close(resolve));
+
+    const free = await freePort();
+    const ok = only(await doctor({ ...goodEnv(), VISTYLE_HTTP_PORT: String(free) }), 'ports', 'ok');
+    expect(ok.text).toBe(`the HTTP server (API, web page, /healthz, /metrics) can listen on 127.0.0.1:${free}`);
+
+    // a plain TCP server holds the port: start would fail, and the fix says how to find it
+    const other = createTcpServer((socket) => socket.destroy());
+    const taken = await listen(other);
+    try {
+      const report = await doctor({ ...goodEnv(), VISTYLE_HTTP_PORT: String(taken) });
+      const line = only(report, 'ports', 'fail');
+      expect(line.text).toBe(`127.0.0.1:${taken} for the HTTP server (API, web page, /healthz, /metrics) is in use by another program: \`vistyle start\` would fail (VISTYLE_HTTP_PORT=${taken} was set in the environment)`);
+      expect(line.fix).toContain(`sport = :${taken}`);
+      expect(report.failed).toBe(1);
+      // chosen through the older VISTYLE_METRICS_PORT: chosen all the same, so start would fail too
+      const metricsOnly = await doctor({ ...goodEnv(), VISTYLE_METRICS_PORT: String(taken) });
+      expect(only(metricsOnly, 'ports', 'fail').text).toContain('is in use by another program');
+    } finally {
+      await close(other);
+    }
+
+    // a server answering /healthz holds it: most likely vistyle itself, a warning, not a failure
+    const running = createHttpServer((req, res) => res.writeHead(req.url === '/healthz' ? 200 : 404).end('ok'));
+    const runningPort = await listen(running);
+    try {
+      const report = await doctor({ ...goodEnv(), VISTYLE_HTTP_PORT: String(runningPort) });
+      expect(only(report, 'ports', 'warn').text).toMatch(/^127\.0\.0\.1:\d+ is in use by a server that answers \/healthz: most likely vistyle, already running/);
+      expect(report.failed).toBe(0);
+    } finally {
+      await close(running);
+    }
+
+    // an address this machine does not have (TEST-NET-1, RFC 5737)
+    const foreign = only(await doctor({ ...goodEnv(), VISTYLE_HTTP_PORT: String(free), VISTYLE_HTTP_HOST: '192.0.2.1' }), 'ports', 'fail');
+    expect(foreign.text).toMatch(/^192\.0\.2\.1 is not an address of this machine/);
+    expect(foreign.fix).toContain('set VISTYLE_HTTP_HOST to 127.0.0.1');
   });
 });
