@@ -118,6 +118,8 @@ export interface HttpConfig {
   allowPrivateImageUrls: boolean;
   /** VISTYLE_MAX_IMAGES_PER_MESSAGE: pictures one API message may carry. */
   maxImagesPerMessage: number;
+  /** VISTYLE_HTTP_CORS_ORIGINS: browser origins allowed to call /v1 from other pages ('*': any); empty: none. */
+  corsOrigins: string[];
 }
 
 /** Pictures per message, animations and short videos: what the bot takes from one message (src/media). */
@@ -149,6 +151,36 @@ export interface EngineConfig {
 const MiB = 1024 * 1024;
 
 const optionalText = z.string().trim().min(1).optional();
+/**
+ * Comma-separated browser origins (scheme://host[:port], as a browser sends them in Origin) or
+ * `*`; unset or empty: none.
+ */
+const corsOrigins = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    const out: string[] = [];
+    for (const item of (value ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+      if (item === '*') {
+        out.push(item);
+        continue;
+      }
+      let origin: string | undefined;
+      try {
+        const url = new URL(item);
+        if ((url.protocol === 'http:' || url.protocol === 'https:') && url.origin === item.replace(/\/$/, '')) origin = url.origin;
+      } catch {
+        // reported below
+      }
+      if (!origin) {
+        ctx.addIssue({ code: 'custom', message: `"${item}" is not an origin: expected scheme://host[:port] without a path (e.g. https://chat.example.com), or *` });
+        return z.NEVER;
+      }
+      out.push(origin);
+    }
+    return out;
+  });
+
 const optionalUrl = z.url({ protocol: /^(https?|wss?)$/, error: 'expected an http(s) or ws(s) URL' }).optional();
 const int = (min: number, max: number, fallback: number) =>
   z.coerce
@@ -222,6 +254,7 @@ const EnvSchema = z.object({
   VISTYLE_API_KEYS: optionalText,
   VISTYLE_API_KEYS_FILE: optionalText,
   VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: bool(false),
+  VISTYLE_HTTP_CORS_ORIGINS: corsOrigins,
   VISTYLE_MAX_IMAGES_PER_MESSAGE: int(1, 64, 4),
   VISTYLE_QUEUE_URL: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
   VISTYLE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1-32 characters A-Z, a-z, 0-9, _ or -' }).default('vistyle'),
@@ -385,6 +418,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       apiKeysFile: e.VISTYLE_API_KEYS_FILE ?? null,
       allowPrivateImageUrls: e.VISTYLE_ALLOW_PRIVATE_IMAGE_URLS,
       maxImagesPerMessage: e.VISTYLE_MAX_IMAGES_PER_MESSAGE,
+      corsOrigins: e.VISTYLE_HTTP_CORS_ORIGINS,
     },
     media: mediaConfigOf(e),
   };

@@ -15,6 +15,7 @@ import type { Readiness } from '../health/readiness.js';
 import type { Logger } from '../log.js';
 import type { BotMetrics } from '../metrics/metrics.js';
 import type { StyleRegistry } from '../styles/types.js';
+import { CorsPolicy } from './cors.js';
 import { ApiKeys } from './keys.js';
 import { OpenAiApi, type ApiAccess } from './openai-api.js';
 import { PageAssets } from './page.js';
@@ -106,6 +107,7 @@ export async function startVistyleHttp(options: StartHttpOptions): Promise<HttpS
       logger,
       ...(api ? { api } : {}),
       ...(page ? { page } : {}),
+      cors: new CorsPolicy(options.config.http.corsOrigins),
     });
     logger.info({ url: server.url, api: plan.api }, plan.api ? 'HTTP server: API, web page, /healthz, /readyz, /metrics' : 'HTTP server: /healthz, /readyz, /metrics');
     return server;

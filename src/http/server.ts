@@ -8,6 +8,7 @@ import type { Readiness } from '../health/readiness.js';
 import { errorFields, type Logger } from '../log.js';
 import type { BotMetrics } from '../metrics/metrics.js';
 import { ApiError } from './api-error.js';
+import { CorsPolicy } from './cors.js';
 import { sendJson, type OpenAiApi } from './openai-api.js';
 import type { PageAssets } from './page.js';
 
@@ -23,6 +24,8 @@ export interface HttpServerOptions {
   api?: OpenAiApi;
   /** The web page (served with the API). */
   page?: PageAssets;
+  /** Browser origins allowed to call /v1 from other pages (default: none). */
+  cors?: CorsPolicy;
 }
 
 export interface HttpServer {
@@ -45,6 +48,7 @@ function routeOf(path: string): string {
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const { metrics, readiness, logger } = options;
+  const cors = options.cors ?? new CorsPolicy([]);
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = safePath(request.url);
     const method = request.method ?? 'GET';
@@ -69,6 +73,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         const text = await metrics.text();
         response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
       } else if (path.startsWith('/v1/') || path === '/v1') {
+        if (cors.handle(request, response)) return; // a preflight, answered
         const handled = options.api ? await options.api.handle(request, response, path) : false;
         if (!handled) {
           const message = options.api

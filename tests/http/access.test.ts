@@ -42,7 +42,7 @@ function start(env: Record<string, string>, serve: boolean, overrides: { host?: 
 
 describe('the HTTP configuration', () => {
   it('reads the HTTP variables, and never echoes the API keys in an error', () => {
-    expect(config().http).toEqual({ host: '127.0.0.1', apiKeys: null, apiKeysFile: null, allowPrivateImageUrls: false, maxImagesPerMessage: 4 });
+    expect(config().http).toEqual({ host: '127.0.0.1', apiKeys: null, apiKeysFile: null, allowPrivateImageUrls: false, maxImagesPerMessage: 4, corsOrigins: [] });
     expect(
       config({
         VISTYLE_HTTP_PORT: '8080',
@@ -51,8 +51,9 @@ describe('the HTTP configuration', () => {
         VISTYLE_API_KEYS_FILE: '/etc/vistyle/keys.yaml',
         VISTYLE_ALLOW_PRIVATE_IMAGE_URLS: 'true',
         VISTYLE_MAX_IMAGES_PER_MESSAGE: '2',
+        VISTYLE_HTTP_CORS_ORIGINS: 'https://chat.example.com',
       }).http,
-    ).toEqual({ port: 8080, host: '0.0.0.0', apiKeys: 'a=sk-a-0123456789abcdef', apiKeysFile: '/etc/vistyle/keys.yaml', allowPrivateImageUrls: true, maxImagesPerMessage: 2 });
+    ).toEqual({ port: 8080, host: '0.0.0.0', apiKeys: 'a=sk-a-0123456789abcdef', apiKeysFile: '/etc/vistyle/keys.yaml', allowPrivateImageUrls: true, maxImagesPerMessage: 2, corsOrigins: ['https://chat.example.com'] });
     expect(() => config({ VISTYLE_HTTP_PORT: 'eighty' })).toThrow(/VISTYLE_HTTP_PORT: expected a number/);
     expect(() => config({ VISTYLE_MAX_IMAGES_PER_MESSAGE: '0' })).toThrow(/VISTYLE_MAX_IMAGES_PER_MESSAGE/);
   });
