@@ -119,3 +119,16 @@ class ImageCache:
             paths = dict(zip(urls, pool.map(self.get, urls)))
         ready = [(s, paths[s.url]) for s in samples if paths[s.url] is not None]
         return ready, len(samples) - len(ready)  # type: ignore[return-value]
+
+
+def system_prompt_problem(value: str | None) -> str | None:
+    """Why a --system-prompt value cannot be meant, or None. Left out (None) trains without one;
+    an empty or blank value is what the README's `vistyle styles --json | jq` line gives for a
+    style id it does not find, and training on it would silently drop the style's prompt."""
+    if value is None or value.strip():
+        return None
+    return (
+        "--system-prompt is empty: the `vistyle styles --json | jq` line found no such style "
+        "(check the id, and VISTYLE_STYLES_FILE for a style of your own); leave --system-prompt out "
+        "to train without a system prompt"
+    )

@@ -14,6 +14,18 @@ import labels  # noqa: E402
 import peft_format  # noqa: E402
 
 
+class SystemPromptTests(unittest.TestCase):
+    def test_an_empty_or_blank_prompt_is_refused_with_the_likely_cause(self):
+        for value in ["", "  ", "\n"]:
+            problem = data.system_prompt_problem(value)
+            self.assertIsNotNone(problem)
+            self.assertIn("found no such style", problem)
+
+    def test_left_out_or_given_is_fine(self):
+        self.assertIsNone(data.system_prompt_problem(None))
+        self.assertIsNone(data.system_prompt_problem("You are a grumpy baker."))
+
+
 class LabelTests(unittest.TestCase):
     HEADER = [501, 97, 10]  # <|im_start|> "a" "\n" stands for <|im_start|>assistant\n
 

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data import ImageCache, Sample, read_samples, split_by_image  # noqa: E402
+from data import ImageCache, Sample, read_samples, split_by_image, system_prompt_problem  # noqa: E402
 from labels import IGNORE_INDEX, answer_labels, assistant_header_ids, expand_image_tokens, image_feature_count, pad_right  # noqa: E402
 from lora import config_target_modules, inject_lora, lora_parameters, lora_weights  # noqa: E402
 from peft_format import DEFAULT_TARGETS, adapter_config, save_adapter  # noqa: E402
@@ -60,7 +60,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="use only the first N samples (0: all)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--log-every", type=int, default=10)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    problem = system_prompt_problem(args.system_prompt)
+    if problem:
+        p.error(problem)
+    return args
 
 
 def pick_dtype(name: str) -> torch.dtype:
