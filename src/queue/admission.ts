@@ -6,6 +6,8 @@
 //   same "really waiting" count as the in-process Scheduler).
 // Entries are leases (score = expiry) that their owner renews: a front end or worker that dies
 // without cleaning up frees its users' slots when the lease runs out, instead of leaking them.
+// Admitting the same request id again is a no-op that answers 'ok' (a command resent after a lost
+// connection must not count the request twice).
 import type { Redis } from 'ioredis';
 import type { QueueKeys } from './keys.js';
 
@@ -28,6 +30,16 @@ local leaseMs = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], id) then
+  -- this request is admitted already: the script ran, but its reply was lost with the connection
+  -- and ioredis sent it again on reconnecting. Admitting is idempotent, or the request would be
+  -- refused for holding its own slot.
+  local free = capacity(KEYS[5], KEYS[6], now) - redis.call('ZCARD', KEYS[4])
+  if free < 0 then free = 0 end
+  local position = redis.call('ZCARD', KEYS[3]) - free
+  if position < 1 then position = 1 end
+  return {'ok', position}
+end
 local perMinute = tonumber(ARGV[4])
 if ARGV[7] ~= '1' then
   local inFlight = redis.call('ZCARD', KEYS[1])

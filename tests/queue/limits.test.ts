@@ -154,6 +154,22 @@ describe.skipIf(skipWithoutRedis())('deployment-wide limits in Redis', () => {
     await registration.remove();
   });
 
+  it('admits a request id once: the same admission sent again (after a lost reply) is ok, not refused for its own slot', async () => {
+    const keys = new QueueKeys(`t${prefixCounter++}`);
+    const front = frontEnd(keys, { userInFlight: 1 });
+    const limits = { userInFlight: 1, userPerMinute: 1, maxQueueLength: 10 };
+    const first = await front.admissions.admit('resent-1', 'telegram:11', limits, false);
+    expect(first.ok).toBe(true);
+    // what ioredis does when the connection drops after the script ran: the same command again
+    const again = await front.admissions.admit('resent-1', 'telegram:11', limits, false);
+    expect(again).toEqual({ ok: true, position: 1 });
+    expect((await front.admissions.counts()).admitted).toBe(1);
+    // a different request of that user is still held to both limits
+    expect(await front.admissions.admit('resent-2', 'telegram:11', limits, false)).toMatchObject({ ok: false, reason: 'in-flight' });
+    await front.admissions.release('resent-1', 'telegram:11');
+    expect(await front.admissions.admit('resent-3', 'telegram:11', limits, false)).toMatchObject({ ok: false, reason: 'per-minute' });
+  });
+
   it('frees the slots of a front end that died when its leases lapse', async () => {
     const keys = new QueueKeys(`t${prefixCounter++}`);
     const dead = frontEnd(keys, { userInFlight: 1 }, 300);
