@@ -229,13 +229,25 @@ export class LogSink {
         this.droppedWhilePaused = 0;
         this.target.write(this.forTarget(note), this.onWritten);
       }
-      this.target.write(this.forTarget(line), this.onWritten);
+      this.target.write(this.forTarget(line), (error?: Error | null) => this.written(line, error));
       return this.primaryFailure === undefined;
     } catch (error) {
       // a synchronous destination (a file as stderr) throws instead of emitting
       this.targetFailed(error);
       return false;
     }
+  }
+
+  /**
+   * A line's write came back. One the target failed to take (written while a pipe's reader was
+   * already gone: the error arrives after the write) goes to the fallback file once the target is
+   * given up for good, else it counts as dropped; a transient failure drops it.
+   */
+  private written(line: string, error?: Error | null): void {
+    if (!error) return;
+    this.targetFailed(error);
+    if (this.primaryFailure !== undefined && this.file?.write(this.forFile(line))) return;
+    this.dropped++;
   }
 
   private targetFailed(error: unknown): void {

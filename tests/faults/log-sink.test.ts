@@ -42,7 +42,7 @@ function exited(child: ChildProcess): Promise<unknown> {
 }
 
 describe('LogSink', () => {
-  it('gives up on a pipe whose reader is gone at the first EPIPE, once, and goes on in the fallback file', async () => {
+  it('gives up on a pipe whose reader is gone at the first EPIPE, once, and goes on in the fallback file, the line the pipe failed to take first', async () => {
     const target = await deadPipe();
     const file = join(dir, 'logs', 'vistyle.log');
     const sink = new LogSink({ target, format: 'json', file });
@@ -57,18 +57,19 @@ describe('LogSink', () => {
     expect(errorsSeen).toBe(1);
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
     expect(lines[0]!.msg).toBe(`the log output failed (EPIPE); logging to ${file} from now on`);
-    expect(lines.slice(1).map((l) => l.msg)).toEqual(Array.from({ length: 100 }, (_, i) => `kept ${i}`));
+    // the line written into the dead pipe (its EPIPE came back after the write) is not lost
+    expect(lines.slice(1).map((l) => l.msg)).toEqual(['lost in the pipe', ...Array.from({ length: 100 }, (_, i) => `kept ${i}`)]);
     expect(sink.stats().dropped).toBe(0);
     sink.close();
   });
 
-  it('without a fallback file, drops and counts what comes after the EPIPE', async () => {
+  it('without a fallback file, drops and counts what comes after the EPIPE, and the line that met it', async () => {
     const target = await deadPipe();
     const sink = new LogSink({ target, format: 'json' });
     sink.write(line('first'));
     await tick();
     for (let i = 0; i < 10; i++) sink.write(line(`dropped ${i}`));
-    expect(sink.stats()).toMatchObject({ lines: 11, dropped: 10, state: 'dropping', primaryFailure: 'EPIPE' });
+    expect(sink.stats()).toMatchObject({ lines: 11, dropped: 11, state: 'dropping', primaryFailure: 'EPIPE' });
     sink.close();
   });
 

@@ -70,7 +70,7 @@ describe('stdout and stderr closed by the parent while the bot serves', () => {
 
       bot.closeOutput();
       await askAndWaitForAnswer(bot, 1002, 'after the reader went away');
-      await bot.fake.waitFor(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('"msg":"request answered"'), 10_000, 'the answer logged in the file');
+      await bot.fake.waitFor(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('"msg":"request answered"'), 30_000, 'the answer logged in the file');
       const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { msg: string; failure?: string });
       expect(lines[0]!.msg).toMatch(/^the log output failed \(EPIPE\); logging to .*vistyle\.log from now on$/);
       expect(lines[0]!.failure).toBe('EPIPE');
