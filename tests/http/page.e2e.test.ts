@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type FileChooser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type Served } from './support/serve.js';
 import { recordingEngineFactory, type RecordingEngine } from './support/recording-engine.js';
@@ -123,6 +123,10 @@ describe.skipIf(!haveChromium)('the web page', () => {
 
   it('works with the keyboard alone on a phone-width screen, in Chinese from the browser language', async () => {
     const { page, close } = await browser({ locale: 'zh-CN', viewport: { width: 375, height: 740 } });
+    // Listen for the file chooser before anything else: playwright-core turns Chromium's chooser
+    // interception on without waiting for it, so a listener added just before the key press can
+    // lose the race under load (the chooser then opens uncaught and no event ever comes; seen in CI).
+    const chooser = new Promise<FileChooser>((resolve) => page.once('filechooser', resolve));
     try {
       await page.goto(`${served.url}/`);
       await expect.poll(() => page.locator('#ask').textContent()).toBe('提问');
@@ -139,9 +143,10 @@ describe.skipIf(!haveChromium)('the web page', () => {
       // Tab to the picture button; Space opens the file chooser
       await page.keyboard.press('Tab');
       expect(await page.evaluate('document.activeElement?.id')).toBe('file-input');
-      const chooser = page.waitForEvent('filechooser');
       await page.keyboard.press('Space');
-      await (await chooser).setFiles(PHOTO);
+      const opened = await Promise.race([chooser, new Promise<null>((resolve) => setTimeout(() => resolve(null), 30_000))]);
+      expect(opened, 'Space on the focused picture button opens the file chooser').not.toBeNull();
+      await opened!.setFiles(PHOTO);
       await expect.poll(() => page.locator('#thumbs img').count()).toBe(1);
       // the picture's remove button, then the question
       await page.keyboard.press('Tab');
