@@ -103,15 +103,20 @@ describe.skipIf(!haveChromium)('the web page', () => {
       expect(followUp.messages.find((m) => m.role === 'assistant' && m.content === first.text)).toBeDefined();
       expect(followUp.images).toHaveLength(1);
 
-      // a second request, cancelled while it streams
+      // a third request, cancelled while it is in flight: held at the engine's door, because the
+      // tiny model can finish a whole answer between two steps of a click under CI load
       const calls = engine.calls.length;
+      const hold = engine.holdNext();
       await page.fill('#question', 'Tell me more, at length.');
       await page.click('#ask');
       await expect.poll(() => engine.calls.length, { timeout: 30_000, interval: 10 }).toBe(calls + 1);
+      expect(await page.locator('#cancel').isVisible()).toBe(true);
       await page.click('#cancel');
       await expect.poll(() => page.locator('#status').textContent(), { timeout: 30_000 }).toBe('Cancelled.');
       const cancelled = await engine.calls.at(-1)!.result;
       expect(cancelled.finishReason).toBe('cancelled');
+      expect(cancelled.tokens).toEqual([]);
+      hold.release();
       await expect.poll(() => served.app.core.queueSnapshot().inFlight, { timeout: 10_000 }).toBe(0);
       expect(await page.locator('#ask').isDisabled()).toBe(false);
       expect(await page.locator('#cancel').isHidden()).toBe(true);

@@ -12,16 +12,44 @@ export interface EngineCall {
 
 export class RecordingEngine implements Engine {
   readonly calls: EngineCall[] = [];
+  private hold?: Promise<void>;
   constructor(private readonly inner: Engine) {}
 
   get info() {
     return this.inner.info;
   }
 
+  /**
+   * Holds the next request at the engine's door until release() or until it is cancelled, so a
+   * test can act while that request is certainly in flight (the tiny model answers in a fraction
+   * of a second, faster than a browser click under load). A cancelled request then reaches the
+   * real engine with its signal already aborted, and the engine ends it as it ends any other.
+   */
+  holdNext(): { release(): void } {
+    let release!: () => void;
+    this.hold = new Promise<void>((resolve) => (release = resolve));
+    return { release };
+  }
+
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): GenerationStream {
-    const stream = this.inner.generate(request, options);
-    this.calls.push({ request, result: stream.result });
-    return stream;
+    const hold = this.hold;
+    this.hold = undefined;
+    if (!hold) {
+      const stream = this.inner.generate(request, options);
+      this.calls.push({ request, result: stream.result });
+      return stream;
+    }
+    const signal = options?.signal;
+    const cancelled = new Promise<void>((resolve) => (signal?.aborted ? resolve() : signal?.addEventListener('abort', () => resolve(), { once: true })));
+    const started = Promise.race([hold, cancelled]).then(() => this.inner.generate(request, options));
+    const result = started.then((stream) => stream.result);
+    this.calls.push({ request, result });
+    return {
+      result,
+      async *[Symbol.asyncIterator]() {
+        yield* await started;
+      },
+    };
   }
 
   close(): Promise<void> {
