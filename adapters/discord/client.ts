@@ -40,7 +40,19 @@ export interface ShardHooks {
 interface ShardInternals {
   internalConnect(): Promise<void>;
   onError(error: Error): void;
+  destroy(options?: unknown): Promise<void>;
+  connection: ShardConnection | null;
 }
+
+/** What of the shard's WebSocket (ws's, or the global one) the destroy guard uses. */
+interface ShardConnection {
+  readonly readyState: number;
+  onerror: unknown;
+  addEventListener(type: 'error' | 'open', listener: () => void): void;
+  close(code?: number): void;
+}
+
+const CONNECTING = 0;
 
 /** discord.js's default strategy, with every shard's connection attempts going through `hooks`. */
 class HookedShardingStrategy extends SimpleShardingStrategy {
@@ -72,6 +84,27 @@ function hookShard(shard: ShardInternals & { [HOOKED]?: true }, hooks: ShardHook
     hooks.onError(error);
     onError(error);
   };
+  const destroy = shard.destroy.bind(shard);
+  shard.destroy = (options?: unknown) => {
+    guardAbandonedConnection(shard.connection);
+    return destroy(options);
+  };
+}
+
+/**
+ * @discordjs/ws 1.x closes only an OPEN connection on destroy, then drops its error handler. A
+ * connection still in its handshake (the gateway slow or down when the bot stops or the shard
+ * reconnects) is left behind with no error listener, and its later ECONNRESET became an uncaught
+ * exception ("uncaught exception while shutting down"). Keep a listener on it, and close it if it
+ * opens after the shard has let it go.
+ */
+function guardAbandonedConnection(connection: ShardConnection | null): void {
+  if (!connection || connection.readyState !== CONNECTING) return;
+  connection.addEventListener('error', () => undefined);
+  connection.addEventListener('open', () => {
+    // Opened before destroy reached it: the shard closes it itself. After: nobody owns it.
+    if (connection.onerror === null) connection.close(1000);
+  });
 }
 
 /**

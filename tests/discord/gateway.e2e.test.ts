@@ -133,4 +133,45 @@ describe('discord gateway connection', () => {
     await sleep(1500);
     expect(fake.gatewayAttempts.length).toBe(count);
   }, 30_000);
+
+  it('stops while an attempt hangs in its handshake; that attempt failing later is no uncaught error', async () => {
+    fake = await FakeDiscord.start();
+    fake.gatewayHangs = true;
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const logs = new LogCapture();
+      const bot = makeAdapter(fake, logs, { startTimeoutMs: 60_000 });
+      const starting = bot.start().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      await fake.waitFor(() => fake!.gatewayAttempts.length >= 1, 'a connection attempt');
+      await bot.stop();
+      expect(isVistyleError(await starting, 'CANCELLED')).toBe(true);
+      // the host goes away: the abandoned attempt's socket is reset under the stopped client
+      expect(fake.dropHungConnections()).toBe(1);
+      await sleep(500);
+      expect(uncaught).toEqual([]);
+      expect(fake.gatewayAttempts).toHaveLength(1);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  }, 30_000);
+
+  it('closes an attempt whose handshake completes only after stop()', async () => {
+    fake = await FakeDiscord.start();
+    fake.gatewayHangs = true;
+    const logs = new LogCapture();
+    const bot = makeAdapter(fake, logs, { startTimeoutMs: 60_000 });
+    const starting = bot.start().catch(() => undefined);
+    await fake.waitFor(() => fake!.gatewayAttempts.length >= 1, 'a connection attempt');
+    await bot.stop();
+    await starting;
+    // the hung host answers at last: the stopped client must not keep that connection open
+    expect(fake.answerHungConnections()).toBe(1);
+    await fake.waitFor(() => fake!.gateway.accepted === 1, 'the late handshake');
+    await fake.waitFor(() => fake!.gateway.sessions.size === 0, 'the abandoned connection closed');
+  }, 30_000);
 });

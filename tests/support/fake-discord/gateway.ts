@@ -38,6 +38,8 @@ export interface GatewayHooks {
 
 export class FakeGateway {
   readonly sessions = new Set<GatewaySession>();
+  /** WebSocket connections accepted so far, closed ones included. */
+  accepted = 0;
   readonly identifies: GatewayIdentify[] = [];
   readonly resumes: { sessionId: string; seq: number; at: number }[] = [];
   /** Client-side protocol mistakes (bad query, unknown opcode...) for tests to assert on. */
@@ -56,6 +58,7 @@ export class FakeGateway {
   private onConnection(socket: WebSocket, query: URLSearchParams): void {
     const session: GatewaySession = { socket, query, identify: null, sessionId: null, seq: 0, ready: false };
     this.sessions.add(session);
+    this.accepted++;
     if (query.get('v') !== '10') this.protocolErrors.push(`gateway version ${query.get('v')}`);
     if (query.get('encoding') !== 'json') this.protocolErrors.push(`encoding ${query.get('encoding')}`);
     if (query.has('compress')) this.protocolErrors.push(`compress=${query.get('compress')} requested`);

@@ -6,8 +6,9 @@
 // can see of them (visibleTo: ephemeral messages only to their interaction's user). The platform
 // rules it keeps, with their sources, are listed in rest.ts; docs/discord.md lists the ones the
 // bot relies on.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { APIAttachment, APIMessage, APIUser } from 'discord.js';
 import { FakeGateway, type GatewaySession } from './gateway.js';
 import { createRestHandler, HttpError } from './rest.js';
@@ -101,6 +102,10 @@ export class FakeDiscord {
   private readonly globalWindow: number[] = [];
   /** While true the gateway refuses every connection (an outage); tests flip it. */
   gatewayDown = false;
+  /** While true the gateway takes connections and never answers the handshake (a hung host). */
+  gatewayHangs = false;
+  /** Connections held unanswered while gatewayHangs was true. */
+  private readonly hung: { request: IncomingMessage; socket: Duplex; head: Buffer }[] = [];
   /** Connection attempts the gateway saw (accepted or refused). */
   gatewayAttempts: number[] = [];
 
@@ -151,6 +156,7 @@ export class FakeDiscord {
       fake.gatewayAttempts.push(Date.now());
       // An outage: the connection is dropped before the WebSocket handshake (ECONNRESET).
       if (fake.gatewayDown) socket.destroy();
+      else if (fake.gatewayHangs) fake.hung.push({ request: req, socket, head });
       else if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname === '/') fake.gateway.handleUpgrade(req, socket, head);
       else socket.destroy();
     });
@@ -164,7 +170,22 @@ export class FakeDiscord {
     return fake;
   }
 
+  /** Drops the connections held by gatewayHangs (the client sees ECONNRESET); returns how many. */
+  dropHungConnections(): number {
+    const held = this.hung.splice(0);
+    for (const { socket } of held) socket.destroy();
+    return held.length;
+  }
+
+  /** Completes the handshakes held by gatewayHangs, late; returns how many. */
+  answerHungConnections(): number {
+    const held = this.hung.splice(0);
+    for (const { request, socket, head } of held) this.gateway.handleUpgrade(request, socket, head);
+    return held.length;
+  }
+
   async close(): Promise<void> {
+    this.dropHungConnections();
     await this.gateway.close();
     for (const server of [this.restServer, this.gatewayServer]) {
       if (!server) continue;
