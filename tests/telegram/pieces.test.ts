@@ -149,6 +149,17 @@ describe('GlobalPacer as the lanes\' admission gate', () => {
     }
   });
 
+  it('keeps the gap after the event loop was blocked, instead of letting the overdue calls out together', async () => {
+    const pacer = new GlobalPacer(20); // one every 50 ms
+    const admitted: number[] = [];
+    const all = Array.from({ length: 8 }, () => pacer.admit('final').then(() => admitted.push(performance.now())));
+    await vi.waitFor(() => expect(admitted.length).toBe(2), { timeout: 5000 });
+    const blockedUntil = performance.now() + 400; // a busy main thread: every pending timer is overdue
+    while (performance.now() < blockedUntil);
+    await Promise.all(all);
+    for (let i = 1; i < admitted.length; i++) expect(admitted[i]! - admitted[i - 1]!).toBeGreaterThanOrEqual(49);
+  });
+
   it('lets an update waiting at the gate take newer text, and drops it once its final is queued', async () => {
     const pacer = new GlobalPacer(5); // one every 200 ms
     const lane = new EditScheduler({ minIntervalMs: 10, admit: gate(pacer) });
