@@ -18,7 +18,7 @@ import { RemoteEngine } from './remote-engine.js';
 import { ReplyReader } from './replies.js';
 
 /** Redis away longer than this: users are told. */
-const OUTAGE_NOTICE_MS = 1_500;
+export const OUTAGE_NOTICE_MS = 1_500;
 
 export interface Readiness {
   ready: boolean;

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { t } from '../../src/bot/i18n.js';
 import { createEngine, type WorkerEngine } from '../../src/engine/worker-client.js';
+import { OUTAGE_NOTICE_MS } from '../../src/queue/front-end.js';
 import { buildStyledRequest } from '../../src/styles/conversation.js';
 import { LiveStyleRegistry } from '../../src/styles/registry.js';
 import { FakeTelegram, type FakeUser } from '../support/fake-telegram/index.js';
@@ -21,6 +22,14 @@ import { skipWithoutRedis, TestRedis } from '../support/redis-server.js';
 import { tinyModel } from '../support/tiny-model.js';
 import { settledReplies, visibleCore } from '../telegram/harness.js';
 
+/** How long Redis is away in the burst test. */
+const REDIS_DOWN_MS = OUTAGE_NOTICE_MS + 1_500;
+/**
+ * Job locks, short so that a killed worker's job restarts soon. A worker renews its locks every
+ * half lock, so they must outlive the Redis outage above by a margin: a lock that expires while
+ * Redis is away makes the job look stalled and restart, which this test is not about.
+ */
+const LOCK_SECONDS = '10';
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PNG = readFileSync(new URL('../fixtures/images/test_image_64x48.png', import.meta.url));
 const QUESTIONS = ['what is this?', 'describe it', 'any colours?'];
@@ -125,7 +134,7 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
     VISTYLE_THREADS: '1',
     VISTYLE_WORKER_CONCURRENCY: '2',
     VISTYLE_WORKER_NAME: name,
-    VISTYLE_QUEUE_LOCK_SECONDS: '4',
+    VISTYLE_QUEUE_LOCK_SECONDS: LOCK_SECONDS,
     VISTYLE_HOME: join(home, name),
     // Makes an answer last (48 tokens ~ 2 s) so that a worker can be stopped in the middle of one.
     VISTYLE_DEBUG_WORKER_DELTA_DELAY_MS: '40',
@@ -173,7 +182,7 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
       VISTYLE_STYLES_FILE: stylesFile,
       VISTYLE_USER_IN_FLIGHT: '1',
       VISTYLE_USER_PER_MINUTE: '2',
-      VISTYLE_QUEUE_LOCK_SECONDS: '4',
+      VISTYLE_QUEUE_LOCK_SECONDS: LOCK_SECONDS,
       VISTYLE_SHUTDOWN_DRAIN_SECONDS: '5',
     });
     processes.push(frontEnd);
@@ -199,12 +208,14 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
     let restart: Promise<void> | undefined;
     let restartedAt = 0;
     for (const [index, user] of users.entries()) {
-      // Redis goes down (for 1.5 s) once half the burst is in and the first answers are out; the
-      // other half arrives while it is away.
+      // Redis goes down once half the burst is in and the first answers are out; the other half
+      // arrives while it is away. It stays away clearly longer than the front end waits before it
+      // tells users (OUTAGE_NOTICE_MS), so that the notice is due and has time to go out through
+      // each chat's edit lane before Redis is back and newer text replaces it.
       if (index === users.length / 2) {
         await fake.waitFor(() => frontEnd.has('request answered'), 60_000, 'the first answer');
         restartedAt = Date.now();
-        restart = redis.restart(1500);
+        restart = redis.restart(REDIS_DOWN_MS);
       }
       for (let k = 0; k < 3; k++) {
         const question = QUESTIONS[k]!;
@@ -249,7 +260,7 @@ describe.skipIf(skipWithoutRedis())('one front end and two workers over Redis', 
     }
     // the restart was mid-burst: answers went on after it, once everyone had reconnected
     await expect.poll(() => frontEnd.has('reconnected to Redis', restartedAt), { timeout: 15_000 }).toBeDefined();
-    expect(frontEnd.lines.filter((l) => l.msg === 'request answered' && l.time > restartedAt + 1500).length).toBeGreaterThan(0);
+    expect(frontEnd.lines.filter((l) => l.msg === 'request answered' && l.time > restartedAt + REDIS_DOWN_MS).length).toBeGreaterThan(0);
     // and the users waiting meanwhile were told
     expect(fake.calls.some((call) => JSON.stringify(call.params).includes(t('en', 'queueReconnecting').slice(0, 30)))).toBe(true);
   }, 240_000);
