@@ -298,6 +298,9 @@ describe('vistyle serve, open on loopback', () => {
   it('a client that disconnects while queued leaves the queue; the queue position is shown while it waits', async () => {
     const long = { model: 'vistyle/plain', messages: picture('Tell me everything.'), max_tokens: 1000, seed: 11, temperature: 1 } as const;
     expect(served.app.core.queueSnapshot()).toMatchObject({ waiting: 0, inFlight: 0 });
+    // the first request stays in flight until released: the tiny model could otherwise finish it
+    // before the second one is seen waiting and cancelled
+    const gate = engine.holdNext();
     const running = openai.chat.completions.create(long);
     await expect.poll(() => served.app.core.queueSnapshot().inFlight, { timeout: 10_000 }).toBe(1);
 
@@ -319,6 +322,7 @@ describe('vistyle serve, open on loopback', () => {
     await expect.poll(() => served.app.core.queueSnapshot().waiting, { timeout: 10_000 }).toBe(0);
     expect(served.app.core.queueSnapshot().inFlight).toBe(1); // the first one runs on
     const calls = engine.calls.length;
+    gate.release();
     expect((await running).usage!.completion_tokens).toBeGreaterThan(0);
     expect(engine.calls.length).toBe(calls); // the cancelled one never reached the engine
   });
