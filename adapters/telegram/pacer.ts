@@ -28,8 +28,9 @@ export class GlobalPacer {
   }
 
   private async takeTurn(): Promise<void> {
-    // a timer can fire late, never early by more than a millisecond's rounding: loop until due
-    for (let wait = this.lastAdmittedAt + this.gapMs - performance.now(); wait > 0; wait = this.lastAdmittedAt + this.gapMs - performance.now()) {
+    // a timer can fire late, or early by a millisecond's rounding: wait until really due
+    let wait: number;
+    while ((wait = this.lastAdmittedAt + this.gapMs - performance.now()) > 0) {
       await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));
     }
     this.lastAdmittedAt = performance.now();
